@@ -1,0 +1,79 @@
+"""TrainConfig: one experiment, as data. Field names are the command-line flags."""
+
+import dataclasses
+from dataclasses import field
+from typing import List
+
+
+def _f(default, help_text, **kwargs):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text, **kwargs})
+    return field(default=default, metadata={"help": help_text, **kwargs})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; defaults are the paper's CIFAR settings.
+
+    ``tools/train.py`` defines one flag per field (same name, same default),
+    and :func:`to_flagfile` writes a config back as a flagfile.
+    """
+
+    # Data.
+    dataset: str = _f("cifar10", "tfds name (cifar10, cifar100, stl10, ...) or folder:PATH with train/ and val/ (or test/) class subfolders.")
+    data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
+    download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
+    image_size: int = _f(0, "Image side length; 0 = the dataset's own size (folder datasets: 32).")
+    num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
+    cache: bool = _f(True, "Cache decoded images in memory.")
+    augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
+    # Target network.
+    target: str = _f("resnet20", "Target network: resnet20, resnet32, resnet44, resnet56, resnet110, vgg16.")
+    # Sources and heads.
+    sources: List[str] = _f(["imagenet/resnet50"], "Comma list of sources: imagenet/<arch> or a path to a .keras model. Empty = train from scratch.")
+    source_weights: str = _f("imagenet", "Weights of imagenet/<arch> sources: imagenet (Keras download), a weights file, or none (random: plumbing tests only).")
+    source_scale: str = _f("7/3", "Resize factor of ImageNet sources: they see floor(image_size * scale) pixels (32 -> 74, 96 -> 224).")
+    source_image_size: int = _f(0, "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).")
+    head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
+    feature_layers: List[str] = _f([], "Target layers the heads tap; empty = stage1..N (transfer) or the classifier input (linear).")
+    aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
+    target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
+    alpha: float = _f(0.1, "Weight of the auxiliary losses.")
+    temperature: float = _f(3.0, "Temperature T of the auxiliary loss.")
+    # Optimisation.
+    epochs: int = _f(200, "Training epochs.")
+    steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")
+    batch_size: int = _f(128, "Global training batch size.")
+    lr: float = _f(0.1, "Initial SGD learning rate.")
+    lr_milestones: List[int] = _f([60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.")
+    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone.")
+    momentum: float = _f(0.9, "SGD momentum.")
+    nesterov: bool = _f(False, "Nesterov momentum.")
+    weight_decay: float = _f(5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).")
+    jit_compile: bool = _f(False, "Compile the train step with XLA.")
+    # Run.
+    seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
+    deterministic: bool = _f(False, "Also make TensorFlow ops deterministic (slower).")
+    model_dir: str = _f("", "Output directory; empty = runs/<dataset>-<target>-<time>.")
+    verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
+
+
+def to_flagfile(config):
+    """The config as absl flagfile text (one ``--name=value`` line a field).
+
+    Args:
+        config: a :class:`TrainConfig`.
+
+    Returns:
+        Text that ``tools/train.py --flagfile=...`` reads back to the same config.
+    """
+    lines = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if isinstance(value, bool):
+            lines.append(f"--{item.name}" if value else f"--no{item.name}")
+        elif isinstance(value, list):
+            lines.append(f"--{item.name}={','.join(str(v) for v in value)}")
+        else:
+            lines.append(f"--{item.name}={value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,94 @@
+"""Datasets for SSKT: tfds datasets or a user's image folder, as tf.data pipelines.
+
+Datasets yield raw pixels (float32 in [0, 255]) and integer labels; models do
+their own normalisation.
+"""
+
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+
+from sskt_tf.data.augment import pad_crop_flip
+from sskt_tf.data.folder import load_folder
+from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
+from sskt_tf.errors import ConfigError
+from sskt_tf.data.tfds_source import KNOWN_DATASETS, load_tfds
+
+FOLDER_PREFIX = "folder:"
+DEFAULT_FOLDER_IMAGE_SIZE = 32
+
+
+@dataclasses.dataclass
+class Data:
+    """Training and validation batches plus what models need to know.
+
+    Attributes:
+        train: augmented, shuffled ``(images, labels)`` batches.
+        val: ``(images, labels)`` batches in order.
+        num_classes: number of target classes.
+        image_size: side length of the images.
+        class_names: class names in label order.
+        train_examples: training-set size, when known.
+        mean: per-channel pixel mean (0-255), when known.
+        std: per-channel pixel standard deviation (0-255), when known.
+    """
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    num_classes: int
+    image_size: int
+    class_names: list
+    train_examples: Optional[int] = None
+    mean: Optional[tuple] = None
+    std: Optional[tuple] = None
+
+
+def _resize(dataset, image_size):
+    return dataset.map(lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment=True, download=True,
+         cache=True, eval_batch_size=None):
+    """Loads a dataset as training and validation pipelines.
+
+    Args:
+        dataset: a tfds name (``cifar10``, ``cifar100``, ``stl10``, ...) or
+            ``folder:PATH``.
+        batch_size: global training batch size.
+        data_dir: tfds data directory.
+        image_size: side length; None keeps a tfds dataset's own size (folder
+            datasets default to 32).
+        seed: shuffling/augmentation seed (None: not reproducible).
+        augment: pad-4 random crop and horizontal flip on training images.
+        download: let tfds download a dataset that is not prepared yet.
+        cache: cache decoded images in memory.
+        eval_batch_size: validation batch size (default ``batch_size``).
+
+    Returns:
+        A :class:`Data`.
+    """
+    if dataset.startswith(FOLDER_PREFIX):
+        image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
+        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size)
+    else:
+        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
+        native = info["image_shape"][0]
+        if native is None and not image_size:
+            raise ConfigError(f"Images of {dataset!r} vary in size: pass --image_size.")
+        if image_size and image_size != native:
+            train, val = _resize(train, image_size), _resize(val, image_size)
+        image_size = image_size or native
+    return Data(
+        train=train_pipeline(train, batch_size, seed=seed, augment=augment, cache=cache),
+        val=eval_pipeline(val, eval_batch_size or batch_size, cache=cache),
+        num_classes=info["num_classes"],
+        image_size=image_size,
+        class_names=info["class_names"],
+        train_examples=info["train_examples"],
+        mean=info["mean"],
+        std=info["std"],
+    )
+
+
+__all__ = ["Data", "KNOWN_DATASETS", "eval_pipeline", "load", "load_folder", "load_tfds", "pad_crop_flip", "train_pipeline"]

@@ -1,0 +1,101 @@
+"""A user's own image folder: ``PATH/train/<class>/*.jpg`` and ``PATH/val/<class>/*``."""
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from sskt_tf.data.pipeline import resize_uint8
+from sskt_tf.errors import ConfigError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+VAL_SPLIT_NAMES = ("val", "validation", "test")
+_STATS_SAMPLE = 512
+
+
+def _list_split(split_dir):
+    """``{class name: [file paths]}`` for one split directory."""
+    classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+    files = {}
+    for name in classes:
+        class_dir = os.path.join(split_dir, name)
+        files[name] = sorted(
+            os.path.join(class_dir, f) for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return files
+
+
+def _decode(path, label, image_size):
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return resize_uint8(image, image_size), label
+
+
+def _split_dataset(files_by_class, class_index, image_size):
+    paths, labels = [], []
+    for name, files in files_by_class.items():
+        paths += files
+        labels += [class_index[name]] * len(files)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
+    dataset = dataset.map(lambda p, l: _decode(p, l, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # A corrupt or unreadable file is skipped (with a warning) rather than ending the run.
+    return dataset.ignore_errors(log_warning=True), len(paths)
+
+
+def _pixel_statistics(dataset):
+    """Per-channel mean and std (0-255) over up to 512 training images."""
+    pixels = np.concatenate(
+        [image.numpy().reshape(-1, 3).astype(np.float64) for image, _ in dataset.take(_STATS_SAMPLE)]
+    )
+    return tuple(pixels.mean(axis=0).round(1).tolist()), tuple(np.maximum(pixels.std(axis=0), 1.0).round(1).tolist())
+
+
+def load_folder(path, image_size):
+    """Loads a class-per-subfolder image directory.
+
+    Args:
+        path: directory holding ``train/`` and one of ``val/``, ``validation/``
+            or ``test/``, each with one subdirectory per class.
+        image_size: side length the images are resized to.
+
+    Returns:
+        ``(train, val, info)`` like :func:`sskt_tf.data.tfds_source.load_tfds`;
+        mean and std are measured on the training images.
+    """
+    if not os.path.isdir(path):
+        raise ConfigError(f"Image folder {path!r} does not exist (dataset folder:{path}).")
+    train_dir = os.path.join(path, "train")
+    val_dir = next((os.path.join(path, d) for d in VAL_SPLIT_NAMES if os.path.isdir(os.path.join(path, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise ConfigError(
+            f"Image folder {path!r} must contain train/ and one of {'/, '.join(VAL_SPLIT_NAMES)}/ "
+            "subdirectories, each with one subdirectory of images per class."
+        )
+    train_files, val_files = _list_split(train_dir), _list_split(val_dir)
+    class_names = list(train_files)
+    empty = [name for name, files in train_files.items() if not files]
+    if not class_names or empty:
+        raise ConfigError(
+            f"{train_dir} needs one subdirectory of images ({', '.join(IMAGE_EXTENSIONS)}) per class; "
+            f"found classes {class_names}, empty: {empty}."
+        )
+    unknown = sorted(set(val_files) - set(train_files))
+    if unknown:
+        raise ConfigError(f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names.")
+    class_index = {name: index for index, name in enumerate(class_names)}
+    train, train_examples = _split_dataset(train_files, class_index, image_size)
+    val, val_examples = _split_dataset(val_files, class_index, image_size)
+    if val_examples == 0:
+        raise ConfigError(f"{val_dir} holds no images.")
+    logging.info("folder:%s: %d classes, %d training and %d validation images.", path, len(class_names), train_examples, val_examples)
+    mean, std = _pixel_statistics(train)
+    info = dict(
+        num_classes=len(class_names),
+        image_shape=(image_size, image_size, 3),
+        class_names=class_names,
+        train_examples=train_examples,
+        mean=mean,
+        std=std,
+    )
+    return train, val, info

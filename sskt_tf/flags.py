@@ -1,0 +1,60 @@
+"""absl flags generated from :class:`sskt_tf.config.TrainConfig`.
+
+One flag per config field, same name, default and help, so the flag list, the
+Python API and the ``flags.txt`` a run writes can never drift apart.
+"""
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from sskt_tf.config import TrainConfig
+
+
+def _definer(field_type):
+    if field_type is bool:
+        return flags.DEFINE_bool
+    if field_type is int:
+        return flags.DEFINE_integer
+    if field_type is float:
+        return flags.DEFINE_float
+    if typing.get_origin(field_type) is list:
+        return flags.DEFINE_list
+    return flags.DEFINE_string
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per :class:`TrainConfig` field.
+
+    Args:
+        flag_values: the ``FlagValues`` to define them in.
+    """
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        default = getattr(defaults, item.name)
+        if isinstance(default, list):
+            default = [str(v) for v in default]
+        _definer(item.type)(item.name, default, item.metadata["help"], flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Builds a :class:`TrainConfig` from parsed flags.
+
+    Args:
+        flag_values: parsed ``FlagValues``.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    values = {}
+    for item in dataclasses.fields(TrainConfig):
+        value = flag_values[item.name].value
+        if typing.get_origin(item.type) is list:
+            (element_type,) = typing.get_args(item.type)
+            try:
+                value = [element_type(v.strip()) for v in value if v.strip()]
+            except ValueError as error:
+                raise flags.ValidationError(f"--{item.name} takes a comma list of {element_type.__name__}: {error}")
+        values[item.name] = value
+    return TrainConfig(**values)

@@ -1,0 +1,192 @@
+"""SSKTModel: a target network trained with auxiliary heads towards frozen sources."""
+
+import re
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from sskt_tf import heads as heads_lib
+from sskt_tf import losses as losses_lib
+from sskt_tf.errors import ConfigError
+
+
+def _num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def default_feature_layers(target, head):
+    """Names of the target layers an auxiliary head taps by default.
+
+    Args:
+        target: functional target model.
+        head: ``"transfer"`` (all layers named ``stage<N>``) or ``"linear"``
+            (the layer feeding the classifier).
+
+    Returns:
+        A list of layer names.
+    """
+    if head == "linear":
+        return [_classifier_input_layer(target).name]
+    stages = sorted(
+        (layer.name for layer in target.layers if re.fullmatch(r"stage\d+", layer.name)),
+        key=lambda name: int(name[len("stage"):]),
+    )
+    if not stages:
+        raise ConfigError(
+            f"Target {target.name!r} has no layers named stage1, stage2, ...; pass "
+            "feature_layers=[...] with the names of its stage outputs for the transfer module."
+        )
+    return stages
+
+
+def _classifier_input_layer(target):
+    """The layer whose output the final (classifier) layer consumes."""
+    final_input = target.layers[-1].input
+    for layer in target.layers:
+        if layer.output is final_input:
+            return layer
+    raise ConfigError(f"Cannot find the classifier's input layer in {target.name!r}; pass feature_layers=[...].")
+
+
+class SSKTModel(keras.Model):
+    """Self-Supervised Knowledge Transfer around any functional target network.
+
+    ``call(x)`` returns the target's logits only, so ``predict``, ``evaluate``
+    and export see a plain classifier. ``train_step``/``test_step`` add one
+    auxiliary head per source, trained to predict that source's soft labels:
+
+        loss = target_loss(y, f(x)) + alpha * sum_s aux_loss(g_s(x), h_s(x)) + l2
+
+    Args:
+        target: functional ``keras.Model`` taking raw images, returning logits.
+        sources: list of :class:`sskt_tf.sources.Source`; empty = train from
+            scratch.
+        head: ``"transfer"`` (transfer module on the stage outputs) or
+            ``"linear"`` (Dense on the pooled final features).
+        feature_layers: names of the target layers the heads tap; default:
+            layers named ``stage<N>`` (transfer) or the classifier's input
+            (linear).
+        name: model name.
+
+    Example:
+        >>> target = sskt_tf.targets.cifar_resnet(20, num_classes=10)
+        >>> source = sskt_tf.sources.imagenet("resnet50", weights=None, input_size=74)
+        >>> model = SSKTModel(target, [source])
+        >>> model.compile(keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=200)
+    """
+
+    def __init__(self, target, sources=(), head="transfer", feature_layers=None, name="sskt", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if head not in heads_lib.HEAD_KINDS:
+            raise ConfigError(f"Unknown head {head!r}; choose one of {', '.join(heads_lib.HEAD_KINDS)}.")
+        self.target = target
+        self.sources = list(sources)
+        source_names = [source.name for source in self.sources]
+        if len(set(source_names)) != len(source_names):
+            raise ConfigError(f"Source names must be unique, got {source_names}.")
+        self.head_kind = head
+        self.feature_layers = list(feature_layers or default_feature_layers(target, head))
+        self.heads = [heads_lib.build(head, source.num_classes, name=f"head_{source.name}") for source in self.sources]
+        self._network = self._build_network()
+        self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
+        self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
+
+    def _build_network(self):
+        """Functional model ``images -> [target logits, head_1 logits, ...]``.
+
+        Shares every layer with ``self.target``; building it here creates the
+        heads' variables eagerly (inside whatever strategy scope is active).
+        """
+        try:
+            taps = [self.target.get_layer(name).output for name in self.feature_layers]
+        except ValueError as error:
+            raise ConfigError(f"Target {self.target.name!r} has no layer among {self.feature_layers}: {error}") from error
+        for source in self.sources:
+            source(self.target.inputs[0])  # builds the source on the target's image spec
+        head_outputs = [head(taps) for head in self.heads]
+        return keras.Model(self.target.inputs, [self.target.outputs[0], *head_outputs], name=f"{self.name}_network")
+
+    def _forward(self, x, training):
+        """``[target logits, head_1 logits, ...]`` in one pass over the target."""
+        outputs = self._network(x, training=training)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def call(self, inputs, training=None):
+        return self.target(inputs, training=training)
+
+    def compile(self, optimizer="sgd", loss="ce", aux_loss="kd", alpha=0.1, temperature=3.0,
+                weight_decay=0.0, metrics=None, **kwargs):
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: target loss on logits: ``"ce"``, ``"bce"``, ``"focal"`` or a
+                ``keras.losses.Loss``.
+            aux_loss: auxiliary loss: ``"kd"``, ``"soft_ce"``, ``"bce"``,
+                ``"focal"`` or a ``keras.losses.Loss``.
+            alpha: weight of the auxiliary losses.
+            temperature: temperature ``T`` of the named auxiliary loss.
+            weight_decay: coupled L2 coefficient on the target and head
+                variables, ``0.5 * wd * sum(w^2)``, whose gradient ``wd * w``
+                is exactly PyTorch's ``SGD(weight_decay=wd)``.
+            metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
+                ``steps_per_execution``, ...).
+        """
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.target_loss_fn = losses_lib.get_target(loss)
+        self.aux_loss_fn = losses_lib.get(aux_loss, temperature=temperature)
+        self.alpha = float(alpha)
+        self.weight_decay = float(weight_decay)
+
+    def _loss_terms(self, y, outputs, soft_labels, sample_weight):
+        """Per-replica loss terms, each already divided by the replica count."""
+        target_logits, *head_logits = [ops.cast(o, "float32") for o in outputs]
+        terms = {"target": self.target_loss_fn(y, target_logits, sample_weight=sample_weight)}
+        terms["aux"] = [
+            self.aux_loss_fn(ops.stop_gradient(soft), logits, sample_weight=sample_weight)
+            for soft, logits in zip(soft_labels, head_logits)
+        ]
+        total = terms["target"] + self.alpha * ops.sum(ops.stack(terms["aux"])) if terms["aux"] else terms["target"]
+        if self.weight_decay:
+            squares = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables]))
+            total = total + 0.5 * self.weight_decay * squares / _num_replicas()
+        terms["total"] = total
+        return target_logits, terms
+
+    def _source_logits(self, x):
+        """Frozen sources in inference mode, outside any gradient tape."""
+        return [source(x, training=False) for source in self.sources]
+
+    def _update_metrics(self, x, y, target_logits, terms, sample_weight):
+        batch_size = ops.shape(x)[0]
+        unscale = float(_num_replicas())
+        self._loss_tracker.update_state(terms["total"] * unscale, sample_weight=batch_size)
+        self.target_loss_tracker.update_state(terms["target"] * unscale, sample_weight=batch_size)
+        for tracker, value in zip(self.aux_loss_trackers, terms["aux"]):
+            tracker.update_state(value * unscale, sample_weight=batch_size)
+        return self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        # 1. Soft labels from the frozen sources (no tape: they never get gradients).
+        soft_labels = self._source_logits(x)
+        with tf.GradientTape() as tape:
+            # 2. Target logits and one auxiliary prediction per source, in one pass.
+            outputs = self._forward(x, training=True)
+            # 3. target loss + alpha * sum of auxiliary losses (+ L2), per replica.
+            target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight)
+            # 4. Loss scaling for mixed_float16 (identity otherwise).
+            scaled_loss = self.optimizer.scale_loss(terms["total"])
+        # 5. Only target and head variables train; sources are not trainable.
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(x, y, target_logits, terms, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        outputs = self._forward(x, training=False)
+        target_logits, terms = self._loss_terms(y, outputs, self._source_logits(x), sample_weight)
+        return self._update_metrics(x, y, target_logits, terms, sample_weight)

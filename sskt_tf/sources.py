@@ -1,0 +1,289 @@
+"""Frozen source networks that provide soft labels.
+
+A :class:`Source` wraps any Keras model. Called on raw target images (float in
+[0, 255], target resolution) it resizes them to the source's input size, applies
+the source's own preprocessing, and returns the frozen model's logits. It never
+trains and always runs in inference mode (BatchNorm uses moving statistics).
+"""
+
+import math
+import os
+import re
+from fractions import Fraction
+
+import keras
+from keras import ops
+
+from sskt_tf.errors import ConfigError
+
+# keras.applications constructor name and `preprocess_input` mode per architecture.
+IMAGENET_ARCHS = {
+    "resnet50": ("ResNet50", "caffe"),
+    "resnet101": ("ResNet101", "caffe"),
+    "resnet152": ("ResNet152", "caffe"),
+    "resnet50v2": ("ResNet50V2", "tf"),
+    "resnet101v2": ("ResNet101V2", "tf"),
+    "resnet152v2": ("ResNet152V2", "tf"),
+    "vgg16": ("VGG16", "caffe"),
+    "vgg19": ("VGG19", "caffe"),
+    "mobilenetv2": ("MobileNetV2", "tf"),
+    "efficientnetb0": ("EfficientNetB0", None),  # rescales inside the model
+    "efficientnetb1": ("EfficientNetB1", None),
+    "densenet121": ("DenseNet121", "torch"),
+}
+PREPROCESS_MODES = ("caffe", "tf", "torch")
+# Architectures whose classifier flattens a fixed-size map (input must be 224).
+_FIXED_INPUT_ARCHS = ("vgg16", "vgg19")
+
+
+def parse_scale(value):
+    """Parses a resize factor such as ``"7/3"`` or ``2.5``.
+
+    Args:
+        value: a number, a fraction string, or None.
+
+    Returns:
+        A positive ``float``, or None when ``value`` is None or empty.
+    """
+    if value in (None, ""):
+        return None
+    try:
+        scale = float(Fraction(str(value)))
+    except (ValueError, ZeroDivisionError) as error:
+        raise ConfigError(f"Invalid source scale {value!r}: use a number or a fraction like 7/3.") from error
+    if scale <= 0:
+        raise ConfigError(f"Source scale must be positive, got {value!r}.")
+    return scale
+
+
+def scaled_size(image_size, scale):
+    """The paper's resize rule: ``floor(image_size * scale)`` (32 * 7/3 -> 74).
+
+    Args:
+        image_size: target image side length.
+        scale: resize factor.
+
+    Returns:
+        The source input side length.
+    """
+    return int(math.floor(image_size * scale + 1e-6))
+
+
+def _pair(size):
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(int(s) for s in size)
+
+
+def _fixed_input_size(model):
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise ConfigError(f"Source model {model.name!r} has {len(shape)} inputs; a source takes one image input.")
+    if len(shape) != 4:
+        raise ConfigError(f"Source model {model.name!r} takes inputs of shape {shape}; expected images [batch, H, W, C].")
+    height, width = shape[1], shape[2]
+    return (height, width) if height is not None and width is not None else None
+
+
+def _ends_in_softmax(model):
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+@keras.saving.register_keras_serializable(package="sskt_tf")
+class Source(keras.layers.Layer):
+    """A frozen source network with its own resize and preprocessing.
+
+    Args:
+        model: a Keras model mapping preprocessed images to logits (or
+            probabilities, see ``from_logits``).
+        name: short name, used in metric names (``aux_<name>_loss``).
+        input_size: ``int`` or ``(height, width)`` the model expects. None
+            takes the model's fixed input size if it has one, else ``scale``.
+        scale: resize factor applied to the incoming images when
+            ``input_size`` is unknown (the paper uses 7/3). None = no resize.
+        preprocess: ``"caffe"``, ``"tf"``, ``"torch"`` (the
+            ``keras.applications`` modes), a callable, or None when the model
+            takes raw [0, 255] pixels itself.
+        from_logits: False if the model outputs probabilities; their log is
+            used as logits. None detects a final softmax.
+
+    Call args:
+        images: raw images ``[batch, H, W, 3]``, float in [0, 255].
+
+    Returns:
+        float32 source logits ``[batch, num_classes]``.
+
+    Example:
+        >>> net = keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+        >>> source = Source(net, "mobilenet", preprocess="tf")
+        >>> source(keras.ops.zeros((2, 32, 32, 3))).shape
+        (2, 1000)
+    """
+
+    def __init__(self, model, name, input_size=None, scale=None, preprocess=None, from_logits=None, **kwargs):
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(name)):
+            raise ConfigError(f"Source name {name!r} may use only letters, digits, '_', '-' and '.'.")
+        kwargs.pop("trainable", None)
+        super().__init__(name=name, trainable=False, **kwargs)
+        if isinstance(preprocess, str) and preprocess not in PREPROCESS_MODES:
+            raise ConfigError(f"Unknown preprocessing mode {preprocess!r}; choose one of {PREPROCESS_MODES}.")
+        self.model = model
+        self.model.trainable = False
+        self.input_size = _pair(input_size) or _fixed_input_size(model)
+        self.scale = None if self.input_size else parse_scale(scale)
+        self.preprocess = preprocess
+        self.from_logits = (not _ends_in_softmax(model)) if from_logits is None else bool(from_logits)
+
+    @property
+    def num_classes(self):
+        """Size of the source's label space."""
+        return int(self.model.output_shape[-1])
+
+    def output_size(self, image_size):
+        """Source input size for incoming images of side ``image_size``."""
+        if self.input_size:
+            return self.input_size
+        if self.scale:
+            return (scaled_size(image_size[0], self.scale), scaled_size(image_size[1], self.scale))
+        return tuple(image_size)
+
+    def call(self, images):
+        x = ops.cast(images, "float32")
+        size = self.output_size(tuple(x.shape[1:3]))
+        if size != tuple(x.shape[1:3]):
+            x = ops.image.resize(x, size, interpolation="bilinear")
+        if isinstance(self.preprocess, str):
+            x = keras.applications.imagenet_utils.preprocess_input(x, mode=self.preprocess)
+        elif self.preprocess is not None:
+            x = self.preprocess(x)
+        outputs = ops.cast(self.model(x, training=False), "float32")
+        if not self.from_logits:
+            outputs = ops.log(ops.clip(outputs, 1e-7, 1.0))
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        if callable(self.preprocess):
+            raise NotImplementedError("A Source with a callable `preprocess` cannot be serialised; use a mode string.")
+        config = super().get_config()
+        config.update(
+            model=keras.saving.serialize_keras_object(self.model),
+            input_size=self.input_size,
+            scale=self.scale,
+            preprocess=self.preprocess,
+            from_logits=self.from_logits,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
+
+
+def _load_application(constructor, weights, input_size):
+    """Builds a ``keras.applications`` classifier with logits at ``input_size``."""
+    fixed = (224, 224)
+    try:
+        model = constructor(weights=weights, classifier_activation=None)
+    except Exception as error:  # keras raises a bare Exception on download failure
+        if weights == "imagenet":
+            raise ConfigError(
+                f"Could not load ImageNet weights for {constructor.__name__}: {error}\n"
+                "Without internet access, download the weights file on another machine into "
+                "~/.keras/models/ (or any path) and pass it as weights=PATH "
+                "(--source_weights=PATH on the command line)."
+            ) from error
+        raise ConfigError(f"Could not load weights {weights!r} into {constructor.__name__}: {error}") from error
+    if tuple(input_size) == fixed:
+        return model
+    # keras.applications fixes a 224x224 input when loading the classifier weights; the
+    # convolutional trunk and global pooling accept any size, so rebuild and copy.
+    resized = constructor(weights=None, classifier_activation=None, input_shape=(*input_size, 3))
+    resized.set_weights(model.get_weights())
+    return resized
+
+
+def imagenet(arch, weights="imagenet", input_size=224, name=None):
+    """An ImageNet classifier from ``keras.applications`` as a Source.
+
+    Args:
+        arch: one of ``IMAGENET_ARCHS`` (e.g. ``"resnet50"``, ``"mobilenetv2"``).
+        weights: ``"imagenet"`` (downloaded by Keras), a weights file path, or
+            None for random weights (tests only).
+        input_size: side length the source sees; the paper uses
+            ``floor(target_size * 7/3)``.
+        name: source name; defaults to ``imagenet_<arch>``.
+
+    Returns:
+        A :class:`Source` producing 1000 ImageNet logits.
+    """
+    key = arch.lower()
+    if key not in IMAGENET_ARCHS:
+        raise ConfigError(f"Unknown ImageNet architecture {arch!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
+    if weights not in (None, "imagenet") and not os.path.exists(weights):
+        raise ConfigError(f"Weights file {weights!r} for imagenet/{key} does not exist.")
+    size = _pair(input_size)
+    if key in _FIXED_INPUT_ARCHS and size != (224, 224):
+        raise ConfigError(
+            f"{arch} flattens a 7x7 map into its classifier, so it only takes 224x224 inputs "
+            f"(asked for {size}); use --source_image_size=224 or another architecture."
+        )
+    constructor_name, mode = IMAGENET_ARCHS[key]
+    model = _load_application(getattr(keras.applications, constructor_name), weights, size)
+    return Source(model, name or f"imagenet_{key}", input_size=size, preprocess=mode, from_logits=True)
+
+
+def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
+    """A saved ``.keras`` model as a Source.
+
+    Args:
+        path: the ``.keras`` file.
+        name: source name; defaults to the file's stem.
+        input_size: see :class:`Source`; defaults to the model's fixed input size.
+        scale: see :class:`Source`.
+        preprocess: see :class:`Source`; None = the model takes raw pixels.
+
+    Returns:
+        A :class:`Source`.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"Source model file {path!r} does not exist.")
+    if not path.endswith(".keras"):
+        raise ConfigError(f"Source model file {path!r} must be a Keras v3 '.keras' file (model.save('x.keras')).")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise ConfigError(f"Could not load source model {path!r}: {error}") from error
+    stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", os.path.splitext(os.path.basename(path))[0])
+    return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)
+
+
+def from_spec(spec, image_size, scale=7 / 3, source_image_size=None, weights="imagenet"):
+    """Builds a Source from a command-line spec.
+
+    Args:
+        spec: ``imagenet/<arch>`` or a path to a ``.keras`` file.
+        image_size: the target's image side length.
+        scale: resize factor for ImageNet sources (``floor(image_size*scale)``).
+        source_image_size: explicit source side length; overrides ``scale``
+            (and the input size of a ``.keras`` source with flexible inputs).
+        weights: weights for ImageNet sources (``"imagenet"``, a path, None).
+
+    Returns:
+        A :class:`Source`.
+    """
+    if spec.startswith("imagenet/"):
+        size = source_image_size or scaled_size(image_size, scale)
+        return imagenet(spec.split("/", 1)[1], weights=weights, input_size=size)
+    if spec.endswith(".keras") or os.path.sep in spec:
+        # A user's model sees its own fixed input size, else --source_image_size, else
+        # the target's images unresized: the 7/3 rule is about ImageNet-sized sources.
+        return from_file(spec, input_size=source_image_size)
+    raise ConfigError(f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}) or a path to a .keras file.")

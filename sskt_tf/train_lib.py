@@ -1,0 +1,178 @@
+"""The training loop behind ``tools/train.py``: one function, :func:`train`."""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from sskt_tf import callbacks as callbacks_lib
+from sskt_tf import data as data_lib
+from sskt_tf import sources as sources_lib
+from sskt_tf import targets as targets_lib
+from sskt_tf.config import TrainConfig, to_flagfile
+from sskt_tf.errors import ConfigError
+from sskt_tf.model import SSKTModel
+
+
+def _default_model_dir(config):
+    dataset = config.dataset.replace(os.sep, "_").replace(":", "_")
+    return os.path.join("runs", f"{dataset}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _check(config):
+    """Rejects inconsistent settings before any work is done."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("--epochs and --batch_size must be positive.")
+    if config.lr <= 0:
+        raise ConfigError("--lr must be positive.")
+    if config.target_loss == "bce":
+        raise ConfigError("--target_loss=bce needs multi-hot labels, which none of the supported datasets provide yet.")
+
+
+def _seed(config):
+    if config.seed >= 0:
+        keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def build_sources(config, image_size):
+    """The frozen sources named by ``config.sources``.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        image_size: the target's image side length.
+
+    Returns:
+        A list of :class:`sskt_tf.sources.Source`.
+    """
+    weights = None if config.source_weights.lower() == "none" else config.source_weights
+    scale = sources_lib.parse_scale(config.source_scale)
+    built = [
+        sources_lib.from_spec(spec, image_size, scale=scale, source_image_size=config.source_image_size or None, weights=weights)
+        for spec in config.sources if spec.strip()
+    ]
+    for source in built:
+        logging.info("Source %s: %d classes at %s input.", source.name, source.num_classes, source.output_size((image_size, image_size)))
+    return built
+
+
+def build_model(config, data):
+    """The SSKTModel for ``config`` on ``data`` (target + sources + heads).
+
+    Args:
+        config: a :class:`TrainConfig`.
+        data: the :class:`sskt_tf.data.Data` it will train on.
+
+    Returns:
+        An uncompiled :class:`SSKTModel`.
+    """
+    if config.num_classes and config.num_classes != data.num_classes:
+        raise ConfigError(
+            f"--num_classes={config.num_classes} but {config.dataset} has {data.num_classes} classes; "
+            "leave --num_classes at 0 to use the dataset's."
+        )
+    target = targets_lib.get(config.target, data.num_classes, image_size=data.image_size, mean=data.mean, std=data.std)
+    return SSKTModel(target, build_sources(config, data.image_size), head=config.head, feature_layers=config.feature_layers or None)
+
+
+def compile_model(model, config):
+    """Compiles ``model`` with the SGD, losses and metrics of ``config``."""
+    optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    model.compile(
+        optimizer=optimizer,
+        loss=config.target_loss,
+        aux_loss=config.aux_loss,
+        alpha=config.alpha,
+        temperature=config.temperature,
+        weight_decay=config.weight_decay,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
+
+
+def _callbacks(config, model_dir):
+    nan_guard = callbacks_lib.StopOnNonFiniteLoss()
+    saver = callbacks_lib.SaveTarget(model_dir)
+    return nan_guard, saver, [
+        nan_guard,
+        keras.callbacks.LearningRateScheduler(callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)),
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(model_dir, "tensorboard")),
+        saver,
+    ]
+
+
+def _write_results(model_dir, results):
+    with open(os.path.join(model_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+
+
+def train(config):
+    """Trains SSKT (or the scratch baseline) as ``config`` says.
+
+    Writes to ``config.model_dir``: ``flags.txt`` (a flagfile that reproduces
+    the run), ``history.csv``, TensorBoard events under ``tensorboard/``,
+    ``best.keras``/``last.keras`` (target only) and ``results.json``.
+
+    Args:
+        config: a :class:`sskt_tf.config.TrainConfig`.
+
+    Returns:
+        The results dict written to ``results.json`` (final ``val_*`` metrics
+        under Keras' names, ``best_val_accuracy``, ``best_epoch``, ...).
+
+    Raises:
+        ConfigError: bad settings, missing data or weights.
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    config = dataclasses.replace(config)
+    _check(config)
+    config.model_dir = config.model_dir or _default_model_dir(config)
+    os.makedirs(config.model_dir, exist_ok=True)
+    with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
+        f.write(to_flagfile(config))
+    _seed(config)
+
+    data = data_lib.load(
+        config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
+        seed=config.seed if config.seed >= 0 else None, augment=config.augment, download=config.download, cache=config.cache,
+    )
+    model = build_model(config, data)
+    compile_model(model, config)
+    logging.info(
+        "Training %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs in %s.",
+        model.target.name, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
+        data.image_size, len(model.sources), config.epochs, config.model_dir,
+    )
+    nan_guard, saver, callbacks = _callbacks(config, config.model_dir)
+    start = time.time()
+    history = model.fit(
+        data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
+        callbacks=callbacks, verbose=config.verbose,
+    )
+    seconds = time.time() - start
+    nan_guard.raise_if_failed(config.model_dir)
+
+    final = {f"val_{k}" if not k.startswith("val_") else k: float(v)
+             for k, v in model.evaluate(data.val, return_dict=True, verbose=0).items()}
+    results = dict(final)
+    results.update(
+        {k: float(v[-1]) for k, v in history.history.items() if not k.startswith("val_") and v},
+        best_val_accuracy=saver.best if math.isfinite(saver.best) else None,
+        best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
+        epochs=len(history.epoch),
+        train_seconds=round(seconds, 1),
+        target_parameters=int(model.target.count_params()),
+        num_classes=data.num_classes,
+        sources=[s.name for s in model.sources],
+    )
+    _write_results(config.model_dir, results)
+    logging.info("Done: val_accuracy %.4f (best %.4f at epoch %s). Results in %s.",
+                 results["val_accuracy"], results["best_val_accuracy"] or float("nan"), results["best_epoch"], config.model_dir)
+    return results

@@ -1,0 +1,40 @@
+"""Trains SSKT from flags: python tools/train.py --flagfile=configs/cifar10.flags
+
+Every flag is a field of sskt_tf.config.TrainConfig; see README.md for the list.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sskt_tf import train_lib  # noqa: E402
+from sskt_tf.errors import ConfigError, TrainingDivergedError  # noqa: E402
+from sskt_tf.flags import config_from_flags, define_flags  # noqa: E402
+
+define_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
+    logging.set_verbosity(logging.INFO)
+    try:
+        config = config_from_flags(flags.FLAGS)
+        train_lib.train(config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
+    except flags.ValidationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
