@@ -106,7 +106,7 @@ class SSKTModel(keras.Model):
         for source in self.sources:
             source(self.target.inputs[0])  # builds the source on the target's image spec
         head_outputs = [head(taps) for head in self.heads]
-        return keras.Model(self.target.inputs, [self.target.outputs[0], *head_outputs], name=f"{self.name}_network")
+        return keras.Model(self.target.inputs[0], [self.target.outputs[0], *head_outputs], name=f"{self.name}_network")
 
     def _forward(self, x, training):
         """``[target logits, head_1 logits, ...]`` in one pass over the target."""

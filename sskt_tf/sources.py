@@ -265,6 +265,26 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)
 
 
+def check_spec(spec):
+    """Validates a command-line source spec without building anything.
+
+    Args:
+        spec: ``imagenet/<arch>`` or a path to a ``.keras`` file.
+
+    Raises:
+        ConfigError: unknown architecture, missing file or unknown form.
+    """
+    if spec.startswith("imagenet/"):
+        arch = spec.split("/", 1)[1].lower()
+        if arch not in IMAGENET_ARCHS:
+            raise ConfigError(f"Unknown ImageNet architecture {arch!r} in {spec!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
+    elif spec.endswith(".keras") or os.path.sep in spec:
+        if not os.path.exists(spec):
+            raise ConfigError(f"Source model file {spec!r} does not exist.")
+    else:
+        raise ConfigError(f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}) or a path to a .keras file.")
+
+
 def from_spec(spec, image_size, scale=7 / 3, source_image_size=None, weights="imagenet"):
     """Builds a Source from a command-line spec.
 
@@ -279,11 +299,10 @@ def from_spec(spec, image_size, scale=7 / 3, source_image_size=None, weights="im
     Returns:
         A :class:`Source`.
     """
+    check_spec(spec)
     if spec.startswith("imagenet/"):
         size = source_image_size or scaled_size(image_size, scale)
         return imagenet(spec.split("/", 1)[1], weights=weights, input_size=size)
-    if spec.endswith(".keras") or os.path.sep in spec:
-        # A user's model sees its own fixed input size, else --source_image_size, else
-        # the target's images unresized: the 7/3 rule is about ImageNet-sized sources.
-        return from_file(spec, input_size=source_image_size)
-    raise ConfigError(f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}) or a path to a .keras file.")
+    # A user's model sees its own fixed input size, else --source_image_size, else
+    # the target's images unresized: the 7/3 rule is about ImageNet-sized sources.
+    return from_file(spec, input_size=source_image_size)

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from sskt_tf import callbacks as callbacks_lib
 from sskt_tf import data as data_lib
+from sskt_tf import heads as heads_lib
+from sskt_tf import losses as losses_lib
 from sskt_tf import sources as sources_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.config import TrainConfig, to_flagfile
@@ -24,8 +26,22 @@ def _default_model_dir(config):
     return os.path.join("runs", f"{dataset}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def _one_of(flag, value, choices):
+    if value not in choices:
+        raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
+
+
 def _check(config):
-    """Rejects inconsistent settings before any work is done."""
+    """Rejects inconsistent settings before any data is loaded."""
+    _one_of("target", config.target, targets_lib.TARGETS)
+    _one_of("head", config.head, heads_lib.HEAD_KINDS)
+    _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
+    _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
+    for spec in config.sources:
+        sources_lib.check_spec(spec)
+    sources_lib.parse_scale(config.source_scale)
+    if config.source_weights.lower() not in ("imagenet", "none") and not os.path.exists(config.source_weights):
+        raise ConfigError(f"--source_weights file {config.source_weights!r} does not exist.")
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0:
@@ -154,7 +170,7 @@ def train(config):
     start = time.time()
     history = model.fit(
         data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
-        callbacks=callbacks, verbose=config.verbose,
+        callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
     )
     seconds = time.time() - start
     nan_guard.raise_if_failed(config.model_dir)

@@ -1,0 +1,73 @@
+"""Shared fixtures: small real-image datasets and a tiny saved source model."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def digits_arrays(image_size=16):
+    """scikit-learn's 8x8 digits as uint8 RGB images of ``image_size`` and labels."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for image in digits.images:
+        gray = Image.fromarray(np.uint8(image * (255.0 / 16.0))).resize((image_size, image_size), Image.BILINEAR)
+        images.append(np.stack([np.asarray(gray)] * 3, axis=-1))
+    return np.stack(images), digits.target.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """``(train_x, train_y, val_x, val_y)``: 1437/360 split of the digits, 16x16 RGB uint8."""
+    images, labels = digits_arrays()
+    order = np.random.RandomState(0).permutation(len(images))
+    images, labels = images[order], labels[order]
+    return images[:1437], labels[:1437], images[1437:], labels[1437:]
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory, digits):
+    """A class-per-subfolder PNG dataset (train/ and val/) of 300 + 100 digits."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("digits_folder")
+    train_x, train_y, val_x, val_y = digits
+    for split, xs, ys in (("train", train_x[:300], train_y[:300]), ("val", val_x[:100], val_y[:100])):
+        for index, (image, label) in enumerate(zip(xs, ys)):
+            class_dir = root / split / f"digit{label}"
+            class_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(class_dir / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_source_path(tmp_path_factory):
+    """A small random CNN saved as ``.keras``: 16x16 raw-pixel input, 5 logits, with BatchNorm."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(5)(x), name="tiny_source")
+    path = tmp_path_factory.mktemp("sources") / "tiny.keras"
+    model.save(path)
+    return str(path)
+
+
+def run_python(args, timeout=600):
+    """Runs ``python args...`` from the repository root; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,104 @@
+"""tools/train.py end to end (tfds mocked, and a user's image folder) and its errors."""
+
+import csv
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from sskt_tf import train_lib
+from sskt_tf.config import TrainConfig
+from sskt_tf.errors import ConfigError
+
+from conftest import run_python
+
+
+def _history_rows(model_dir):
+    with open(os.path.join(model_dir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
+    model_dir = tmp_path / "run"
+    result = run_python([
+        "tests/mock_tfds_train.py", "48", "--flagfile=configs/cifar10.flags",
+        # No downloads here: a random-weight ImageNet architecture stands in for ResNet-50.
+        "--sources=imagenet/mobilenetv2", "--source_weights=none",
+        "--epochs=2", "--batch_size=16", "--lr_milestones=1", "--verbose=2", f"--model_dir={model_dir}",
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _history_rows(model_dir)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "target_loss", "aux_imagenet_mobilenetv2_loss", "accuracy", "val_accuracy", "val_loss",
+            "learning_rate"} <= set(rows[0])
+    assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1, 0.02])
+    results = json.loads((model_dir / "results.json").read_text())
+    assert 0.0 <= results["val_accuracy"] <= 1.0 and np.isfinite(results["val_loss"])
+    assert results["epochs"] == 2 and results["sources"] == ["imagenet_mobilenetv2"]
+    for split in ("train", "validation"):
+        assert any(f.startswith("events.out.tfevents") for f in os.listdir(model_dir / "tensorboard" / split))
+    best = keras.saving.load_model(model_dir / "best.keras")
+    assert best.name == "resnet20" and best.output_shape == (None, 10)
+    assert best.count_params() == results["target_parameters"]  # no source or head weights inside
+    flags_text = (model_dir / "flags.txt").read_text()
+    assert "--sources=imagenet/mobilenetv2\n" in flags_text and "--lr_milestones=1\n" in flags_text
+
+
+def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tiny_source_path):
+    model_dir = tmp_path / "folder_run"
+    result = run_python([
+        "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}",
+        "--epochs=1", "--batch_size=32", "--verbose=0", f"--model_dir={model_dir}",
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["num_classes"] == 10 and "val_aux_tiny_loss" in results
+    assert len(_history_rows(model_dir)) == 1
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--target=resnet18"], "Unknown --target=resnet18"),
+        (["--num_classes=5"], "--num_classes=5 but folder:"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
+    result = run_python([
+        "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16", "--sources=",
+        "--epochs=1", f"--model_dir={tmp_path / 'bad'}", *flags,
+    ])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _config(**overrides):
+    base = dict(sources=[], epochs=1, batch_size=32, verbose=0)
+    return dataclasses.replace(TrainConfig(**base), **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(dataset="cifar11"), "Unknown dataset 'cifar11'"),
+        (dict(sources=["imagenet/resnet9"]), "Unknown ImageNet architecture 'resnet9'"),
+        (dict(sources=["/nonexistent/source.keras"]), "does not exist"),
+        (dict(sources=["places365"]), "Unknown source 'places365'"),
+        (dict(sources=["imagenet/resnet50"], source_weights="/nonexistent/w.h5"), "--source_weights file"),
+        (dict(aux_loss="mse"), "Unknown --aux_loss=mse"),
+        (dict(head="mlp"), "Unknown --head=mlp"),
+        (dict(source_scale="x"), "Invalid source scale"),
+    ],
+)
+def test_bad_settings_fail_before_any_training(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        train_lib.train(_config(model_dir=str(tmp_path), **overrides))
+    assert not (tmp_path / "history.csv").exists()
+
+
+def test_train_lib_rejects_class_count_mismatch(tmp_path, digits_folder):
+    with pytest.raises(ConfigError, match="--num_classes=3 but .* has 10 classes"):
+        train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, num_classes=3, model_dir=str(tmp_path)))

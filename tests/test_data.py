@@ -1,0 +1,120 @@
+"""Data: augmentation, pipelines, tfds loading (mocked) and user image folders."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sskt_tf import data
+from sskt_tf.data import pad_crop_flip
+from sskt_tf.errors import ConfigError
+
+
+def test_pad_crop_flip_is_a_shifted_maybe_flipped_copy():
+    # Pixel value encodes its position: 8 * row + col + 1 (0 only in the padding).
+    image = tf.reshape(tf.range(1, 8 * 8 + 1, dtype=tf.int32), (8, 8, 1))
+    directions, shifted = set(), False
+    for seed in range(40):
+        out = pad_crop_flip(image, tf.constant([seed, 7]), padding=2).numpy()[..., 0]
+        again = pad_crop_flip(image, tf.constant([seed, 7]), padding=2).numpy()[..., 0]
+        np.testing.assert_array_equal(out, again)  # same seed, same crop and flip
+        inside = out > 0
+        horizontal = (out[:, 1:] - out[:, :-1])[inside[:, 1:] & inside[:, :-1]]
+        vertical = (out[1:] - out[:-1])[inside[1:] & inside[:-1]]
+        assert len(set(horizontal.tolist())) == 1 and set(vertical.tolist()) == {8}
+        directions.add(int(horizontal[0]))  # +1 as is, -1 mirrored
+        shifted |= bool((~inside).any())
+    assert directions == {1, -1} and shifted
+
+
+def _examples(n=20, size=8):
+    images = np.random.RandomState(0).randint(0, 256, (n, size, size, 3)).astype(np.uint8)
+    return tf.data.Dataset.from_tensor_slices((images, np.arange(n) % 3))
+
+
+def test_train_pipeline_is_seeded_and_changes_every_epoch():
+    def epochs(seed):
+        ds = data.train_pipeline(_examples(), batch_size=4, seed=seed)
+        return [np.concatenate([x.numpy() for x, _ in ds]) for _ in range(2)]
+
+    first, second = epochs(3), epochs(3)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert not np.array_equal(first[0], first[1])
+    batch_x, batch_y = next(iter(data.train_pipeline(_examples(), batch_size=4, seed=1)))
+    assert batch_x.dtype == tf.float32 and float(tf.reduce_max(batch_x)) <= 255.0 and batch_x.shape == (4, 8, 8, 3)
+
+
+def test_train_pipeline_drops_partial_batches_and_eval_keeps_them():
+    assert sum(1 for _ in data.train_pipeline(_examples(10), batch_size=4, seed=0)) == 2
+    assert [x.shape[0] for x, _ in data.eval_pipeline(_examples(10), batch_size=4)] == [4, 4, 2]
+
+
+def test_tfds_load_with_mock_data():
+    with tfds.testing.mock_data(num_examples=12):
+        loaded = data.load("cifar10", batch_size=4, seed=0)
+        x, y = next(iter(loaded.train))
+    assert loaded.num_classes == 10 and loaded.image_size == 32 and loaded.mean is not None
+    assert x.shape == (4, 32, 32, 3) and y.shape == (4,)
+
+
+def test_tfds_resize_to_image_size():
+    with tfds.testing.mock_data(num_examples=8):
+        loaded = data.load("stl10", batch_size=4, image_size=48)
+        x, _ = next(iter(loaded.val))
+    assert loaded.image_size == 48 and x.shape == (4, 48, 48, 3)
+
+
+def test_missing_tfds_data_without_download_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"not prepared in .* --download is off.*tfds build cifar10"):
+        data.load("cifar10", batch_size=4, data_dir=str(tmp_path), download=False)
+
+
+def test_offline_download_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(ConfigError, match=r"Could not download dataset 'cifar100'.*ConnectionError.*--data_dir"):
+        data.load("cifar100", batch_size=4, data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ConfigError, match="Unknown dataset 'cifar11'"):
+        data.load("cifar11", batch_size=4)
+
+
+def test_folder_dataset(digits_folder):
+    loaded = data.load(f"folder:{digits_folder}", batch_size=10, image_size=16, seed=0)
+    assert loaded.num_classes == 10 and loaded.class_names[0] == "digit0" and loaded.train_examples == 300
+    x, y = next(iter(loaded.train))
+    assert x.shape == (10, 16, 16, 3) and int(tf.reduce_max(y)) < 10
+    assert sum(int(x.shape[0]) for x, _ in loaded.val) == 100
+    assert all(0 < m < 255 for m in loaded.mean)
+
+
+def test_folder_skips_corrupt_images(tmp_path, digits_folder):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(digits_folder, root)
+    (root / "val" / "digit0" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
+    loaded = data.load(f"folder:{root}", batch_size=10, image_size=16)
+    assert sum(int(x.shape[0]) for x, _ in loaded.val) == 100
+
+
+def test_folder_errors(tmp_path, digits_folder):
+    with pytest.raises(ConfigError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'nope'}", batch_size=4)
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(ConfigError, match="must contain train/"):
+        data.load(f"folder:{tmp_path / 'flat'}", batch_size=4)
+    import shutil
+
+    root = tmp_path / "mismatch"
+    shutil.copytree(digits_folder, root)
+    os.rename(root / "val" / "digit3", root / "val" / "three")
+    with pytest.raises(ConfigError, match=r"has classes that train/ lacks: \['three'\]"):
+        data.load(f"folder:{root}", batch_size=4)

@@ -1,0 +1,127 @@
+"""Sources: frozen, resized, preprocessed, loaded from files; clear errors."""
+
+import keras
+import numpy as np
+import pytest
+
+from sskt_tf import sources
+from sskt_tf.errors import ConfigError
+
+
+def _recording_model(input_shape=(None, None, 3), classes=4):
+    """A model whose logits expose its input: mean of each channel and a BN layer."""
+    inputs = keras.Input(input_shape)
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    bn = keras.layers.BatchNormalization(name="bn")(pooled)
+    return keras.Model(inputs, keras.layers.Dense(classes)(bn))
+
+
+def test_source_is_frozen_and_returns_float32_logits():
+    model = _recording_model()
+    source = sources.Source(model, "rec", preprocess=None)
+    assert source.trainable is False and model.trainable is False
+    assert source.trainable_weights == []
+    out = source(np.random.uniform(0, 255, (2, 8, 8, 3)).astype("float32"))
+    assert out.shape == (2, 4) and "float32" in str(out.dtype)
+
+
+def test_source_resizes_by_scale_and_fixed_size():
+    seen = []
+    inputs = keras.Input((None, None, 3))
+    shape_probe = keras.layers.Lambda(lambda t: (seen.append(tuple(t.shape[1:3])), t)[1])(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(shape_probe)))
+    sources.Source(model, "scaled", scale="7/3")(np.zeros((1, 32, 32, 3), "float32"))
+    sources.Source(model, "fixed", input_size=40)(np.zeros((1, 32, 32, 3), "float32"))
+    assert (74, 74) in seen and (40, 40) in seen
+    assert sources.scaled_size(96, 7 / 3) == 224 and sources.scaled_size(32, 7 / 3) == 74
+
+
+def test_fixed_input_model_sets_source_size():
+    source = sources.Source(_recording_model((24, 24, 3)), "fixed24")
+    assert source.output_size((32, 32)) == (24, 24)
+
+
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch"])
+def test_preprocessing_modes_follow_their_formulas(mode):
+    identity = keras.Sequential([keras.Input((2, 2, 3)), keras.layers.Identity()])
+    inputs = keras.Input((2, 2, 3))
+    model = keras.Model(inputs, keras.layers.Flatten()(identity(inputs)))
+    image = np.random.uniform(0, 255, (1, 2, 2, 3)).astype("float32")
+    got = np.asarray(sources.Source(model, mode, preprocess=mode)(image)).reshape(1, 2, 2, 3)
+    if mode == "caffe":  # RGB -> BGR, minus the ImageNet BGR means
+        expected = image[..., ::-1] - np.array([103.939, 116.779, 123.68])
+    elif mode == "tf":  # to [-1, 1]
+        expected = image / 127.5 - 1.0
+    else:  # to [0, 1], minus ImageNet RGB mean, over std
+        expected = (image / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_softmax_output_is_turned_into_log_probabilities():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    source = sources.Source(model, "probs")
+    assert source.from_logits is False
+    image = np.random.rand(2, 4, 4, 3).astype("float32")
+    np.testing.assert_allclose(np.exp(source(image)), model(image), atol=1e-5)
+
+
+def test_imagenet_builder_uses_keras_applications_at_any_size():
+    source = sources.imagenet("mobilenetv2", weights=None, input_size=74)
+    assert source.name == "imagenet_mobilenetv2" and source.num_classes == 1000
+    assert source.preprocess == "tf" and source.input_size == (74, 74)
+    assert source.model.input_shape == (None, 74, 74, 3)
+    assert source(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 1000)
+
+
+def test_imagenet_download_failure_is_a_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", offline)
+    with pytest.raises(ConfigError, match=r"(?s)Could not load ImageNet weights.*weights=PATH"):
+        sources.imagenet("mobilenetv2", input_size=74)
+
+
+def test_imagenet_errors():
+    with pytest.raises(ConfigError, match="Unknown ImageNet architecture 'resnet9'"):
+        sources.imagenet("resnet9", weights=None)
+    with pytest.raises(ConfigError, match="does not exist"):
+        sources.imagenet("resnet50", weights="/nonexistent/resnet50.h5")
+    with pytest.raises(ConfigError, match="only takes 224x224"):
+        sources.imagenet("vgg16", weights=None, input_size=74)
+
+
+def test_from_file_loads_a_saved_model(tiny_source_path):
+    source = sources.from_file(tiny_source_path)
+    assert source.name == "tiny" and source.num_classes == 5
+    assert source.input_size == (16, 16)  # the saved model's fixed input size
+    assert source(np.zeros((2, 32, 32, 3), "float32")).shape == (2, 5)
+
+
+def test_from_file_and_spec_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        sources.from_file(str(tmp_path / "missing.keras"))
+    (tmp_path / "model.h5").write_text("x")
+    with pytest.raises(ConfigError, match="must be a Keras v3 '.keras' file"):
+        sources.from_file(str(tmp_path / "model.h5"))
+    (tmp_path / "broken.keras").write_text("not a zip")
+    with pytest.raises(ConfigError, match="Could not load source model"):
+        sources.from_file(str(tmp_path / "broken.keras"))
+    with pytest.raises(ConfigError, match="Unknown source 'places'"):
+        sources.from_spec("places", 32)
+    with pytest.raises(ConfigError, match="Invalid source scale"):
+        sources.parse_scale("seven")
+
+
+def test_source_saves_and_reloads_inside_a_model(tiny_source_path, tmp_path):
+    source = sources.from_file(tiny_source_path)
+    inputs = keras.Input((32, 32, 3))
+    wrapper = keras.Model(inputs, source(inputs))
+    wrapper.save(tmp_path / "wrapped.keras")
+    restored = keras.saving.load_model(tmp_path / "wrapped.keras")
+    image = np.random.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert restored.layers[-1].input_size == (16, 16)
+    np.testing.assert_allclose(restored(image), wrapper(image), atol=1e-5)
