@@ -1,6 +1,7 @@
 """sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras."""
 
-from sskt_tf import heads, losses, sources, targets
+from sskt_tf import data, heads, losses, sources, targets, train_lib
+from sskt_tf.config import TrainConfig
 from sskt_tf.errors import ConfigError, TrainingDivergedError
 from sskt_tf.heads import LinearHead, TransferModule
 from sskt_tf.model import SSKTModel
@@ -13,10 +14,13 @@ __all__ = [
     "LinearHead",
     "SSKTModel",
     "Source",
+    "TrainConfig",
     "TrainingDivergedError",
     "TransferModule",
+    "data",
     "heads",
     "losses",
     "sources",
     "targets",
+    "train_lib",
 ]
