@@ -5,6 +5,7 @@ import math
 import os
 
 import keras
+import numpy as np
 
 from sskt_tf.errors import TrainingDivergedError
 
@@ -24,12 +25,17 @@ def step_schedule(base_lr, milestones, decay):
     return lambda epoch, lr=None: base_lr * decay ** sum(epoch >= m for m in milestones)
 
 
+def _all_finite(variables):
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in variables)
+
+
 class SaveTarget(keras.callbacks.Callback):
     """Saves the target network alone (``model.target``) as ``.keras`` files.
 
     Writes ``last.keras`` after every epoch and ``best.keras`` whenever the
     monitored validation metric improves; epochs with a non-finite loss are
-    never saved, so the files always hold the last good weights.
+    or non-finite weights are never saved, so the files always hold the last
+    good weights.
 
     Args:
         model_dir: output directory.
@@ -45,7 +51,7 @@ class SaveTarget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not math.isfinite(float(logs.get("loss", math.nan))):
+        if not math.isfinite(float(logs.get("loss", math.nan))) or not _all_finite(self.model.target.weights):
             return
         self.model.target.save(os.path.join(self.model_dir, "last.keras"))
         value = logs.get(self.monitor)

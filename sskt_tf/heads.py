@@ -37,7 +37,7 @@ class LinearHead(layers.Layer):
     def __init__(self, num_classes, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
-        self.dense = layers.Dense(self.num_classes, name="logits")
+        self.dense = layers.Dense(self.num_classes, name="logits", dtype="float32")
 
     def build(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
@@ -97,7 +97,7 @@ class TransferModule(layers.Layer):
         self.num_classes = int(num_classes)
         self.width = None if width is None else int(width)
         self.branches = []
-        self.dense = layers.Dense(self.num_classes, name="logits")
+        self.dense = layers.Dense(self.num_classes, name="logits", dtype="float32")
 
     def build(self, input_shape):
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]

@@ -21,13 +21,27 @@ def _as_float32(*tensors):
 
 
 class _TemperatureLoss(keras.losses.Loss):
-    """Base class of the soft-label losses: holds the temperature."""
+    """Base class of the soft-label losses.
+
+    Divides both logits by the temperature ``T``, computes the subclass's
+    per-example ``soft_loss`` and multiplies by ``T^2`` (which keeps gradient
+    magnitudes independent of ``T``, as in Hinton et al.).
+    """
 
     def __init__(self, temperature=3.0, name=None, reduction="sum_over_batch_size", dtype="float32"):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
+
+    def call(self, y_true, y_pred):
+        source_logits, head_logits = _as_float32(y_true, y_pred)
+        t = self.temperature
+        return t * t * self.soft_loss(source_logits / t, head_logits / t)
+
+    def soft_loss(self, source_logits, head_logits):
+        """Per-example loss on temperature-scaled logits; implemented by subclasses."""
+        raise NotImplementedError
 
     def get_config(self):
         config = super().get_config()
@@ -51,12 +65,10 @@ class KDLoss(_TemperatureLoss):
     def __init__(self, temperature=3.0, name="kd", **kwargs):
         super().__init__(temperature=temperature, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        source_logits, head_logits = _as_float32(y_true, y_pred)
-        t = self.temperature
-        log_p = ops.log_softmax(source_logits / t, axis=-1)
-        log_q = ops.log_softmax(head_logits / t, axis=-1)
-        return t * t * ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
+    def soft_loss(self, source_logits, head_logits):
+        log_p = ops.log_softmax(source_logits, axis=-1)
+        log_q = ops.log_softmax(head_logits, axis=-1)
+        return ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -74,12 +86,9 @@ class SoftCrossEntropy(_TemperatureLoss):
     def __init__(self, temperature=3.0, name="soft_ce", **kwargs):
         super().__init__(temperature=temperature, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        source_logits, head_logits = _as_float32(y_true, y_pred)
-        t = self.temperature
-        p = ops.softmax(source_logits / t, axis=-1)
-        log_q = ops.log_softmax(head_logits / t, axis=-1)
-        return -t * t * ops.sum(p * log_q, axis=-1)
+    def soft_loss(self, source_logits, head_logits):
+        p = ops.softmax(source_logits, axis=-1)
+        return -ops.sum(p * ops.log_softmax(head_logits, axis=-1), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -96,14 +105,10 @@ class SoftBinaryCrossEntropy(_TemperatureLoss):
     def __init__(self, temperature=3.0, name="bce", **kwargs):
         super().__init__(temperature=temperature, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        source_logits, head_logits = _as_float32(y_true, y_pred)
-        t = self.temperature
-        p = ops.sigmoid(source_logits / t)
-        z = head_logits / t
+    def soft_loss(self, source_logits, head_logits):
+        p, z = ops.sigmoid(source_logits), head_logits
         # Numerically stable BCE with logits: max(z,0) - z*p + log(1 + exp(-|z|)).
-        per_class = ops.relu(z) - z * p + ops.log1p(ops.exp(-ops.abs(z)))
-        return t * t * ops.mean(per_class, axis=-1)
+        return ops.mean(ops.relu(z) - z * p + ops.log1p(ops.exp(-ops.abs(z))), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -123,13 +128,10 @@ class SoftFocalLoss(_TemperatureLoss):
         super().__init__(temperature=temperature, name=name, **kwargs)
         self.gamma = float(gamma)
 
-    def call(self, y_true, y_pred):
-        source_logits, head_logits = _as_float32(y_true, y_pred)
-        t = self.temperature
-        p = ops.softmax(source_logits / t, axis=-1)
-        log_q = ops.log_softmax(head_logits / t, axis=-1)
-        modulation = ops.power(1.0 - ops.exp(log_q), self.gamma)
-        return -t * t * ops.sum(p * modulation * log_q, axis=-1)
+    def soft_loss(self, source_logits, head_logits):
+        p = ops.softmax(source_logits, axis=-1)
+        log_q = ops.log_softmax(head_logits, axis=-1)
+        return -ops.sum(p * ops.power(1.0 - ops.exp(log_q), self.gamma) * log_q, axis=-1)
 
     def get_config(self):
         config = super().get_config()

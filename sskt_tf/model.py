@@ -49,6 +49,7 @@ def _classifier_input_layer(target):
     raise ConfigError(f"Cannot find the classifier's input layer in {target.name!r}; pass feature_layers=[...].")
 
 
+@keras.saving.register_keras_serializable(package="sskt_tf")
 class SSKTModel(keras.Model):
     """Self-Supervised Knowledge Transfer around any functional target network.
 
@@ -92,6 +93,7 @@ class SSKTModel(keras.Model):
         self._network = self._build_network()
         self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
         self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
+        self.built = True  # every variable exists now (see _build_network)
 
     def _build_network(self):
         """Functional model ``images -> [target logits, head_1 logits, ...]``.
@@ -136,10 +138,40 @@ class SSKTModel(keras.Model):
                 ``steps_per_execution``, ...).
         """
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self._sskt_compile_args = dict(
+            optimizer=optimizer, loss=loss, aux_loss=aux_loss, alpha=alpha, temperature=temperature,
+            weight_decay=weight_decay, metrics=metrics, **kwargs,
+        )
         self.target_loss_fn = losses_lib.get_target(loss)
         self.aux_loss_fn = losses_lib.get(aux_loss, temperature=temperature)
         self.alpha = float(alpha)
         self.weight_decay = float(weight_decay)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(self._sskt_compile_args)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "target": keras.saving.serialize_keras_object(self.target),
+            "sources": [keras.saving.serialize_keras_object(source) for source in self.sources],
+            "head": self.head_kind,
+            "feature_layers": list(self.feature_layers),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        target = keras.saving.deserialize_keras_object(config.pop("target"))
+        sources = [keras.saving.deserialize_keras_object(source) for source in config.pop("sources")]
+        return cls(target, sources, **config)
 
     def _loss_terms(self, y, outputs, soft_labels, sample_weight):
         """Per-replica loss terms, each already divided by the replica count."""

@@ -88,7 +88,12 @@ def _fixed_input_size(model):
 
 
 def _ends_in_softmax(model):
-    activation = getattr(model.layers[-1], "activation", None)
+    last = model.layers[-1]
+    if isinstance(last, keras.Model):
+        return _ends_in_softmax(last)
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
     return getattr(activation, "__name__", "") == "softmax"
 
 
@@ -204,8 +209,10 @@ def _load_application(constructor, weights, input_size):
     if tuple(input_size) == fixed:
         return model
     # keras.applications fixes a 224x224 input when loading the classifier weights; the
-    # convolutional trunk and global pooling accept any size, so rebuild and copy.
-    resized = constructor(weights=None, classifier_activation=None, input_shape=(*input_size, 3))
+    # convolutional trunk and global pooling accept any size. Clone the graph (every
+    # layer, including ones a constructor adds only with weights="imagenet", such as
+    # EfficientNet's input rescaling) onto a new input and copy the weights.
+    resized = keras.models.clone_model(model, input_tensors=keras.Input((*input_size, 3)))
     resized.set_weights(model.get_weights())
     return resized
 

@@ -44,8 +44,12 @@ def _check(config):
         raise ConfigError(f"--source_weights file {config.source_weights!r} does not exist.")
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
-    if config.lr <= 0:
-        raise ConfigError("--lr must be positive.")
+    if config.lr <= 0 or config.temperature <= 0:
+        raise ConfigError("--lr and --temperature must be positive.")
+    if config.alpha < 0 or config.weight_decay < 0 or config.lr_decay <= 0:
+        raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
+    if any(m < 0 for m in config.lr_milestones):
+        raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
     if config.target_loss == "bce":
         raise ConfigError("--target_loss=bce needs multi-hot labels, which none of the supported datasets provide yet.")
 
@@ -159,6 +163,11 @@ def train(config):
         config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
         seed=config.seed if config.seed >= 0 else None, augment=config.augment, download=config.download, cache=config.cache,
     )
+    if data.train_examples is not None and data.train_examples < config.batch_size:
+        raise ConfigError(
+            f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
+            "(training drops partial batches, so no step would run): lower --batch_size."
+        )
     model = build_model(config, data)
     compile_model(model, config)
     logging.info(

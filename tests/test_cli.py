@@ -64,6 +64,8 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
     [
         (["--target=resnet18"], "Unknown --target=resnet18"),
         (["--num_classes=5"], "--num_classes=5 but folder:"),
+        (["--epochs=abc"], "flag --epochs=abc"),
+        (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     ],
 )
 def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
@@ -91,12 +93,20 @@ def _config(**overrides):
         (dict(aux_loss="mse"), "Unknown --aux_loss=mse"),
         (dict(head="mlp"), "Unknown --head=mlp"),
         (dict(source_scale="x"), "Invalid source scale"),
+        (dict(temperature=0.0), "--temperature must be positive"),
+        (dict(alpha=-1.0), "--alpha and --weight_decay must be >= 0"),
+        (dict(lr_milestones=[-3]), "--lr_milestones must be epoch numbers"),
     ],
 )
 def test_bad_settings_fail_before_any_training(overrides, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         train_lib.train(_config(model_dir=str(tmp_path), **overrides))
     assert not (tmp_path / "history.csv").exists()
+
+
+def test_batch_larger_than_the_training_set_is_rejected(tmp_path, digits_folder):
+    with pytest.raises(ConfigError, match="--batch_size=512 is larger than the 300 training examples"):
+        train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, batch_size=512, model_dir=str(tmp_path)))
 
 
 def test_train_lib_rejects_class_count_mismatch(tmp_path, digits_folder):

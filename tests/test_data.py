@@ -93,6 +93,9 @@ def test_folder_dataset(digits_folder):
     assert x.shape == (10, 16, 16, 3) and int(tf.reduce_max(y)) < 10
     assert sum(int(x.shape[0]) for x, _ in loaded.val) == 100
     assert all(0 < m < 255 for m in loaded.mean)
+    # Training files are mixed across classes once (the folder lists them class by class).
+    first_labels = [int(label) for _, label in data.load_folder(str(digits_folder), 16, seed=0)[0].take(50)]
+    assert len(set(first_labels)) >= 8
 
 
 def test_folder_skips_corrupt_images(tmp_path, digits_folder):

@@ -105,3 +105,18 @@ def test_feature_layer_and_name_errors(tiny_source_path):
     with pytest.raises(ConfigError, match="no layers named stage1"):
         SSKTModel(plain, [source], head="transfer")
     assert SSKTModel(plain, [source], head="linear").feature_layers == ["flatten"]
+
+
+def test_whole_model_saves_and_resumes_identically(tiny_source_path, batch, tmp_path):
+    x, y = batch
+    model = SSKTModel(small_target(), [sources.from_file(tiny_source_path)])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), alpha=0.3, weight_decay=1e-4, metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "sskt.keras")
+    restored = keras.saving.load_model(tmp_path / "sskt.keras")
+    assert (restored.alpha, restored.weight_decay, restored.feature_layers) == (0.3, 1e-4, model.feature_layers)
+    # Optimizer state (momentum) comes back too: one more epoch gives the same weights.
+    for m in (model, restored):
+        m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.weights, restored.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.path)

@@ -57,10 +57,15 @@ def test_preprocessing_modes_follow_their_formulas(mode):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_softmax_output_is_turned_into_log_probabilities():
+@pytest.mark.parametrize("softmax_layer", ["activation", "Softmax"])
+def test_softmax_output_is_turned_into_log_probabilities(softmax_layer):
     inputs = keras.Input((4, 4, 3))
     x = keras.layers.GlobalAveragePooling2D()(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    if softmax_layer == "activation":
+        outputs = keras.layers.Dense(3, activation="softmax")(x)
+    else:
+        outputs = keras.layers.Softmax()(keras.layers.Dense(3)(x))
+    model = keras.Model(inputs, outputs)
     source = sources.Source(model, "probs")
     assert source.from_logits is False
     image = np.random.rand(2, 4, 4, 3).astype("float32")
@@ -73,6 +78,22 @@ def test_imagenet_builder_uses_keras_applications_at_any_size():
     assert source.preprocess == "tf" and source.input_size == (74, 74)
     assert source.model.input_shape == (None, 74, 74, 3)
     assert source(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 1000)
+
+
+def test_resized_imagenet_model_keeps_every_layer_and_weight(monkeypatch, tmp_path):
+    # EfficientNet adds an input-rescaling layer only when it loads ImageNet weights: a
+    # rebuild at another size must keep it. Serve "ImageNet" weights from a local file.
+    reference = keras.applications.EfficientNetB0(weights=None, classifier_activation=None)
+    weights_file = str(tmp_path / "efficientnetb0.weights.h5")
+    reference.save_weights(weights_file)
+    monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", lambda *a, **k: weights_file)
+    full = keras.applications.EfficientNetB0(weights="imagenet", classifier_activation=None)
+    source = sources.imagenet("efficientnetb0", input_size=74)
+    assert [type(layer).__name__ for layer in source.model.layers[1:]] == [type(layer).__name__ for layer in full.layers[1:]]
+    assert sum(isinstance(layer, keras.layers.Rescaling) for layer in source.model.layers) == 2
+    for a, b in zip(source.model.weights, full.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert source.model.input_shape == (None, 74, 74, 3)
 
 
 def test_imagenet_download_failure_is_a_clear_error(monkeypatch):

@@ -18,23 +18,28 @@ from sskt_tf.flags import config_from_flags, define_flags  # noqa: E402
 define_flags()
 
 
+def parse_flags(argv):
+    """absl flag parsing whose errors end like every other bad input: one line, exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
     logging.set_verbosity(logging.INFO)
     try:
-        config = config_from_flags(flags.FLAGS)
-        train_lib.train(config)
-    except ConfigError as error:
+        train_lib.train(config_from_flags(flags.FLAGS))
+    except (ConfigError, flags.ValidationError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(3)
-    except flags.ValidationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -70,7 +70,7 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
     """
     if dataset.startswith(FOLDER_PREFIX):
         image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
-        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size)
+        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=seed)
     else:
         train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
         native = info["image_shape"][0]

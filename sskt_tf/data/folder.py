@@ -32,32 +32,39 @@ def _decode(path, label, image_size):
     return resize_uint8(image, image_size), label
 
 
-def _split_dataset(files_by_class, class_index, image_size):
+def _split_dataset(files_by_class, class_index, image_size, shuffle_seed=None):
     paths, labels = [], []
     for name, files in files_by_class.items():
         paths += files
         labels += [class_index[name]] * len(files)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int64)))
+    paths, labels = np.asarray(paths), np.asarray(labels, np.int64)
+    if shuffle_seed is not None:
+        # Mix the classes once, so that a shuffle buffer smaller than the dataset and
+        # the statistics sample both see every class.
+        order = np.random.RandomState(shuffle_seed).permutation(len(paths))
+        paths, labels = paths[order], labels[order]
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     dataset = dataset.map(lambda p, l: _decode(p, l, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # A corrupt or unreadable file is skipped (with a warning) rather than ending the run.
     return dataset.ignore_errors(log_warning=True), len(paths)
 
 
 def _pixel_statistics(dataset):
-    """Per-channel mean and std (0-255) over up to 512 training images."""
+    """Per-channel mean and std (0-255) over up to 512 (class-mixed) training images."""
     pixels = np.concatenate(
         [image.numpy().reshape(-1, 3).astype(np.float64) for image, _ in dataset.take(_STATS_SAMPLE)]
     )
     return tuple(pixels.mean(axis=0).round(1).tolist()), tuple(np.maximum(pixels.std(axis=0), 1.0).round(1).tolist())
 
 
-def load_folder(path, image_size):
+def load_folder(path, image_size, seed=None):
     """Loads a class-per-subfolder image directory.
 
     Args:
         path: directory holding ``train/`` and one of ``val/``, ``validation/``
             or ``test/``, each with one subdirectory per class.
         image_size: side length the images are resized to.
+        seed: seed of the one-off mixing of the training file list (None: 0).
 
     Returns:
         ``(train, val, info)`` like :func:`sskt_tf.data.tfds_source.load_tfds`;
@@ -84,7 +91,7 @@ def load_folder(path, image_size):
     if unknown:
         raise ConfigError(f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names.")
     class_index = {name: index for index, name in enumerate(class_names)}
-    train, train_examples = _split_dataset(train_files, class_index, image_size)
+    train, train_examples = _split_dataset(train_files, class_index, image_size, shuffle_seed=seed or 0)
     val, val_examples = _split_dataset(val_files, class_index, image_size)
     if val_examples == 0:
         raise ConfigError(f"{val_dir} holds no images.")

@@ -27,7 +27,10 @@ def _prepare(builder, name, data_dir, download):
     )
     if not download:
         raise ConfigError(f"Dataset {name!r} is not prepared in {where} and --download is off. {how}")
-    logging.info("Dataset %s not found in %s; downloading and preparing it (needs internet access).", name, where)
+    logging.warning(
+        "Dataset %s is not in %s; downloading and preparing it. This needs internet access: offline, "
+        "tfds retries for a few minutes before giving up (use --nodownload to fail at once).", name, where,
+    )
     try:
         builder.download_and_prepare()
     except Exception as error:  # network errors surface as many different types

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from sskt_tf.targets.common import conv_bn_relu, raw_image_input
+from sskt_tf.targets.common import classifier, conv_bn_relu, raw_image_input
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -29,5 +29,4 @@ def cifar_vgg16(num_classes, input_shape=(32, 32, 3), mean=None, std=None):
         for index, filters in enumerate(widths, start=1):
             x = conv_bn_relu(x, filters, name=f"block{stage}_conv{index}")
         x = layers.MaxPooling2D(2, padding="same", name=f"stage{stage}")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, layers.Dense(num_classes, name="logits")(x), name="vgg16")
+    return keras.Model(inputs, classifier(x, num_classes), name="vgg16")

@@ -41,4 +41,5 @@ def conv_bn_relu(x, filters, strides=1, name=None):
 def classifier(x, num_classes):
     """Global average pool (named ``pool``) and the ``logits`` Dense layer."""
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    return layers.Dense(num_classes, name="logits")(x)
+    # float32 logits under mixed precision policies (stable softmax, float32 predictions).
+    return layers.Dense(num_classes, name="logits", dtype="float32")(x)

@@ -1,0 +1,36 @@
+"""Learning-rate schedule, target checkpoints and the NaN guard."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from sskt_tf import SSKTModel, callbacks, targets
+from sskt_tf.errors import TrainingDivergedError
+
+
+def test_step_schedule_matches_pytorch_multisteplr():
+    schedule = callbacks.step_schedule(0.1, [60, 120, 160], 0.2)
+    assert [schedule(e) for e in (0, 59, 60, 119, 120, 160, 199)] == pytest.approx(
+        [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.0008])
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits):
+    train_x, train_y, _, _ = digits
+    x, y = train_x[:32].astype("float32"), train_y[:32]
+    model = SSKTModel(targets.get("resnet20", 10, image_size=16), [])
+    model.compile("sgd", metrics=["accuracy"])
+    guard, saver = callbacks.StopOnNonFiniteLoss(), callbacks.SaveTarget(str(tmp_path))
+    model.fit(x, y, batch_size=16, epochs=1, validation_data=(x, y), callbacks=[guard, saver], verbose=0)
+    good = [w.numpy().copy() for w in model.target.weights]
+    assert os.path.exists(tmp_path / "last.keras") and os.path.exists(tmp_path / "best.keras")
+    bad_x = x.copy()
+    bad_x[20] = np.nan  # second batch
+    model.fit(bad_x, y, batch_size=16, epochs=3, shuffle=False, callbacks=[guard, saver], verbose=0)
+    assert guard.failure["epoch"] == 1 and guard.failure["batch"] == 2
+    with pytest.raises(TrainingDivergedError, match="non-finite at epoch 1, batch 2"):
+        guard.raise_if_failed(str(tmp_path))
+    last = keras.saving.load_model(tmp_path / "last.keras")
+    for saved, weight in zip(last.weights, good):
+        np.testing.assert_array_equal(saved.numpy(), weight)
