@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+import warnings
 
 import keras
 import tensorflow as tf
@@ -177,18 +178,21 @@ def train(config):
     )
     nan_guard, saver, callbacks = _callbacks(config, config.model_dir)
     start = time.time()
-    history = model.fit(
-        data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
-        callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
-    )
+    with warnings.catch_warnings():
+        if not config.steps_per_epoch:
+            # Keras warns "Your input ran out of data; interrupting training" at the end of
+            # the first pass over any dataset of unknown length (folder datasets, which skip
+            # corrupt files) and then trains every epoch anyway.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(
+            data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
+            callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
+        )
     seconds = time.time() - start
     nan_guard.raise_if_failed(config.model_dir)
-
-    final = {f"val_{k}" if not k.startswith("val_") else k: float(v)
-             for k, v in model.evaluate(data.val, return_dict=True, verbose=0).items()}
-    results = dict(final)
+    # The last epoch's metrics; its val_* are the final weights evaluated on the validation split.
+    results = {k: float(v[-1]) for k, v in history.history.items() if v}
     results.update(
-        {k: float(v[-1]) for k, v in history.history.items() if not k.startswith("val_") and v},
         best_val_accuracy=saver.best if math.isfinite(saver.best) else None,
         best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
         epochs=len(history.epoch),

@@ -112,3 +112,14 @@ def test_batch_larger_than_the_training_set_is_rejected(tmp_path, digits_folder)
 def test_train_lib_rejects_class_count_mismatch(tmp_path, digits_folder):
     with pytest.raises(ConfigError, match="--num_classes=3 but .* has 10 classes"):
         train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, num_classes=3, model_dir=str(tmp_path)))
+
+
+def test_same_seed_same_run(tmp_path, digits_folder, tiny_source_path):
+    def run(name, seed):
+        return train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, sources=[tiny_source_path],
+                                       seed=seed, model_dir=str(tmp_path / name)))
+
+    first, second, other = run("a", 3), run("b", 3), run("c", 4)
+    for key in ("loss", "aux_tiny_loss", "val_loss", "val_accuracy"):
+        assert first[key] == second[key], key
+    assert other["loss"] != first["loss"]
