@@ -77,6 +77,20 @@ def _pair(size):
     return tuple(int(s) for s in size)
 
 
+def require_file(path, what):
+    """Raises a ConfigError naming ``what`` when ``path`` does not exist."""
+    if not os.path.exists(path):
+        raise ConfigError(f"{what} {path!r} does not exist.")
+
+
+def _imagenet_key(arch):
+    """The ``IMAGENET_ARCHS`` key of ``arch``; a ConfigError if there is none."""
+    key = arch.lower()
+    if key not in IMAGENET_ARCHS:
+        raise ConfigError(f"Unknown ImageNet architecture {arch!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
+    return key
+
+
 def _fixed_input_size(model):
     shape = model.input_shape
     if isinstance(shape, list):
@@ -231,11 +245,9 @@ def imagenet(arch, weights="imagenet", input_size=224, name=None):
     Returns:
         A :class:`Source` producing 1000 ImageNet logits.
     """
-    key = arch.lower()
-    if key not in IMAGENET_ARCHS:
-        raise ConfigError(f"Unknown ImageNet architecture {arch!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
-    if weights not in (None, "imagenet") and not os.path.exists(weights):
-        raise ConfigError(f"Weights file {weights!r} for imagenet/{key} does not exist.")
+    key = _imagenet_key(arch)
+    if weights not in (None, "imagenet"):
+        require_file(weights, f"Weights file for imagenet/{key}")
     size = _pair(input_size)
     if key in _FIXED_INPUT_ARCHS and size != (224, 224):
         raise ConfigError(
@@ -260,8 +272,7 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     Returns:
         A :class:`Source`.
     """
-    if not os.path.exists(path):
-        raise ConfigError(f"Source model file {path!r} does not exist.")
+    require_file(path, "Source model file")
     if not path.endswith(".keras"):
         raise ConfigError(f"Source model file {path!r} must be a Keras v3 '.keras' file (model.save('x.keras')).")
     try:
@@ -282,12 +293,9 @@ def check_spec(spec):
         ConfigError: unknown architecture, missing file or unknown form.
     """
     if spec.startswith("imagenet/"):
-        arch = spec.split("/", 1)[1].lower()
-        if arch not in IMAGENET_ARCHS:
-            raise ConfigError(f"Unknown ImageNet architecture {arch!r} in {spec!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
+        _imagenet_key(spec.split("/", 1)[1])
     elif spec.endswith(".keras") or os.path.sep in spec:
-        if not os.path.exists(spec):
-            raise ConfigError(f"Source model file {spec!r} does not exist.")
+        require_file(spec, "Source model file")
     else:
         raise ConfigError(f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}) or a path to a .keras file.")
 

@@ -41,8 +41,8 @@ def _check(config):
     for spec in config.sources:
         sources_lib.check_spec(spec)
     sources_lib.parse_scale(config.source_scale)
-    if config.source_weights.lower() not in ("imagenet", "none") and not os.path.exists(config.source_weights):
-        raise ConfigError(f"--source_weights file {config.source_weights!r} does not exist.")
+    if config.source_weights.lower() not in ("imagenet", "none"):
+        sources_lib.require_file(config.source_weights, "--source_weights file")
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0 or config.temperature <= 0:
