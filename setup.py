@@ -19,5 +19,8 @@ setup(
     packages=find_packages(include=["sskt_tf", "sskt_tf.*"]),
     python_requires=">=3.10",
     install_requires=_requirements("requirements.txt"),
-    extras_require={"test": _requirements("requirements-test.txt")},
+    extras_require={
+        "convert": _requirements("requirements-convert.txt"),
+        "test": _requirements("requirements-test.txt") + _requirements("requirements-convert.txt"),
+    },
 )

@@ -1,6 +1,6 @@
 """sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras."""
 
-from sskt_tf import data, heads, losses, sources, targets, train_lib
+from sskt_tf import data, heads, losses, sources, targets, torch_resnet, train_lib
 from sskt_tf.config import TrainConfig
 from sskt_tf.errors import ConfigError, TrainingDivergedError
 from sskt_tf.heads import LinearHead, TransferModule
@@ -22,5 +22,6 @@ __all__ = [
     "losses",
     "sources",
     "targets",
+    "torch_resnet",
     "train_lib",
 ]

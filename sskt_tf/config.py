@@ -30,9 +30,10 @@ class TrainConfig:
     # Target network.
     target: str = _f("resnet20", "Target network: resnet20, resnet32, resnet44, resnet56, resnet110, vgg16.")
     # Sources and heads.
-    sources: List[str] = _f(["imagenet/resnet50"], "Comma list of sources: imagenet/<arch> or a path to a .keras model. Empty = train from scratch.")
+    sources: List[str] = _f(["imagenet/resnet50"], "Comma list of sources: imagenet/<arch>, places365/<arch> or a path to a .keras model. Empty = train from scratch.")
     source_weights: str = _f("imagenet", "Weights of imagenet/<arch> sources: imagenet (Keras download), a weights file, or none (random: plumbing tests only).")
-    source_scale: str = _f("7/3", "Resize factor of ImageNet sources: they see floor(image_size * scale) pixels (32 -> 74, 96 -> 224).")
+    places365_weights: str = _f("places365", "Weights of places365/<arch> sources: places365 (the CSAIL checkpoint converted once into ~/.keras/models/<arch>_places365.keras, downloaded if missing; needs torch), a converted .keras/.weights.h5, a .pth.tar/.npz checkpoint, or none (random).")
+    source_scale: str = _f("7/3", "Resize factor of ImageNet and Places365 sources: they see floor(image_size * scale) pixels (32 -> 74, 96 -> 224).")
     source_image_size: int = _f(0, "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).")
     head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
     feature_layers: List[str] = _f([], "Target layers the heads tap; empty = stage1..N (transfer) or the classifier input (linear).")

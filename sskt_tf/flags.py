@@ -5,6 +5,7 @@ Python API and the ``flags.txt`` a run writes can never drift apart.
 """
 
 import dataclasses
+import sys
 import typing
 
 from absl import flags
@@ -58,3 +59,15 @@ def config_from_flags(flag_values=flags.FLAGS):
                 raise flags.ValidationError(f"--{item.name} takes a comma list of {element_type.__name__}: {error}")
         values[item.name] = value
     return TrainConfig(**values)
+
+
+def parse_flags_or_exit(argv):
+    """absl flag parsing whose errors end like every other bad input: one line, exit 2.
+
+    Pass as ``app.run(main, flags_parser=parse_flags_or_exit)``.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
+        sys.exit(2)

@@ -6,6 +6,7 @@ the source's own preprocessing, and returns the frozen model's logits. It never
 trains and always runs in inference mode (BatchNorm uses moving statistics).
 """
 
+import logging
 import math
 import os
 import re
@@ -14,6 +15,7 @@ from fractions import Fraction
 import keras
 from keras import ops
 
+from sskt_tf import torch_resnet
 from sskt_tf.errors import ConfigError
 
 # keras.applications constructor name and `preprocess_input` mode per architecture.
@@ -32,6 +34,10 @@ IMAGENET_ARCHS = {
     "densenet121": ("DenseNet121", "torch"),
 }
 PREPROCESS_MODES = ("caffe", "tf", "torch")
+PLACES365_CLASSES = 365
+# The official CSAIL checkpoints (github.com/CSAILVision/places365) of torchvision ResNets.
+PLACES365_URL = "http://places2.csail.mit.edu/models_places365/{arch}_places365.pth.tar"
+PLACES365_PUBLISHED = ("resnet18", "resnet50")
 # Architectures whose classifier flattens a fixed-size map (input must be 224).
 _FIXED_INPUT_ARCHS = ("vgg16", "vgg19")
 
@@ -169,16 +175,27 @@ class Source(keras.layers.Layer):
             return (scaled_size(image_size[0], self.scale), scaled_size(image_size[1], self.scale))
         return tuple(image_size)
 
-    def call(self, images):
+    def preprocess_images(self, images):
+        """Resizes raw images and applies the source's preprocessing.
+
+        Args:
+            images: ``[batch, H, W, 3]`` RGB pixels in [0, 255].
+
+        Returns:
+            float32 model inputs at :meth:`output_size`.
+        """
         x = ops.cast(images, "float32")
         size = self.output_size(tuple(x.shape[1:3]))
         if size != tuple(x.shape[1:3]):
             x = ops.image.resize(x, size, interpolation="bilinear")
         if isinstance(self.preprocess, str):
-            x = keras.applications.imagenet_utils.preprocess_input(x, mode=self.preprocess)
-        elif self.preprocess is not None:
-            x = self.preprocess(x)
-        outputs = ops.cast(self.model(x, training=False), "float32")
+            return keras.applications.imagenet_utils.preprocess_input(x, mode=self.preprocess)
+        if self.preprocess is not None:
+            return self.preprocess(x)
+        return x
+
+    def call(self, images):
+        outputs = ops.cast(self.model(self.preprocess_images(images), training=False), "float32")
         if not self.from_logits:
             outputs = ops.log(ops.clip(outputs, 1e-7, 1.0))
         return outputs
@@ -259,6 +276,126 @@ def imagenet(arch, weights="imagenet", input_size=224, name=None):
     return Source(model, name or f"imagenet_{key}", input_size=size, preprocess=mode, from_logits=True)
 
 
+def places365_cache_path(arch, cache_dir=None):
+    """Where the converted CSAIL checkpoint of ``arch`` is looked for.
+
+    Args:
+        arch: a torchvision ResNet name.
+        cache_dir: the Keras home to use; defaults to ``$KERAS_HOME`` or
+            ``~/.keras``, as ``keras.utils.get_file`` does.
+
+    Returns:
+        ``<cache_dir>/models/<arch>_places365.keras``.
+    """
+    home = os.path.expanduser(cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
+    return os.path.join(home, "models", f"{arch}_places365.keras")
+
+
+def check_places365_download(arch, cache_dir=None):
+    """Checks that ``places365(arch, weights="places365")`` can get its weights.
+
+    Either the converted checkpoint is cached, or CSAIL publishes one for
+    ``arch`` and torch is installed to convert it.
+
+    Args:
+        arch: a torchvision ResNet name.
+        cache_dir: see :func:`places365_cache_path`.
+
+    Raises:
+        ConfigError: saying how to provide the weights.
+    """
+    if os.path.exists(places365_cache_path(arch, cache_dir)):
+        return
+    if arch not in PLACES365_PUBLISHED:
+        raise ConfigError(
+            f"CSAIL publishes Places365 weights for {' and '.join(PLACES365_PUBLISHED)} only, not {arch}; "
+            "pass --places365_weights=PATH with a checkpoint of your own."
+        )
+    torch_resnet.require_torch(PLACES365_URL.format(arch=arch))
+
+
+def _published_places365(arch, cache_dir):
+    """The CSAIL network for ``arch``: converted once, then read from the cache."""
+    converted = places365_cache_path(arch, cache_dir)
+    if os.path.exists(converted):
+        try:
+            return torch_resnet.load(converted, arch, PLACES365_CLASSES)
+        except ConfigError as error:
+            raise ConfigError(f"{error}\nDelete {converted} to download and convert the checkpoint again.") from error
+    check_places365_download(arch, cache_dir)
+    url = PLACES365_URL.format(arch=arch)
+    convert_command = (
+        f"python tools/convert_torch_resnet.py --checkpoint {arch}_places365.pth.tar --arch {arch} "
+        f"--num_classes {PLACES365_CLASSES} --output {converted}"
+    )
+    try:
+        # get_file falls back to /tmp/.keras when the Keras home is missing or read-only.
+        os.makedirs(os.path.dirname(converted), exist_ok=True)
+    except OSError:
+        pass
+    try:
+        checkpoint = keras.utils.get_file(
+            f"{arch}_places365.pth.tar", origin=url, cache_subdir="models", cache_dir=os.path.dirname(os.path.dirname(converted))
+        )
+    except Exception as error:  # keras raises a bare Exception on download failure
+        raise ConfigError(
+            f"Could not download the Places365 {arch} checkpoint from {url}: {error}\n"
+            f"Without internet access, download it on another machine, then run: {convert_command}"
+        ) from error
+    try:
+        model = torch_resnet.convert(checkpoint, arch, PLACES365_CLASSES)
+    except ConfigError as error:
+        raise ConfigError(f"{error}\nThe download may be incomplete: delete {checkpoint} to download it again.") from error
+    _cache_model(model, os.path.join(os.path.dirname(checkpoint), os.path.basename(converted)))
+    return model
+
+
+def _cache_model(model, path):
+    """Saves ``model`` to ``path`` atomically; a failure only costs a conversion next time."""
+    partial = f"{path}.{os.getpid()}.partial.keras"
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+        logging.info("Converted Places365 checkpoint cached in %s.", path)
+    except OSError as error:
+        logging.warning("Could not cache the converted checkpoint in %s (%s); it will be converted again next time.", path, error)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def places365(arch="resnet50", weights="places365", input_size=224, name=None, cache_dir=None):
+    """A Places365 classifier (torchvision ResNet trained by CSAIL) as a Source.
+
+    The paper's "P" source. Its images get torchvision's preprocessing
+    (``x / 255``, then ImageNet mean and std) after the same resize as the
+    ImageNet sources.
+
+    Args:
+        arch: a torchvision ResNet (``resnet18`` .. ``resnet152``).
+        weights: ``"places365"`` downloads the CSAIL checkpoint (resnet18 and
+            resnet50 only; needs torch) and converts it once into
+            :func:`places365_cache_path`; a path to a converted ``.keras`` or
+            ``.weights.h5`` file, or to a ``.pth.tar``/``.npz`` checkpoint; None
+            for random weights (tests only).
+        input_size: side length the source sees (paper: ``floor(size * 7/3)``).
+        name: source name; defaults to ``places365_<arch>``.
+        cache_dir: Keras home for the converted download (see
+            :func:`places365_cache_path`).
+
+    Returns:
+        A :class:`Source` producing 365 Places365 logits.
+    """
+    key = torch_resnet.arch_key(arch)
+    if weights is None:
+        model = torch_resnet.build(key, PLACES365_CLASSES)
+    elif weights == "places365":
+        model = _published_places365(key, cache_dir)
+    else:
+        model = torch_resnet.load(weights, key, PLACES365_CLASSES)
+    return Source(model, name or f"places365_{key}", input_size=_pair(input_size), preprocess="torch", from_logits=True)
+
+
 def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     """A saved ``.keras`` model as a Source.
 
@@ -283,41 +420,65 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)
 
 
-def check_spec(spec):
+def _parse_spec(spec):
+    """``(family, name)``: ``("imagenet", arch)``, ``("places365", arch)`` or ``("file", path)``."""
+    family, slash, arch = spec.partition("/")
+    if slash and family in ("imagenet", "places365") and not spec.endswith(".keras"):
+        return family, arch
+    return "file", spec
+
+
+def check_spec(spec, places365_weights=None):
     """Validates a command-line source spec without building anything.
 
     Args:
-        spec: ``imagenet/<arch>`` or a path to a ``.keras`` file.
+        spec: ``imagenet/<arch>``, ``places365/<arch>`` or a path to a ``.keras`` file.
+        places365_weights: the Places365 weights that will be used; with
+            ``"places365"`` the download and conversion is checked as well.
 
     Raises:
-        ConfigError: unknown architecture, missing file or unknown form.
+        ConfigError: unknown architecture, missing file, unknown form, or
+            Places365 weights that cannot be had.
     """
-    if spec.startswith("imagenet/"):
-        _imagenet_key(spec.split("/", 1)[1])
+    family, name = _parse_spec(spec)
+    if family == "imagenet":
+        _imagenet_key(name)
+    elif family == "places365":
+        key = torch_resnet.arch_key(name)
+        if places365_weights == "places365":
+            check_places365_download(key)
     elif spec.endswith(".keras") or os.path.sep in spec:
         require_file(spec, "Source model file")
     else:
-        raise ConfigError(f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}) or a path to a .keras file.")
+        raise ConfigError(
+            f"Unknown source {spec!r}: use imagenet/<arch> ({', '.join(IMAGENET_ARCHS)}), "
+            f"places365/<arch> ({', '.join(torch_resnet.ARCHS)}) or a path to a .keras file."
+        )
 
 
-def from_spec(spec, image_size, scale=7 / 3, source_image_size=None, weights="imagenet"):
+def from_spec(spec, image_size, scale=7 / 3, source_image_size=None, weights="imagenet", places365_weights="places365"):
     """Builds a Source from a command-line spec.
 
     Args:
-        spec: ``imagenet/<arch>`` or a path to a ``.keras`` file.
+        spec: ``imagenet/<arch>``, ``places365/<arch>`` or a path to a ``.keras`` file.
         image_size: the target's image side length.
-        scale: resize factor for ImageNet sources (``floor(image_size*scale)``).
+        scale: resize factor for ImageNet and Places365 sources
+            (``floor(image_size*scale)``).
         source_image_size: explicit source side length; overrides ``scale``
             (and the input size of a ``.keras`` source with flexible inputs).
         weights: weights for ImageNet sources (``"imagenet"``, a path, None).
+        places365_weights: weights for Places365 sources (see :func:`places365`).
 
     Returns:
         A :class:`Source`.
     """
     check_spec(spec)
-    if spec.startswith("imagenet/"):
-        size = source_image_size or scaled_size(image_size, scale)
-        return imagenet(spec.split("/", 1)[1], weights=weights, input_size=size)
+    family, name = _parse_spec(spec)
+    size = source_image_size or scaled_size(image_size, scale)
+    if family == "imagenet":
+        return imagenet(name, weights=weights, input_size=size)
+    if family == "places365":
+        return places365(name, weights=places365_weights, input_size=size)
     # A user's model sees its own fixed input size, else --source_image_size, else
     # the target's images unresized: the 7/3 rule is about ImageNet-sized sources.
     return from_file(spec, input_size=source_image_size)

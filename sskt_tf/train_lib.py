@@ -39,10 +39,12 @@ def _check(config):
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
     for spec in config.sources:
-        sources_lib.check_spec(spec)
+        sources_lib.check_spec(spec, places365_weights=config.places365_weights.lower())
     sources_lib.parse_scale(config.source_scale)
-    if config.source_weights.lower() not in ("imagenet", "none"):
-        sources_lib.require_file(config.source_weights, "--source_weights file")
+    for flag, default in (("source_weights", "imagenet"), ("places365_weights", "places365")):
+        value = getattr(config, flag)
+        if value.lower() not in (default, "none"):
+            sources_lib.require_file(os.path.expanduser(value), f"--{flag} file")
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0 or config.temperature <= 0:
@@ -72,10 +74,17 @@ def build_sources(config, image_size):
     Returns:
         A list of :class:`sskt_tf.sources.Source`.
     """
-    weights = None if config.source_weights.lower() == "none" else config.source_weights
+    def weights(value, keyword):
+        """The flag's value as the builders take it: None, the lower-case keyword, or a path."""
+        return {"none": None, keyword: keyword}.get(value.lower(), os.path.expanduser(value))
+
     scale = sources_lib.parse_scale(config.source_scale)
     built = [
-        sources_lib.from_spec(spec, image_size, scale=scale, source_image_size=config.source_image_size or None, weights=weights)
+        sources_lib.from_spec(
+            spec, image_size, scale=scale, source_image_size=config.source_image_size or None,
+            weights=weights(config.source_weights, "imagenet"),
+            places365_weights=weights(config.places365_weights, "places365"),
+        )
         for spec in config.sources if spec.strip()
     ]
     for source in built:

@@ -67,7 +67,10 @@ def tiny_source_path(tmp_path_factory):
     return str(path)
 
 
-def run_python(args, timeout=600):
-    """Runs ``python args...`` from the repository root; returns the CompletedProcess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+def run_python(args, timeout=600, env=None):
+    """Runs ``python args...`` from the repository root; returns the CompletedProcess.
+
+    ``env`` adds to (or overrides) the inherited environment.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

@@ -22,29 +22,42 @@ def _history_rows(model_dir):
 
 
 def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
+    # README's flow: convert the CSAIL Places365 checkpoint into ~/.keras/models with one
+    # command, then train with the unchanged flagfile's P+I sources. The checkpoint is a
+    # random-weight ResNet-50 saved the CSAIL way; the ImageNet ResNet-50 has random
+    # weights too (no downloads here).
+    from torch_reference import random_resnet, save_like_csail
+
+    keras_home = tmp_path / "keras_home"
+    checkpoint = tmp_path / "resnet50_places365.pth.tar"
+    save_like_csail(random_resnet("resnet50", 365), checkpoint, "resnet50")
+    converted = run_python([
+        "tools/convert_torch_resnet.py", f"--checkpoint={checkpoint}", "--arch=resnet50", "--num_classes=365",
+        f"--output={keras_home / 'models' / 'resnet50_places365.keras'}",
+    ])
+    assert converted.returncode == 0, converted.stderr[-3000:]
     model_dir = tmp_path / "run"
     result = run_python([
-        "tests/mock_tfds_train.py", "48", "--flagfile=configs/cifar10.flags",
-        # No downloads here: a random-weight ImageNet architecture stands in for ResNet-50.
-        "--sources=imagenet/mobilenetv2", "--source_weights=none",
+        "tests/mock_tfds_train.py", "48", "--flagfile=configs/cifar10.flags", "--source_weights=none",
         "--epochs=2", "--batch_size=16", "--lr_milestones=1", "--verbose=2", f"--model_dir={model_dir}",
-    ])
+    ], env={"KERAS_HOME": str(keras_home)})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Source places365_resnet50: 365 classes at (74, 74) input" in result.stderr
     rows = _history_rows(model_dir)
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert {"loss", "target_loss", "aux_imagenet_mobilenetv2_loss", "accuracy", "val_accuracy", "val_loss",
-            "learning_rate"} <= set(rows[0])
+    assert {"loss", "target_loss", "aux_places365_resnet50_loss", "aux_imagenet_resnet50_loss", "accuracy",
+            "val_accuracy", "val_loss", "learning_rate"} <= set(rows[0])
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1, 0.02])
     results = json.loads((model_dir / "results.json").read_text())
     assert 0.0 <= results["val_accuracy"] <= 1.0 and np.isfinite(results["val_loss"])
-    assert results["epochs"] == 2 and results["sources"] == ["imagenet_mobilenetv2"]
+    assert results["epochs"] == 2 and results["sources"] == ["places365_resnet50", "imagenet_resnet50"]
     for split in ("train", "validation"):
         assert any(f.startswith("events.out.tfevents") for f in os.listdir(model_dir / "tensorboard" / split))
     best = keras.saving.load_model(model_dir / "best.keras")
     assert best.name == "resnet20" and best.output_shape == (None, 10)
     assert best.count_params() == results["target_parameters"]  # no source or head weights inside
     flags_text = (model_dir / "flags.txt").read_text()
-    assert "--sources=imagenet/mobilenetv2\n" in flags_text and "--lr_milestones=1\n" in flags_text
+    assert "--sources=places365/resnet50,imagenet/resnet50\n" in flags_text and "--lr_milestones=1\n" in flags_text
 
 
 def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tiny_source_path):
@@ -90,6 +103,9 @@ def _config(**overrides):
         (dict(sources=["/nonexistent/source.keras"]), "does not exist"),
         (dict(sources=["places365"]), "Unknown source 'places365'"),
         (dict(sources=["imagenet/resnet50"], source_weights="/nonexistent/w.h5"), "--source_weights file"),
+        (dict(sources=["places365/resnet9"]), "Unknown torchvision ResNet 'resnet9'"),
+        (dict(sources=["places365/resnet50"], places365_weights="/nonexistent/p.keras"), "--places365_weights file"),
+        (dict(sources=["places365/resnet34"]), "CSAIL publishes Places365 weights for resnet18 and resnet50 only"),
         (dict(aux_loss="mse"), "Unknown --aux_loss=mse"),
         (dict(head="mlp"), "Unknown --head=mlp"),
         (dict(source_scale="x"), "Invalid source scale"),
@@ -98,7 +114,8 @@ def _config(**overrides):
         (dict(lr_milestones=[-3]), "--lr_milestones must be epoch numbers"),
     ],
 )
-def test_bad_settings_fail_before_any_training(overrides, message, tmp_path):
+def test_bad_settings_fail_before_any_training(overrides, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no converted Places365 weights cached
     with pytest.raises(ConfigError, match=message):
         train_lib.train(_config(model_dir=str(tmp_path), **overrides))
     assert not (tmp_path / "history.csv").exists()

@@ -49,4 +49,6 @@ def test_paper_flagfiles_parse(tmp_path):
         values(["prog", f"--flagfile={REPO}/configs/{name}.flags"])
         config = config_from_flags(values)
         assert (config.dataset, config.epochs, config.lr_milestones, config.weight_decay) == (name, 200, [60, 120, 160], 5e-4)
-        assert config.sources == ["imagenet/resnet50"] and config.head == "transfer" and config.alpha == 0.1
+        assert config.sources == ["places365/resnet50", "imagenet/resnet50"]  # the paper's P+I
+        assert (config.places365_weights, config.source_weights) == ("places365", "imagenet")
+        assert config.head == "transfer" and config.alpha == 0.1 and config.source_scale == "7/3"

@@ -57,6 +57,35 @@ def test_preprocessing_modes_follow_their_formulas(mode):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+# Each keras.applications architecture and the module whose preprocess_input its weights expect.
+_APPLICATION_MODULES = {
+    "resnet50": "resnet50", "resnet101": "resnet", "resnet152": "resnet",
+    "resnet50v2": "resnet_v2", "resnet101v2": "resnet_v2", "resnet152v2": "resnet_v2",
+    "vgg16": "vgg16", "vgg19": "vgg19", "mobilenetv2": "mobilenet_v2",
+    "efficientnetb0": "efficientnet", "efficientnetb1": "efficientnet", "densenet121": "densenet",
+}
+
+
+def test_every_imagenet_architecture_is_listed_with_its_module():
+    assert set(_APPLICATION_MODULES) == set(sources.IMAGENET_ARCHS)
+
+
+@pytest.mark.parametrize("arch", sorted(_APPLICATION_MODULES))
+def test_imagenet_sources_preprocess_like_their_keras_application(arch):
+    module = getattr(keras.applications, _APPLICATION_MODULES[arch])
+    image = np.random.RandomState(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
+    source = sources.Source(_recording_model(), arch, preprocess=sources.IMAGENET_ARCHS[arch][1])
+    np.testing.assert_allclose(source.preprocess_images(image), module.preprocess_input(image.copy()), atol=1e-4)
+
+
+def test_places365_source_uses_torchvision_preprocessing():
+    source = sources.places365("resnet18", weights=None, input_size=8)
+    assert source.name == "places365_resnet18" and source.num_classes == 365
+    image = np.random.RandomState(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = (image / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(source.preprocess_images(image), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("softmax_layer", ["activation", "Softmax"])
 def test_softmax_output_is_turned_into_log_probabilities(softmax_layer):
     inputs = keras.Input((4, 4, 3))
@@ -133,6 +162,10 @@ def test_from_file_and_spec_errors(tmp_path):
         sources.from_file(str(tmp_path / "broken.keras"))
     with pytest.raises(ConfigError, match="Unknown source 'places'"):
         sources.from_spec("places", 32)
+    with pytest.raises(ConfigError, match="Unknown torchvision ResNet 'resnet9'.*resnet50"):
+        sources.check_spec("places365/resnet9")
+    with pytest.raises(ConfigError, match="Source model file 'places365/mine.keras' does not exist"):
+        sources.check_spec("places365/mine.keras")
     with pytest.raises(ConfigError, match="Invalid source scale"):
         sources.parse_scale("seven")
 

@@ -13,18 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sskt_tf import train_lib  # noqa: E402
 from sskt_tf.errors import ConfigError, TrainingDivergedError  # noqa: E402
-from sskt_tf.flags import config_from_flags, define_flags  # noqa: E402
+from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit  # noqa: E402
 
 define_flags()
-
-
-def parse_flags(argv):
-    """absl flag parsing whose errors end like every other bad input: one line, exit 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
-        sys.exit(2)
 
 
 def main(argv):
@@ -42,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=parse_flags_or_exit)
