@@ -1,6 +1,6 @@
 """sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras."""
 
-from sskt_tf import data, heads, losses, sources, targets, torch_resnet, train_lib
+from sskt_tf import data, distribute, export, heads, losses, sources, targets, torch_resnet, train_lib
 from sskt_tf.config import TrainConfig
 from sskt_tf.errors import ConfigError, TrainingDivergedError
 from sskt_tf.heads import LinearHead, TransferModule
@@ -18,6 +18,8 @@ __all__ = [
     "TrainingDivergedError",
     "TransferModule",
     "data",
+    "distribute",
+    "export",
     "heads",
     "losses",
     "sources",

@@ -55,7 +55,10 @@ class TrainConfig:
     # Run.
     seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
     deterministic: bool = _f(False, "Also make TensorFlow ops deterministic (slower).")
-    model_dir: str = _f("", "Output directory; empty = runs/<dataset>-<target>-<time>.")
+    model_dir: str = _f("", "Output directory; empty = runs/<dataset>-<target>-<time>. Rerunning the same command after a crash or kill resumes from the last completed epoch.")
+    distribution_strategy: str = _f("default", "tf.distribute strategy: default, one_device, mirrored (all local GPUs), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.")
+    tpu: str = _f("", "TPU address or name for --distribution_strategy=tpu; empty = the local TPU.")
+    export_dir: str = _f("", "After training, export best.keras as a SavedModel for TF Serving into <export_dir>/<next version>/.")
     verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
 
 

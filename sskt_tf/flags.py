@@ -8,9 +8,10 @@ import dataclasses
 import sys
 import typing
 
-from absl import flags
+from absl import app, flags
 
 from sskt_tf.config import TrainConfig
+from sskt_tf.errors import ConfigError, TrainingDivergedError
 
 
 def _definer(field_type):
@@ -61,6 +62,24 @@ def config_from_flags(flag_values=flags.FLAGS):
     return TrainConfig(**values)
 
 
+def config_from_flagfile(path):
+    """Reads a flagfile (such as a run's ``flags.txt``) into a :class:`TrainConfig`.
+
+    Args:
+        path: the flagfile.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        flag_values(["flagfile_reader", f"--flagfile={path}"])
+    except flags.Error as error:
+        raise ConfigError(f"Could not read the run's flags from {path}: {error}") from error
+    return config_from_flags(flag_values)
+
+
 def parse_flags_or_exit(argv):
     """absl flag parsing whose errors end like every other bad input: one line, exit 2.
 
@@ -71,3 +90,30 @@ def parse_flags_or_exit(argv):
     except flags.Error as error:
         print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
         sys.exit(2)
+
+
+# Exit codes of the command-line tools: bad input 2, a diverged training run 3.
+_EXIT_CODES = ((ConfigError, 2), (flags.ValidationError, 2), (TrainingDivergedError, 3))
+
+
+def run_tool(argv, action):
+    """The body of a tool's absl ``main``: runs ``action()`` and turns errors into exit codes.
+
+    Positional arguments are refused; a :class:`ConfigError` (or a flag
+    validation error) prints one ``error: ...`` line and exits with 2, a
+    :class:`TrainingDivergedError` with 3.
+
+    Args:
+        argv: the ``main`` arguments absl passes.
+        action: a function of no arguments doing the tool's work.
+
+    Returns:
+        What ``action`` returns.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
+    try:
+        return action()
+    except tuple(error_type for error_type, _ in _EXIT_CODES) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(next(code for error_type, code in _EXIT_CODES if isinstance(error, error_type)))

@@ -3,6 +3,8 @@
 import keras
 from keras import layers, ops
 
+from sskt_tf.batch_norm import batch_norm
+
 HEAD_KINDS = ("linear", "transfer")
 
 
@@ -61,7 +63,7 @@ def _conv_bn_relu(filters, kernel_size, strides, name):
             filters, kernel_size, strides=strides, padding="same", use_bias=False,
             kernel_initializer="he_normal", name=f"{name}_conv",
         ),
-        layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn"),
+        batch_norm(f"{name}_bn"),
         layers.ReLU(name=f"{name}_relu"),
     ]
 

@@ -219,6 +219,13 @@ class SSKTModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        outputs = self._forward(x, training=False)
-        target_logits, terms = self._loss_terms(y, outputs, self._source_logits(x), sample_weight)
-        return self._update_metrics(x, y, target_logits, terms, sample_weight)
+
+        def evaluate_batch():
+            outputs = self._forward(x, training=False)
+            target_logits, terms = self._loss_terms(y, outputs, self._source_logits(x), sample_weight)
+            return self._update_metrics(x, y, target_logits, terms, sample_weight)
+
+        # Multi-worker evaluation can hand a worker an empty batch at the end of the data,
+        # and TensorFlow's oneDNN CPU convolutions return wrongly shaped results for empty
+        # batches; such a batch changes no metric, so skip it. (No collectives run here.)
+        return tf.cond(tf.shape(x)[0] > 0, evaluate_batch, self.get_metrics_result)

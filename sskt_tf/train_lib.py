@@ -9,10 +9,13 @@ import time
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sskt_tf import callbacks as callbacks_lib
 from sskt_tf import data as data_lib
+from sskt_tf import distribute as distribute_lib
+from sskt_tf import export as export_lib
 from sskt_tf import heads as heads_lib
 from sskt_tf import losses as losses_lib
 from sskt_tf import sources as sources_lib
@@ -38,6 +41,7 @@ def _check(config):
     _one_of("head", config.head, heads_lib.HEAD_KINDS)
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
+    _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     for spec in config.sources:
         sources_lib.check_spec(spec, places365_weights=config.places365_weights.lower())
     sources_lib.parse_scale(config.source_scale)
@@ -62,6 +66,14 @@ def _seed(config):
         keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def load_data(config):
+    """The :class:`sskt_tf.data.Data` (train and validation pipelines) of ``config``."""
+    return data_lib.load(
+        config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
+        seed=config.seed if config.seed >= 0 else None, augment=config.augment, download=config.download, cache=config.cache,
+    )
 
 
 def build_sources(config, image_size):
@@ -126,16 +138,62 @@ def compile_model(model, config):
     )
 
 
-def _callbacks(config, model_dir):
+def _callbacks(config, output_dir, backup, resume_epoch):
     nan_guard = callbacks_lib.StopOnNonFiniteLoss()
-    saver = callbacks_lib.SaveTarget(model_dir)
+    saver = callbacks_lib.SaveTarget(output_dir, resume_epoch=resume_epoch)
     return nan_guard, saver, [
         nan_guard,
         keras.callbacks.LearningRateScheduler(callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)),
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(model_dir, "tensorboard")),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
         saver,
+        # Last: an epoch counts as done once the history row and checkpoints are written.
+        # (fit reads the restored epoch after every callback's on_train_begin.)
+        backup,
     ]
+
+
+def _output_dir(model_dir, strategy):
+    """``model_dir`` for the chief; ``model_dir/worker_<i>`` for the other workers."""
+    if distribute_lib.is_chief(strategy):
+        return model_dir
+    task_type, task_id = distribute_lib.worker_id(strategy)
+    return os.path.join(model_dir, f"{task_type}_{task_id}")
+
+
+# Flags that change the networks: a backup cannot be restored into other ones.
+_ARCHITECTURE_FLAGS = ("dataset", "image_size", "target", "sources", "head", "feature_layers")
+
+
+def _prepare_resume(config, output_dir, backup_dir):
+    """Returns the epoch the run resumes from, and makes ``history.csv`` agree with it.
+
+    Raises:
+        ConfigError: ``output_dir`` holds a finished run (``results.json``, no
+            backup), or a backup of different networks.
+    """
+    from sskt_tf.flags import config_from_flagfile
+
+    resume_epoch = callbacks_lib.FiniteBackupAndRestore.saved_epoch(backup_dir)
+    if resume_epoch == 0 and os.path.exists(os.path.join(output_dir, "results.json")):
+        raise ConfigError(
+            f"{output_dir} holds a finished run (results.json); use another --model_dir, or delete it to train again."
+        )
+    flags_file = os.path.join(output_dir, "flags.txt")
+    if resume_epoch and os.path.exists(flags_file):
+        previous = config_from_flagfile(flags_file)
+        changed = [f"--{name}" for name in _ARCHITECTURE_FLAGS if getattr(previous, name) != getattr(config, name)]
+        if changed:
+            raise ConfigError(
+                f"{output_dir} holds a backup of a run with other {', '.join(changed)}; resume it with its own "
+                f"flags (--flagfile={flags_file}), or use another --model_dir."
+            )
+    # Rows of epochs the backup does not cover (the kill came after the history row but
+    # before the backup) are trained again, so drop them: every epoch appears exactly once.
+    callbacks_lib.truncate_history(os.path.join(output_dir, "history.csv"), resume_epoch)
+    if resume_epoch:
+        logging.info("Resuming from the backup in %s after epoch %d.", backup_dir, resume_epoch)
+    return resume_epoch
 
 
 def _write_results(model_dir, results):
@@ -148,7 +206,12 @@ def train(config):
 
     Writes to ``config.model_dir``: ``flags.txt`` (a flagfile that reproduces
     the run), ``history.csv``, TensorBoard events under ``tensorboard/``,
-    ``best.keras``/``last.keras`` (target only) and ``results.json``.
+    ``best.keras``/``last.keras`` (target only), ``results.json``, and while
+    training ``backup/`` (weights, optimizer state and epoch, removed at the
+    end). A run that was killed resumes from its last completed epoch when
+    called again with the same ``model_dir``. Under multi-worker training the
+    chief writes there and every other worker into ``model_dir/worker_<i>/``.
+    With ``config.export_dir``, ``best.keras`` is exported as a SavedModel.
 
     Args:
         config: a :class:`sskt_tf.config.TrainConfig`.
@@ -163,29 +226,38 @@ def train(config):
     """
     config = dataclasses.replace(config)
     _check(config)
+    # Multi-worker strategies must exist before any other TensorFlow work.
+    strategy = distribute_lib.get_strategy(config.distribution_strategy, config.tpu)
+    if distribute_lib.is_multi_worker(strategy) and (not config.model_dir or config.seed < 0):
+        raise ConfigError(
+            "Multi-worker training needs an explicit --model_dir (the default name holds each worker's start "
+            "time) and --seed >= 0 (every worker must shuffle the data the same way)."
+        )
     config.model_dir = config.model_dir or _default_model_dir(config)
-    os.makedirs(config.model_dir, exist_ok=True)
-    with open(os.path.join(config.model_dir, "flags.txt"), "w") as f:
+    output_dir = _output_dir(config.model_dir, strategy)
+    backup_dir = os.path.join(output_dir, "backup")
+    os.makedirs(output_dir, exist_ok=True)
+    resume_epoch = _prepare_resume(config, output_dir, backup_dir)
+    with open(os.path.join(output_dir, "flags.txt"), "w") as f:
         f.write(to_flagfile(config))
     _seed(config)
 
-    data = data_lib.load(
-        config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
-        seed=config.seed if config.seed >= 0 else None, augment=config.augment, download=config.download, cache=config.cache,
-    )
+    data = load_data(config)
     if data.train_examples is not None and data.train_examples < config.batch_size:
         raise ConfigError(
             f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
-    model = build_model(config, data)
-    compile_model(model, config)
+    with strategy.scope():
+        model = build_model(config, data)
+        compile_model(model, config)
     logging.info(
-        "Training %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs in %s.",
+        "Training %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d replica(s) in %s.",
         model.target.name, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
-        data.image_size, len(model.sources), config.epochs, config.model_dir,
+        data.image_size, len(model.sources), config.epochs, strategy.num_replicas_in_sync, output_dir,
     )
-    nan_guard, saver, callbacks = _callbacks(config, config.model_dir)
+    backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
+    nan_guard, saver, callbacks = _callbacks(config, output_dir, backup, resume_epoch)
     start = time.time()
     with warnings.catch_warnings():
         if not config.steps_per_epoch:
@@ -193,24 +265,103 @@ def train(config):
             # the first pass over any dataset of unknown length (folder datasets, which skip
             # corrupt files) and then trains every epoch anyway.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-        history = model.fit(
+        model.fit(
             data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
             callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
         )
     seconds = time.time() - start
-    nan_guard.raise_if_failed(config.model_dir)
-    # The last epoch's metrics; its val_* are the final weights evaluated on the validation split.
-    results = {k: float(v[-1]) for k, v in history.history.items() if v}
+    nan_guard.raise_if_failed(output_dir)
+    # The last epoch's metrics (its val_* are the final weights on the validation split),
+    # from history.csv, which holds every epoch of a resumed run too.
+    history = callbacks_lib.read_history(os.path.join(output_dir, "history.csv"))
+    results = {k: float(v) for k, v in history[-1].items() if k != "epoch"} if history else {}
     results.update(
         best_val_accuracy=saver.best if math.isfinite(saver.best) else None,
         best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
-        epochs=len(history.epoch),
+        epochs=len(history),
+        resumed_from_epoch=resume_epoch,
         train_seconds=round(seconds, 1),
         target_parameters=int(model.target.count_params()),
         num_classes=data.num_classes,
         sources=[s.name for s in model.sources],
+        replicas=strategy.num_replicas_in_sync,
     )
-    _write_results(config.model_dir, results)
+    _write_results(output_dir, results)
+    backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
     logging.info("Done: val_accuracy %.4f (best %.4f at epoch %s). Results in %s.",
-                 results["val_accuracy"], results["best_val_accuracy"] or float("nan"), results["best_epoch"], config.model_dir)
+                 results.get("val_accuracy", float("nan")), results["best_val_accuracy"] or float("nan"),
+                 results["best_epoch"], output_dir)
+    if config.export_dir and distribute_lib.is_chief(strategy):
+        best = os.path.join(output_dir, "best.keras")
+        sources_lib.require_file(best, "The target to export (no epoch had a finite validation accuracy)")
+        path = export_lib.export_saved_model(keras.saving.load_model(best, compile=False), config.export_dir)
+        results["export_path"] = path
+        _write_results(output_dir, results)
+        logging.info("Exported %s as a SavedModel to %s.", best, path)
     return results
+
+
+def export_run(model_dir, export_dir, version=None, checkpoint="best", export_format="saved_model", quantize="none",
+               evaluate=True, representative_examples=200):
+    """Exports the target of a finished run (``tools/export.py``).
+
+    Args:
+        model_dir: the run's ``--model_dir``.
+        export_dir: base directory; files go to ``<export_dir>/<version>/``.
+        version: positive integer; None = the next free version.
+        checkpoint: ``best`` or ``last`` (which ``.keras`` file to export).
+        export_format: ``saved_model`` (TF Serving) or ``tflite``
+            (``model.tflite`` next to ``tflite_eval.json``).
+        quantize: TFLite quantization, see :func:`sskt_tf.export.export_tflite`.
+        evaluate: for TFLite, also measure the Keras and the TFLite model's
+            accuracy on the run's validation split.
+        representative_examples: training images that calibrate int8.
+
+    Returns:
+        A dict with ``path`` and, for TFLite with ``evaluate``,
+        ``keras_val_accuracy``, ``tflite_val_accuracy`` and ``val_examples``.
+    """
+    import tempfile
+
+    from sskt_tf.flags import config_from_flagfile
+
+    if checkpoint not in ("best", "last"):
+        raise ConfigError(f"Unknown --checkpoint={checkpoint}; choose best or last.")
+    if export_format not in ("saved_model", "tflite"):
+        raise ConfigError(f"Unknown --format={export_format}; choose saved_model or tflite.")
+    model_path = os.path.join(model_dir, f"{checkpoint}.keras")
+    sources_lib.require_file(model_path, f"The run's {checkpoint} target")
+    target = keras.saving.load_model(model_path, compile=False)
+    if export_format == "saved_model":
+        return {"path": export_lib.export_saved_model(target, export_dir, version)}
+
+    needs_data = evaluate or quantize == "int8"
+    data = load_data(config_from_flagfile(os.path.join(model_dir, "flags.txt"))) if needs_data else None
+    representative = _first_images(data.train, representative_examples) if quantize == "int8" else None
+    output_dir = export_lib.version_dir(export_dir, version)
+    with tempfile.TemporaryDirectory() as scratch:
+        saved_model = export_lib.export_saved_model(target, scratch, 1)
+        os.makedirs(output_dir)
+        path = export_lib.export_tflite(saved_model, os.path.join(output_dir, "model.tflite"), quantize, representative)
+    result = {"path": path, "quantize": quantize}
+    if evaluate:
+        classifier = export_lib.TFLiteClassifier(path)
+        keras_accuracy, examples = export_lib.accuracy(lambda x: target.predict(x.astype("float32"), verbose=0), data.val)
+        tflite_accuracy, _ = export_lib.accuracy(lambda x: classifier(x)["probabilities"], data.val)
+        result.update(keras_val_accuracy=keras_accuracy, tflite_val_accuracy=tflite_accuracy, val_examples=examples)
+        with open(os.path.join(output_dir, "tflite_eval.json"), "w") as f:
+            json.dump(result, f, indent=2, sort_keys=True)
+    return result
+
+
+def _first_images(batches, count):
+    """The first ``count`` images of an ``(images, labels)`` batch dataset, as one array."""
+    collected, total = [], 0
+    for images, _ in batches.as_numpy_iterator():
+        collected.append(images)
+        total += len(images)
+        if total >= count:
+            break
+    if not collected:
+        raise ConfigError("No training batch to calibrate int8 on: the training set is smaller than --batch_size.")
+    return np.concatenate(collected)[:count]

@@ -17,12 +17,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sskt_tf import SSKTModel, Source  # noqa: E402
+from sskt_tf.batch_norm import batch_norm  # noqa: E402
 
 
 def build(seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stage1")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    # Synchronized BatchNorm: global-batch statistics, whatever the replica count.
+    x = keras.layers.ReLU(name="stage1")(batch_norm("bn")(x))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     target = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
     source_in = keras.Input((8, 8, 3))
@@ -40,7 +43,7 @@ def run(strategy):
         model = build()
     before = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
-    weights = [w.numpy().tolist() for w in model.trainable_weights]
+    weights = [w.numpy().tolist() for w in model.weights]  # BatchNorm moving statistics included
     return dict(replicas=strategy.num_replicas_in_sync, evaluate=before, history=history, weights=weights)
 
 

@@ -65,10 +65,13 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
     result = run_python([
         "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}",
         "--epochs=1", "--batch_size=32", "--verbose=0", f"--model_dir={model_dir}",
+        "--distribution_strategy=mirrored", f"--export_dir={tmp_path / 'serving'}",
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((model_dir / "results.json").read_text())
     assert results["num_classes"] == 10 and "val_aux_tiny_loss" in results
+    assert results["export_path"] == str(tmp_path / "serving" / "1")
+    assert os.path.exists(tmp_path / "serving" / "1" / "saved_model.pb")
     assert len(_history_rows(model_dir)) == 1
 
 

@@ -21,8 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sskt_tf import torch_resnet  # noqa: E402
-from sskt_tf.errors import ConfigError  # noqa: E402
-from sskt_tf.flags import parse_flags_or_exit  # noqa: E402
+from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth, .pth.tar, .pt) or .npz state dict to convert.")
 flags.DEFINE_string("arch", "", f"Architecture: {', '.join(torch_resnet.ARCHS)}. Empty = infer it from the checkpoint.")
@@ -36,18 +35,11 @@ flags.mark_flags_as_required(["checkpoint", "output"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
     config = flags.FLAGS
-    try:
-        summary = torch_resnet.convert_file(
-            config.checkpoint, config.output, arch=config.arch, num_classes=config.num_classes,
-            raw_pixels=config.raw_pixels, trust_pickle=config.trust_pickle, overwrite=config.overwrite,
-        )
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(summary)
+    print(run_tool(argv, lambda: torch_resnet.convert_file(
+        config.checkpoint, config.output, arch=config.arch, num_classes=config.num_classes,
+        raw_pixels=config.raw_pixels, trust_pickle=config.trust_pickle, overwrite=config.overwrite,
+    )))
 
 
 if __name__ == "__main__":

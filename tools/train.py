@@ -12,24 +12,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sskt_tf import train_lib  # noqa: E402
-from sskt_tf.errors import ConfigError, TrainingDivergedError  # noqa: E402
-from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit  # noqa: E402
+from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit, run_tool  # noqa: E402
 
 define_flags()
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
     logging.set_verbosity(logging.INFO)
-    try:
-        train_lib.train(config_from_flags(flags.FLAGS))
-    except (ConfigError, flags.ValidationError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingDivergedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(3)
+    run_tool(argv, lambda: train_lib.train(config_from_flags(flags.FLAGS)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from sskt_tf.batch_norm import batch_norm
+
 # CIFAR-10 training-set statistics on the 0-255 scale; a sensible default for
 # natural images when the dataset's own statistics are not known.
 CIFAR_MEAN = (125.3, 123.0, 113.9)
@@ -34,7 +36,7 @@ def conv_bn_relu(x, filters, strides=1, name=None):
         filters, 3, strides=strides, padding="same", use_bias=False,
         kernel_initializer="he_normal", name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -1,0 +1,115 @@
+"""Two worker processes on localhost (TF_CONFIG) train with tools/train.py to identical weights,
+the same as one process trains to.
+
+Keras 3.15.1's fit crashes with several workers unless sskt_tf.distribute's fix is
+installed; this test fails if that crash comes back.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import sskt_tf  # noqa: F401  (registers the custom layers of saved targets)
+from sskt_tf import callbacks, distribute
+from sskt_tf.errors import ConfigError
+
+from conftest import REPO, run_python
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _run_two_workers(tmp_path, flags):
+    """Runs tools/train.py as workers 0 and 1 of a localhost cluster; returns their log files."""
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    command = [sys.executable, "tools/train.py", *flags, "--distribution_strategy=multi_worker_mirrored"]
+    processes, logs = [], []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        # One thread pool each: two TensorFlow processes share this machine's few cores, and a
+        # starved worker can miss the coordination service's heartbeats.
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, TF_CONFIG=json.dumps(tf_config),
+                   TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1")
+        # Logs go to files: an undrained pipe would block one worker and, through the
+        # collectives, the other.
+        logs.append(tmp_path / f"worker{index}.log")
+        with open(logs[-1], "w") as log:
+            processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        for process in processes:
+            process.wait(timeout=480)
+    finally:
+        for process in processes:
+            process.kill()
+    if any(process.returncode != 0 for process in processes):
+        pytest.fail("\n\n".join(f"worker {i} exit {p.returncode}:\n{log.read_text()[-3000:]}"
+                                  for i, (p, log) in enumerate(zip(processes, logs))))
+    return logs
+
+
+def test_two_workers_train_to_identical_weights(tmp_path, digits_folder, tiny_source_path):
+    model_dir = tmp_path / "run"
+    logs = _run_two_workers(tmp_path, [
+        f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}", "--epochs=2",
+        "--batch_size=32", "--verbose=2", f"--model_dir={model_dir}",
+    ])
+    assert "on 2 replica(s)" in logs[0].read_text()
+
+    chief_dir, worker_dir = model_dir, model_dir / "worker_1"
+    chief_rows = callbacks.read_history(str(chief_dir / "history.csv"))
+    worker_rows = callbacks.read_history(str(worker_dir / "history.csv"))
+    assert [row["epoch"] for row in chief_rows] == ["0", "1"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # global metrics: the same on both
+        np.testing.assert_allclose([float(r[key]) for r in worker_rows], [float(r[key]) for r in chief_rows], rtol=1e-5)
+    chief = keras.saving.load_model(chief_dir / "last.keras")
+    worker = keras.saving.load_model(worker_dir / "last.keras")
+    for a, b in zip(chief.weights, worker.weights):  # BatchNorm moving statistics included
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+    results = json.loads((chief_dir / "results.json").read_text())
+    assert results["replicas"] == 2 and results["epochs"] == 2
+
+
+def test_one_process_and_two_workers_take_the_same_first_step(tmp_path, digits_folder, tiny_source_path):
+    # One SGD step with momentum, weight decay, BatchNorm and a source: the same initial
+    # weights, the same global batch split between the workers, global-batch BatchNorm, and
+    # no batch lost to Keras' multi-worker symbolic build. (Later batches of the two input
+    # pipelines can come in a different order; see README.)
+    flags = [f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}", "--epochs=1",
+             "--steps_per_epoch=1", "--batch_size=32", "--verbose=0"]
+    _run_two_workers(tmp_path, [*flags, f"--model_dir={tmp_path / 'workers'}"])
+    single = run_python(["tools/train.py", *flags, f"--model_dir={tmp_path / 'single'}"])
+    assert single.returncode == 0, single.stderr[-3000:]
+    chief_rows = callbacks.read_history(str(tmp_path / "workers" / "history.csv"))
+    single_rows = callbacks.read_history(str(tmp_path / "single" / "history.csv"))
+    for key in ("loss", "accuracy", "target_loss", "aux_tiny_loss"):
+        assert float(chief_rows[0][key]) == pytest.approx(float(single_rows[0][key]), rel=1e-5), key
+    workers = keras.saving.load_model(tmp_path / "workers" / "last.keras")
+    alone = keras.saving.load_model(tmp_path / "single" / "last.keras")
+    for a, b in zip(workers.weights, alone.weights):  # BatchNorm moving statistics included
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=5e-4, err_msg=a.path)
+
+
+def test_strategy_names_and_bad_tf_config(monkeypatch):
+    import tensorflow as tf
+
+    assert distribute.get_strategy("default") is tf.distribute.get_strategy()
+    assert isinstance(distribute.get_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    assert distribute.is_chief(distribute.get_strategy("default"))
+    with pytest.raises(ConfigError, match="Unknown --distribution_strategy=horovod"):
+        distribute.get_strategy("horovod")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid"):
+        distribute.get_strategy("multi_worker_mirrored")

@@ -1,0 +1,72 @@
+"""A run killed with SIGKILL mid-training resumes from its last completed epoch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sskt_tf import callbacks
+
+from conftest import REPO
+
+
+def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
+    return [
+        sys.executable, "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16",
+        f"--sources={tiny_source_path}", f"--epochs={epochs}", "--lr_milestones=3", "--batch_size=32",
+        "--verbose=0", f"--model_dir={model_dir}",
+    ]
+
+
+def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
+    model_dir = tmp_path / "run"
+    command = _train_command(model_dir, digits_folder, tiny_source_path, epochs=12)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    backup = str(model_dir / "backup")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while callbacks.FiniteBackupAndRestore.saved_epoch(backup) < 2:
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "no epoch completed in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = callbacks.FiniteBackupAndRestore.saved_epoch(backup)
+    assert 2 <= killed_at < 12 and not (model_dir / "results.json").exists()
+
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from the backup in {backup} after epoch {killed_at}" in resumed.stderr
+    rows = callbacks.read_history(str(model_dir / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == list(range(12))  # every epoch exactly once
+    # The learning-rate schedule continued where it was: x0.2 from epoch 3 on.
+    assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1] * 3 + [0.1 * 0.2] * 9)
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["epochs"] == 12 and results["resumed_from_epoch"] == killed_at
+    assert not os.path.exists(backup)  # removed once the run finished
+
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "holds a finished run" in again.stderr
+
+
+def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
+    from sskt_tf import train_lib
+    from sskt_tf.config import TrainConfig, to_flagfile
+    from sskt_tf.errors import ConfigError
+
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    (run / "flags.txt").write_text(to_flagfile(TrainConfig(target="resnet20", model_dir=str(run))))
+    (run / "history.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
+    with pytest.raises(ConfigError, match="backup of a run with other --target"):
+        train_lib._prepare_resume(TrainConfig(target="resnet32", model_dir=str(run)), str(run), str(run / "backup"))
+    resumed = train_lib._prepare_resume(TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup"))
+    assert resumed == 3 and [r["epoch"] for r in callbacks.read_history(str(run / "history.csv"))] == ["0", "1", "2"]
