@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 
@@ -22,12 +23,18 @@ from sskt_tf import sources as sources_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.config import TrainConfig, to_flagfile
 from sskt_tf.errors import ConfigError
+from sskt_tf.flags import config_from_flagfile
 from sskt_tf.model import SSKTModel
 
 
 def _default_model_dir(config):
     dataset = config.dataset.replace(os.sep, "_").replace(":", "_")
     return os.path.join("runs", f"{dataset}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _weights_flag(value, keyword):
+    """A ``--*_weights`` flag as the source builders take it: None, ``keyword``, or a path."""
+    return {"none": None, keyword: keyword}.get(value.lower(), os.path.expanduser(value))
 
 
 def _one_of(flag, value, choices):
@@ -43,12 +50,12 @@ def _check(config):
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     for spec in config.sources:
-        sources_lib.check_spec(spec, places365_weights=config.places365_weights.lower())
+        sources_lib.check_spec(spec, places365_weights=_weights_flag(config.places365_weights, "places365"))
     sources_lib.parse_scale(config.source_scale)
-    for flag, default in (("source_weights", "imagenet"), ("places365_weights", "places365")):
-        value = getattr(config, flag)
-        if value.lower() not in (default, "none"):
-            sources_lib.require_file(os.path.expanduser(value), f"--{flag} file")
+    for flag, keyword in (("source_weights", "imagenet"), ("places365_weights", "places365")):
+        weights = _weights_flag(getattr(config, flag), keyword)
+        if weights not in (None, keyword):
+            sources_lib.require_file(weights, f"--{flag} file")
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0 or config.temperature <= 0:
@@ -86,16 +93,12 @@ def build_sources(config, image_size):
     Returns:
         A list of :class:`sskt_tf.sources.Source`.
     """
-    def weights(value, keyword):
-        """The flag's value as the builders take it: None, the lower-case keyword, or a path."""
-        return {"none": None, keyword: keyword}.get(value.lower(), os.path.expanduser(value))
-
     scale = sources_lib.parse_scale(config.source_scale)
     built = [
         sources_lib.from_spec(
             spec, image_size, scale=scale, source_image_size=config.source_image_size or None,
-            weights=weights(config.source_weights, "imagenet"),
-            places365_weights=weights(config.places365_weights, "places365"),
+            weights=_weights_flag(config.source_weights, "imagenet"),
+            places365_weights=_weights_flag(config.places365_weights, "places365"),
         )
         for spec in config.sources if spec.strip()
     ]
@@ -172,8 +175,6 @@ def _prepare_resume(config, output_dir, backup_dir):
         ConfigError: ``output_dir`` holds a finished run (``results.json``, no
             backup), or a backup of different networks.
     """
-    from sskt_tf.flags import config_from_flagfile
-
     resume_epoch = callbacks_lib.FiniteBackupAndRestore.saved_epoch(backup_dir)
     if resume_epoch == 0 and os.path.exists(os.path.join(output_dir, "results.json")):
         raise ConfigError(
@@ -321,10 +322,6 @@ def export_run(model_dir, export_dir, version=None, checkpoint="best", export_fo
         A dict with ``path`` and, for TFLite with ``evaluate``,
         ``keras_val_accuracy``, ``tflite_val_accuracy`` and ``val_examples``.
     """
-    import tempfile
-
-    from sskt_tf.flags import config_from_flagfile
-
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"Unknown --checkpoint={checkpoint}; choose best or last.")
     if export_format not in ("saved_model", "tflite"):
