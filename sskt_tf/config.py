@@ -51,7 +51,10 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum.")
     nesterov: bool = _f(False, "Nesterov momentum.")
     weight_decay: float = _f(5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).")
-    jit_compile: bool = _f(False, "Compile the train step with XLA.")
+    jit_compile: bool = _f(False, "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs: see tools/benchmark.py).")
+    mixed_precision: str = _f("float32", "Keras dtype policy of target, heads and sources: float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs and CPUs with AVX512-BF16/AMX). Variables and losses stay float32.")
+    soft_label_cache: str = _f("", "Directory written by tools/cache_soft_labels.py: train on its cached views and soft labels instead of running the sources every step (a run with a cache never builds the sources).")
+    val_aux_losses: bool = _f(True, "Run the sources on the validation set too, to report val_aux_<source>_loss; --noval_aux_losses validates the target alone (faster).")
     # Run.
     seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
     deterministic: bool = _f(False, "Also make TensorFlow ops deterministic (slower).")

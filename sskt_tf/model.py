@@ -59,6 +59,12 @@ class SSKTModel(keras.Model):
 
         loss = target_loss(y, f(x)) + alpha * sum_s aux_loss(g_s(x), h_s(x)) + l2
 
+    Batches are ``(images, labels)``, and the sources run inside the step; or
+    ``({"images": images, "soft_labels": (logits_1, ...)}, labels)`` with the
+    sources' logits precomputed (:mod:`sskt_tf.soft_label_cache`, whose
+    :class:`~sskt_tf.soft_label_cache.CachedSource` placeholders stand for the
+    sources then).
+
     Args:
         target: functional ``keras.Model`` taking raw images, returning logits.
         sources: list of :class:`sskt_tf.sources.Source`; empty = train from
@@ -116,10 +122,11 @@ class SSKTModel(keras.Model):
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def call(self, inputs, training=None):
-        return self.target(inputs, training=training)
+        images, _ = _split_inputs(inputs)
+        return self.target(images, training=training)
 
     def compile(self, optimizer="sgd", loss="ce", aux_loss="kd", alpha=0.1, temperature=3.0,
-                weight_decay=0.0, metrics=None, **kwargs):
+                weight_decay=0.0, metrics=None, val_aux_losses=True, **kwargs):
         """Configures training.
 
         Args:
@@ -134,18 +141,23 @@ class SSKTModel(keras.Model):
                 variables, ``0.5 * wd * sum(w^2)``, whose gradient ``wd * w``
                 is exactly PyTorch's ``SGD(weight_decay=wd)``.
             metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
+            val_aux_losses: also compute the auxiliary losses in ``evaluate``
+                (which runs every source on every validation batch); False
+                validates the target alone. Batches that carry soft labels
+                always get them.
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
                 ``steps_per_execution``, ...).
         """
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self._sskt_compile_args = dict(
             optimizer=optimizer, loss=loss, aux_loss=aux_loss, alpha=alpha, temperature=temperature,
-            weight_decay=weight_decay, metrics=metrics, **kwargs,
+            weight_decay=weight_decay, metrics=metrics, val_aux_losses=val_aux_losses, **kwargs,
         )
         self.target_loss_fn = losses_lib.get_target(loss)
         self.aux_loss_fn = losses_lib.get(aux_loss, temperature=temperature)
         self.alpha = float(alpha)
         self.weight_decay = float(weight_decay)
+        self.val_aux_losses = bool(val_aux_losses)
 
     def get_compile_config(self):
         if not self.compiled:
@@ -176,6 +188,8 @@ class SSKTModel(keras.Model):
     def _loss_terms(self, y, outputs, soft_labels, sample_weight):
         """Per-replica loss terms, each already divided by the replica count."""
         target_logits, *head_logits = [ops.cast(o, "float32") for o in outputs]
+        if len(soft_labels) != len(head_logits):
+            raise ConfigError(f"Got soft labels of {len(soft_labels)} sources for {len(head_logits)} auxiliary heads.")
         terms = {"target": self.target_loss_fn(y, target_logits, sample_weight=sample_weight)}
         terms["aux"] = [
             self.aux_loss_fn(ops.stop_gradient(soft), logits, sample_weight=sample_weight)
@@ -188,9 +202,9 @@ class SSKTModel(keras.Model):
         terms["total"] = total
         return target_logits, terms
 
-    def _source_logits(self, x):
+    def _source_logits(self, images):
         """Frozen sources in inference mode, outside any gradient tape."""
-        return [source(x, training=False) for source in self.sources]
+        return [source(images, training=False) for source in self.sources]
 
     def _update_metrics(self, x, y, target_logits, terms, sample_weight):
         batch_size = ops.shape(x)[0]
@@ -199,15 +213,27 @@ class SSKTModel(keras.Model):
         self.target_loss_tracker.update_state(terms["target"] * unscale, sample_weight=batch_size)
         for tracker, value in zip(self.aux_loss_trackers, terms["aux"]):
             tracker.update_state(value * unscale, sample_weight=batch_size)
-        return self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
+        self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
+        return self._metric_results(with_aux=bool(terms["aux"]))
+
+    def _metric_results(self, with_aux):
+        """The metrics' current values; without the auxiliary losses unless ``with_aux``."""
+        results = self.get_metrics_result()
+        if not with_aux:
+            for tracker in self.aux_loss_trackers:
+                results.pop(tracker.name, None)
+        return results
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        # 1. Soft labels from the frozen sources (no tape: they never get gradients).
-        soft_labels = self._source_logits(x)
+        images, soft_labels = _split_inputs(x)
+        # 1. Soft labels: precomputed, or from the frozen sources (no tape: they never
+        #    get gradients).
+        if soft_labels is None:
+            soft_labels = self._source_logits(images)
         with tf.GradientTape() as tape:
             # 2. Target logits and one auxiliary prediction per source, in one pass.
-            outputs = self._forward(x, training=True)
+            outputs = self._forward(images, training=True)
             # 3. target loss + alpha * sum of auxiliary losses (+ L2), per replica.
             target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight)
             # 4. Loss scaling for mixed_float16 (identity otherwise).
@@ -215,17 +241,39 @@ class SSKTModel(keras.Model):
         # 5. Only target and head variables train; sources are not trainable.
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(x, y, target_logits, terms, sample_weight)
+        return self._update_metrics(images, y, target_logits, terms, sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images, soft_labels = _split_inputs(x)
+        run_sources = soft_labels is None and self.val_aux_losses and self.sources_run
+        with_aux = bool(self.sources) and (soft_labels is not None or run_sources)
 
         def evaluate_batch():
-            outputs = self._forward(x, training=False)
-            target_logits, terms = self._loss_terms(y, outputs, self._source_logits(x), sample_weight)
-            return self._update_metrics(x, y, target_logits, terms, sample_weight)
+            if with_aux:
+                soft = self._source_logits(images) if run_sources else soft_labels
+                outputs = self._forward(images, training=False)
+            else:
+                soft, outputs = [], [self.target(images, training=False)]
+            target_logits, terms = self._loss_terms(y, outputs, soft, sample_weight)
+            return self._update_metrics(images, y, target_logits, terms, sample_weight)
 
         # Multi-worker evaluation can hand a worker an empty batch at the end of the data,
         # and TensorFlow's oneDNN CPU convolutions return wrongly shaped results for empty
         # batches; such a batch changes no metric, so skip it. (No collectives run here.)
-        return tf.cond(tf.shape(x)[0] > 0, evaluate_batch, self.get_metrics_result)
+        return tf.cond(tf.shape(images)[0] > 0, evaluate_batch, lambda: self._metric_results(with_aux))
+
+    @property
+    def sources_run(self):
+        """Whether the sources can run (False when cached soft labels stand for them)."""
+        return all(getattr(source, "runnable", True) for source in self.sources)
+
+
+def _split_inputs(x):
+    """``(images, soft labels or None)`` of a batch's inputs (see :class:`SSKTModel`)."""
+    if isinstance(x, dict):
+        if "images" not in x:
+            raise ConfigError(f"Dict inputs need an 'images' entry (and optionally 'soft_labels'), got {sorted(x)}.")
+        soft_labels = x.get("soft_labels")
+        return x["images"], None if soft_labels is None else list(soft_labels)
+    return x, None

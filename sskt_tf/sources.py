@@ -15,6 +15,7 @@ from fractions import Fraction
 import keras
 from keras import ops
 
+from sskt_tf import fold_batch_norm as fold_batch_norm_lib
 from sskt_tf import torch_resnet
 from sskt_tf.errors import ConfigError
 
@@ -134,6 +135,9 @@ class Source(keras.layers.Layer):
             takes raw [0, 255] pixels itself.
         from_logits: False if the model outputs probabilities; their log is
             used as logits. None detects a final softmax.
+        fold_batch_norm: replace ``model`` by a copy whose BatchNorm layers
+            are folded into the convolutions before them (same outputs, faster;
+            see :mod:`sskt_tf.fold_batch_norm`). ``source.model`` is that copy.
 
     Call args:
         images: raw images ``[batch, H, W, 3]``, float in [0, 255].
@@ -148,15 +152,17 @@ class Source(keras.layers.Layer):
         (2, 1000)
     """
 
-    def __init__(self, model, name, input_size=None, scale=None, preprocess=None, from_logits=None, **kwargs):
+    def __init__(self, model, name, input_size=None, scale=None, preprocess=None, from_logits=None,
+                 fold_batch_norm=True, **kwargs):
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(name)):
             raise ConfigError(f"Source name {name!r} may use only letters, digits, '_', '-' and '.'.")
         kwargs.pop("trainable", None)
         super().__init__(name=name, trainable=False, **kwargs)
         if isinstance(preprocess, str) and preprocess not in PREPROCESS_MODES:
             raise ConfigError(f"Unknown preprocessing mode {preprocess!r}; choose one of {PREPROCESS_MODES}.")
-        self.model = model
-        self.model.trainable = False
+        model.trainable = False
+        self.model = fold_batch_norm_lib.fold_batch_norm(model) if fold_batch_norm else model
+        self.fold_batch_norm = bool(fold_batch_norm)
         self.input_size = _pair(input_size) or _fixed_input_size(model)
         self.scale = None if self.input_size else parse_scale(scale)
         self.preprocess = preprocess
@@ -213,6 +219,7 @@ class Source(keras.layers.Layer):
             scale=self.scale,
             preprocess=self.preprocess,
             from_logits=self.from_logits,
+            fold_batch_norm=self.fold_batch_norm,
         )
         return config
 

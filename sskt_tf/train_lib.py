@@ -1,5 +1,6 @@
 """The training loop behind ``tools/train.py``: one function, :func:`train`."""
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,12 +20,16 @@ from sskt_tf import distribute as distribute_lib
 from sskt_tf import export as export_lib
 from sskt_tf import heads as heads_lib
 from sskt_tf import losses as losses_lib
+from sskt_tf import soft_label_cache as soft_label_cache_lib
 from sskt_tf import sources as sources_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.config import TrainConfig, to_flagfile
 from sskt_tf.errors import ConfigError
 from sskt_tf.flags import config_from_flagfile
 from sskt_tf.model import SSKTModel
+
+
+MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _default_model_dir(config):
@@ -49,13 +54,12 @@ def _check(config):
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
-    for spec in config.sources:
-        sources_lib.check_spec(spec, places365_weights=_weights_flag(config.places365_weights, "places365"))
+    _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
     sources_lib.parse_scale(config.source_scale)
-    for flag, keyword in (("source_weights", "imagenet"), ("places365_weights", "places365")):
-        weights = _weights_flag(getattr(config, flag), keyword)
-        if weights not in (None, keyword):
-            sources_lib.require_file(weights, f"--{flag} file")
+    if config.soft_label_cache:
+        _open_cache(config)  # the sources are never built: only the cache must be there
+    else:
+        check_source_flags(config)
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0 or config.temperature <= 0:
@@ -68,6 +72,34 @@ def _check(config):
         raise ConfigError("--target_loss=bce needs multi-hot labels, which none of the supported datasets provide yet.")
 
 
+def check_source_flags(config):
+    """Checks ``--sources`` and the weights flags without building anything."""
+    for spec in config.sources:
+        sources_lib.check_spec(spec, places365_weights=_weights_flag(config.places365_weights, "places365"))
+    for flag, keyword in (("source_weights", "imagenet"), ("places365_weights", "places365")):
+        weights = _weights_flag(getattr(config, flag), keyword)
+        if weights not in (None, keyword):
+            sources_lib.require_file(weights, f"--{flag} file")
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Makes ``name`` Keras' global dtype policy inside the block (layers keep it after)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _open_cache(config):
+    """The run's :class:`SoftLabelCache`, or None without ``--soft_label_cache``."""
+    if not config.soft_label_cache:
+        return None
+    return soft_label_cache_lib.SoftLabelCache(os.path.expanduser(config.soft_label_cache))
+
+
 def _seed(config):
     if config.seed >= 0:
         keras.utils.set_random_seed(config.seed)
@@ -75,12 +107,45 @@ def _seed(config):
         tf.config.experimental.enable_op_determinism()
 
 
-def load_data(config):
-    """The :class:`sskt_tf.data.Data` (train and validation pipelines) of ``config``."""
-    return data_lib.load(
-        config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
-        seed=config.seed if config.seed >= 0 else None, augment=config.augment, download=config.download, cache=config.cache,
-    )
+def load_splits(config, order_seed=None):
+    """The :class:`sskt_tf.data.Splits` (unbatched examples) of ``config.dataset``."""
+    if order_seed is None and config.seed >= 0:
+        order_seed = config.seed
+    return data_lib.load_splits(config.dataset, data_dir=config.data_dir or None, image_size=config.image_size or None,
+                                download=config.download, order_seed=order_seed)
+
+
+def load_data(config, start_epoch=0):
+    """The :class:`sskt_tf.data.Data` (train and validation pipelines) of ``config``.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        start_epoch: the first epoch to train (a resumed run's); with
+            ``--soft_label_cache`` it picks the views the training batches start with.
+
+    Returns:
+        A :class:`sskt_tf.data.Data`. With ``--soft_label_cache`` its training
+        batches cover every remaining epoch and carry the cached soft labels.
+    """
+    seed = config.seed if config.seed >= 0 else None
+    cache = _open_cache(config)
+    splits = load_splits(config, order_seed=cache.settings["seed"] if cache else None)
+    val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
+    if cache is None:
+        train = data_lib.train_pipeline(splits.train, config.batch_size, seed=seed, augment=config.augment, cache=config.cache)
+        return splits.data(train, val)
+    cache.check(config, splits.image_size, splits.info["train_examples"])
+    train = cache.train_pipeline(splits.train, config.batch_size, seed=seed, start_epoch=start_epoch, epochs=config.epochs,
+                                 steps_per_epoch=cache_steps_per_epoch(config, cache), cache=config.cache)
+    return splits.data(train, val)
+
+
+def cache_steps_per_epoch(config, cache):
+    """Batches per epoch when training from ``cache``."""
+    full = cache.examples // config.batch_size
+    if full == 0:
+        raise ConfigError(f"--batch_size={config.batch_size} is larger than the {cache.examples} cached training examples.")
+    return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 
 
 def build_sources(config, image_size):
@@ -123,7 +188,9 @@ def build_model(config, data):
             "leave --num_classes at 0 to use the dataset's."
         )
     target = targets_lib.get(config.target, data.num_classes, image_size=data.image_size, mean=data.mean, std=data.std)
-    return SSKTModel(target, build_sources(config, data.image_size), head=config.head, feature_layers=config.feature_layers or None)
+    cache = _open_cache(config)
+    sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
+    return SSKTModel(target, sources, head=config.head, feature_layers=config.feature_layers or None)
 
 
 def compile_model(model, config):
@@ -138,6 +205,7 @@ def compile_model(model, config):
         weight_decay=config.weight_decay,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
+        val_aux_losses=config.val_aux_losses,
     )
 
 
@@ -154,6 +222,20 @@ def _callbacks(config, output_dir, backup, resume_epoch):
         # (fit reads the restored epoch after every callback's on_train_begin.)
         backup,
     ]
+
+
+@contextlib.contextmanager
+def _cache_mismatch_as_config_error(config):
+    """Turns the cache pipeline's failed data check into a ConfigError."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        if soft_label_cache_lib.MISMATCH_MARKER not in str(error):
+            raise
+        raise ConfigError(
+            f"The training data differs from the data the soft-label cache in {config.soft_label_cache} was made "
+            "from (same dataset name and size, other images or labels or order). Build the cache again from this data."
+        ) from None
 
 
 def _output_dir(model_dir, strategy):
@@ -243,13 +325,13 @@ def train(config):
         f.write(to_flagfile(config))
     _seed(config)
 
-    data = load_data(config)
+    data = load_data(config, start_epoch=resume_epoch)
     if data.train_examples is not None and data.train_examples < config.batch_size:
         raise ConfigError(
             f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(config.mixed_precision):
         model = build_model(config, data)
         compile_model(model, config)
     logging.info(
@@ -259,15 +341,18 @@ def train(config):
     )
     backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
     nan_guard, saver, callbacks = _callbacks(config, output_dir, backup, resume_epoch)
+    cache = _open_cache(config)
+    # From a cache, one dataset holds every remaining epoch: fit must know the epoch length.
+    steps_per_epoch = cache_steps_per_epoch(config, cache) if cache else config.steps_per_epoch or None
     start = time.time()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
         if not config.steps_per_epoch:
             # Keras warns "Your input ran out of data; interrupting training" at the end of
             # the first pass over any dataset of unknown length (folder datasets, which skip
-            # corrupt files) and then trains every epoch anyway.
+            # corrupt files; their validation data too) and then trains every epoch anyway.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
-            data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch or None,
+            data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
             callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
         )
     seconds = time.time() - start
@@ -286,6 +371,7 @@ def train(config):
         num_classes=data.num_classes,
         sources=[s.name for s in model.sources],
         replicas=strategy.num_replicas_in_sync,
+        soft_label_cache_views=cache.views if cache else None,
     )
     _write_results(output_dir, results)
     backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
@@ -300,6 +386,38 @@ def train(config):
         _write_results(output_dir, results)
         logging.info("Exported %s as a SavedModel to %s.", best, path)
     return results
+
+
+def build_soft_label_cache(config, views, top_k=0, dtype="float16", batch_size=256, examples_per_shard=10_000,
+                           overwrite=False):
+    """Writes the soft-label cache of ``config`` into ``config.soft_label_cache`` (``tools/cache_soft_labels.py``).
+
+    Args:
+        config: the :class:`TrainConfig` of the runs the cache will serve.
+        views: number of augmented views K per training image.
+        top_k: keep each source's ``top_k`` largest logits only (0: all).
+        dtype: ``float16`` or ``float32`` storage.
+        batch_size: images per source call.
+        examples_per_shard: records per TFRecord file.
+        overwrite: replace an existing cache.
+
+    Returns:
+        The cache's manifest dict.
+    """
+    if not config.soft_label_cache:
+        raise ConfigError("--soft_label_cache=DIR names the directory to write the cache to.")
+    _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
+    sources_lib.parse_scale(config.source_scale)
+    check_source_flags(config)
+    if not [spec for spec in config.sources if spec.strip()]:
+        raise ConfigError("--sources is empty: there is nothing to cache.")
+    splits = load_splits(config)
+    with dtype_policy(config.mixed_precision):
+        sources = build_sources(config, splits.image_size)
+    return soft_label_cache_lib.write(
+        config, splits, sources, os.path.expanduser(config.soft_label_cache), views, top_k=top_k, dtype=dtype,
+        batch_size=batch_size, examples_per_shard=examples_per_shard, overwrite=overwrite, verbose=config.verbose,
+    )
 
 
 def export_run(model_dir, export_dir, version=None, checkpoint="best", export_format="saved_model", quantize="none",
@@ -333,7 +451,9 @@ def export_run(model_dir, export_dir, version=None, checkpoint="best", export_fo
         return {"path": export_lib.export_saved_model(target, export_dir, version)}
 
     needs_data = evaluate or quantize == "int8"
-    data = load_data(config_from_flagfile(os.path.join(model_dir, "flags.txt"))) if needs_data else None
+    # Plain pipelines even for a run trained from a soft-label cache: only images are needed.
+    run_config = dataclasses.replace(config_from_flagfile(os.path.join(model_dir, "flags.txt")), soft_label_cache="")
+    data = load_data(run_config) if needs_data else None
     representative = _first_images(data.train, representative_examples) if quantize == "int8" else None
     output_dir = export_lib.version_dir(export_dir, version)
     with tempfile.TemporaryDirectory() as scratch:

@@ -26,7 +26,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     # command, then train with the unchanged flagfile's P+I sources. The checkpoint is a
     # random-weight ResNet-50 saved the CSAIL way; the ImageNet ResNet-50 has random
     # weights too (no downloads here).
-    from torch_reference import random_resnet, save_like_csail
+    from sskt_tf.torch_reference import random_resnet, save_like_csail
 
     keras_home = tmp_path / "keras_home"
     checkpoint = tmp_path / "resnet50_places365.pth.tar"

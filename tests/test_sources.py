@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sskt_tf import sources
+from sskt_tf.fold_batch_norm import fold_batch_norm
 from sskt_tf.errors import ConfigError
 
 
@@ -116,7 +117,8 @@ def test_resized_imagenet_model_keeps_every_layer_and_weight(monkeypatch, tmp_pa
     weights_file = str(tmp_path / "efficientnetb0.weights.h5")
     reference.save_weights(weights_file)
     monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", lambda *a, **k: weights_file)
-    full = keras.applications.EfficientNetB0(weights="imagenet", classifier_activation=None)
+    # The source folds its BatchNorm layers: compare with the folded full-size network.
+    full = fold_batch_norm(keras.applications.EfficientNetB0(weights="imagenet", classifier_activation=None))
     source = sources.imagenet("efficientnetb0", input_size=74)
     assert [type(layer).__name__ for layer in source.model.layers[1:]] == [type(layer).__name__ for layer in full.layers[1:]]
     assert sum(isinstance(layer, keras.layers.Rescaling) for layer in source.model.layers) == 2

@@ -12,7 +12,7 @@ from sskt_tf import sources, torch_resnet
 from sskt_tf.errors import ConfigError
 
 from conftest import run_python
-from torch_reference import random_resnet, save_like_csail
+from sskt_tf.torch_reference import random_resnet, save_like_csail
 
 TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)

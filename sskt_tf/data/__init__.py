@@ -14,6 +14,7 @@ from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.errors import ConfigError
 from sskt_tf.data.tfds_source import KNOWN_DATASETS, load_tfds
+from sskt_tf.data.views import view_batches
 
 FOLDER_PREFIX = "folder:"
 DEFAULT_FOLDER_IMAGE_SIZE = 32
@@ -48,6 +49,63 @@ def _resize(dataset, image_size):
     return dataset.map(lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+@dataclasses.dataclass
+class Splits:
+    """A dataset's examples before batching: ``(uint8 image, label)`` in a fixed order.
+
+    Attributes:
+        train: training examples, always in the same order (the soft-label
+            cache identifies them by their position).
+        val: validation examples.
+        image_size: side length of the images.
+        info: ``num_classes``, ``class_names``, ``train_examples``, ``mean``
+            and ``std`` (see :func:`load_tfds`).
+    """
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    image_size: int
+    info: dict
+
+    def data(self, train, val):
+        """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
+        return Data(
+            train=train, val=val, num_classes=self.info["num_classes"], image_size=self.image_size,
+            class_names=self.info["class_names"], train_examples=self.info["train_examples"],
+            mean=self.info["mean"], std=self.info["std"],
+        )
+
+
+def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None):
+    """Loads a dataset's training and validation examples, resized, unbatched.
+
+    Args:
+        dataset: a tfds name (``cifar10``, ``cifar100``, ``stl10``, ...) or
+            ``folder:PATH``.
+        data_dir: tfds data directory.
+        image_size: side length; None keeps a tfds dataset's own size (folder
+            datasets default to 32).
+        download: let tfds download a dataset that is not prepared yet.
+        order_seed: seed of the one-off mixing of a folder's training files
+            (None: 0); tfds datasets keep their own order.
+
+    Returns:
+        A :class:`Splits`.
+    """
+    if dataset.startswith(FOLDER_PREFIX):
+        image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
+        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=order_seed)
+    else:
+        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
+        native = info["image_shape"][0]
+        if native is None and not image_size:
+            raise ConfigError(f"Images of {dataset!r} vary in size: pass --image_size.")
+        if image_size and image_size != native:
+            train, val = _resize(train, image_size), _resize(val, image_size)
+        image_size = image_size or native
+    return Splits(train=train, val=val, image_size=image_size, info=info)
+
+
 def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment=True, download=True,
          cache=True, eval_batch_size=None):
     """Loads a dataset as training and validation pipelines.
@@ -68,27 +126,14 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
     Returns:
         A :class:`Data`.
     """
-    if dataset.startswith(FOLDER_PREFIX):
-        image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
-        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=seed)
-    else:
-        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
-        native = info["image_shape"][0]
-        if native is None and not image_size:
-            raise ConfigError(f"Images of {dataset!r} vary in size: pass --image_size.")
-        if image_size and image_size != native:
-            train, val = _resize(train, image_size), _resize(val, image_size)
-        image_size = image_size or native
-    return Data(
-        train=train_pipeline(train, batch_size, seed=seed, augment=augment, cache=cache),
-        val=eval_pipeline(val, eval_batch_size or batch_size, cache=cache),
-        num_classes=info["num_classes"],
-        image_size=image_size,
-        class_names=info["class_names"],
-        train_examples=info["train_examples"],
-        mean=info["mean"],
-        std=info["std"],
+    splits = load_splits(dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed)
+    return splits.data(
+        train=train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache),
+        val=eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache),
     )
 
 
-__all__ = ["Data", "KNOWN_DATASETS", "eval_pipeline", "load", "load_folder", "load_tfds", "pad_crop_flip", "train_pipeline"]
+__all__ = [
+    "Data", "KNOWN_DATASETS", "Splits", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds", "pad_crop_flip",
+    "train_pipeline", "view_batches",
+]

@@ -44,10 +44,10 @@ def train_pipeline(dataset, batch_size, seed=None, augment=True, cache=True, shu
             deterministic=True,
         )
     dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return _shard_by_data(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    return shard_by_data(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
-def _shard_by_data(dataset):
+def shard_by_data(dataset):
     """Multi-worker training splits every global batch between workers.
 
     The default (AUTO) would give each worker its own input files, so workers could
@@ -72,4 +72,4 @@ def eval_pipeline(dataset, batch_size, cache=True):
     if cache:
         dataset = dataset.cache()
     dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return _shard_by_data(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    return shard_by_data(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE))

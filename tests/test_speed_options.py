@@ -1,0 +1,92 @@
+"""XLA, mixed precision, soft labels in the batch, optional validation of the heads, and the benchmark tool."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import run_python
+from sskt_tf import SSKTModel, TrainConfig, sources, targets, train_lib
+from sskt_tf.errors import ConfigError
+
+
+@pytest.fixture()
+def batch(digits):
+    train_x, train_y, _, _ = digits
+    return train_x[:64].astype("float32"), train_y[:64]
+
+
+def _model(tiny_source_path, policy="float32", **compile_kwargs):
+    keras.utils.set_random_seed(11)
+    with train_lib.dtype_policy(policy):
+        model = SSKTModel(targets.get("resnet20", 10, image_size=16), [sources.from_file(tiny_source_path)])
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9), weight_decay=5e-4, **compile_kwargs)
+    return model
+
+
+def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
+    x, y = batch
+    plain = _model(tiny_source_path).train_on_batch(x, y, return_dict=True)
+    xla = _model(tiny_source_path, jit_compile=True).train_on_batch(x, y, return_dict=True)
+    for name in ("loss", "target_loss", "aux_tiny_loss"):
+        assert xla[name] == pytest.approx(plain[name], rel=1e-4), name
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_keeps_float32_variables_logits_and_losses(tiny_source_path, batch, policy):
+    x, y = batch
+    model = _model(tiny_source_path, policy)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the block
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")  # loss scaling only where float16 needs it
+    assert model.target.get_layer("stem_conv").compute_dtype == policy.split("_")[1]
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    # The target's and the heads' final Dense layers compute in float32 (stable softmax).
+    assert all(output.dtype == "float32" for output in model._forward(x[:2], training=False))
+
+
+def test_batches_can_carry_the_soft_labels(tiny_source_path, batch):
+    x, y = batch
+    online = _model(tiny_source_path)
+    given = _model(tiny_source_path)
+    soft = online.sources[0](x).numpy()
+    a = online.train_on_batch(x, y, return_dict=True)
+    b = given.train_on_batch({"images": x, "soft_labels": (soft,)}, y, return_dict=True)
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["aux_tiny_loss"] == pytest.approx(a["aux_tiny_loss"], rel=1e-6)
+    with pytest.raises(ConfigError, match="soft labels of 2 sources for 1 auxiliary heads"):
+        given.train_on_batch({"images": x, "soft_labels": (soft, soft)}, y)
+
+
+def test_validation_without_the_sources(tiny_source_path, batch):
+    x, y = batch
+    with_aux = _model(tiny_source_path).evaluate(x, y, return_dict=True, verbose=0)
+    without = _model(tiny_source_path, val_aux_losses=False).evaluate(x, y, return_dict=True, verbose=0)
+    assert "aux_tiny_loss" in with_aux and "aux_tiny_loss" not in without
+    assert without["target_loss"] == pytest.approx(with_aux["target_loss"], rel=1e-6)
+    assert without["loss"] < with_aux["loss"]  # no alpha * aux term
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="--mixed_precision=float8"):
+        train_lib._check(TrainConfig(mixed_precision="float8", sources=[]))
+
+
+def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
+    result = run_python([
+        "tools/benchmark.py", "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch", "--jit_compile=false",
+        f"--sources={tiny_source_path},{tiny_source_path}", "--image_size=16", "--batch_size=16", "--steps=2",
+        "--warmup=1", "--markdown",
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["config"] for line in lines] == ["scratch", "sskt_online_1", "sskt_cached", "torch_scratch"]
+    for line in lines:
+        assert {"config", "jit_compile", "batch_size", "images_per_second", "step_ms", "peak_memory_mb"} <= set(line)
+        assert line["batch_size"] == 16 and line["images_per_second"] > 0 and line["peak_memory_mb"] > 0
+        assert line["images_per_second"] == pytest.approx(16 / (line["step_ms"] / 1000), rel=0.01)
+    assert "| sskt_cached | off | float32 |" in result.stdout
+    bad = run_python(["tools/benchmark.py", "--configs=warp_drive"])
+    assert bad.returncode == 2 and "Unknown --configs entry 'warp_drive'" in bad.stderr
