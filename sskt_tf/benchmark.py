@@ -4,9 +4,11 @@ Configurations:
 
 * ``scratch``: the target alone (no sources, no heads).
 * ``sskt_online_1`` / ``sskt_online_2``: the target with the first one / two
-  sources running inside every step, one transfer module each.
-* ``sskt_cached``: the same heads as ``sskt_online_2``, with the soft labels
-  arriving with the batch, as they do from a soft-label cache.
+  sources running inside every step, one auxiliary head each (transfer
+  modules unless ``head="linear"``).
+* ``sskt_cached`` / ``sskt_cached_1``: the same heads as ``sskt_online_2`` /
+  ``sskt_online_1``, with the soft labels arriving with the batch, as they do
+  from a soft-label cache.
 * ``torch_scratch`` / ``torch_sskt_online_2``: the original method's step in
   eager PyTorch (:class:`sskt_tf.torch_reference.SSKTStep`), on the same
   machine, for comparison.
@@ -32,10 +34,10 @@ from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.model import SSKTModel
 
-KERAS_CONFIGS = ("scratch", "sskt_online_1", "sskt_online_2", "sskt_cached")
+KERAS_CONFIGS = ("scratch", "sskt_online_1", "sskt_online_2", "sskt_cached", "sskt_cached_1")
 TORCH_CONFIGS = ("torch_scratch", "torch_sskt_online_2")
 CONFIGS = KERAS_CONFIGS + TORCH_CONFIGS
-_SOURCE_COUNT = {"scratch": 0, "sskt_online_1": 1, "sskt_online_2": 2, "sskt_cached": 2,
+_SOURCE_COUNT = {"scratch": 0, "sskt_online_1": 1, "sskt_online_2": 2, "sskt_cached": 2, "sskt_cached_1": 1,
                  "torch_scratch": 0, "torch_sskt_online_2": 2}
 
 
@@ -72,7 +74,7 @@ def _source_classes(spec):
 
 
 def build_keras_step(config, source_specs, target="resnet20", image_size=32, num_classes=10, source_scale="7/3",
-                     batch_size=128, jit_compile=False):
+                     batch_size=128, jit_compile=False, head="transfer"):
     """A compiled model and one synthetic batch for a Keras configuration.
 
     Args:
@@ -84,6 +86,7 @@ def build_keras_step(config, source_specs, target="resnet20", image_size=32, num
         source_scale: the sources' resize factor.
         batch_size: images per step.
         jit_compile: compile the step with XLA.
+        head: auxiliary head kind, ``transfer`` or ``linear``.
 
     Returns:
         ``(model, batch)``.
@@ -93,18 +96,19 @@ def build_keras_step(config, source_specs, target="resnet20", image_size=32, num
         raise ConfigError(f"{config} needs {count} source(s); --sources names {len(source_specs)}.")
     specs = source_specs[:count]
     scale = sources_lib.parse_scale(source_scale)
-    if config == "sskt_cached":
+    cached = config.startswith("sskt_cached")
+    if cached:
         sources = [soft_label_cache.CachedSource(_source_classes(spec), name=f"source{i}") for i, spec in enumerate(specs)]
     else:
         sources = [
             sources_lib.from_spec(spec, image_size, scale=scale, weights=None, places365_weights=None) for spec in specs
         ]
-    model = SSKTModel(targets_lib.get(target, num_classes, image_size=image_size), sources)
+    model = SSKTModel(targets_lib.get(target, num_classes, image_size=image_size), sources, head=head)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), weight_decay=5e-4, jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
     labels = rng.integers(0, num_classes, batch_size)
-    if config == "sskt_cached":
+    if cached:
         soft = tuple(rng.normal(0, 3, (batch_size, s.num_classes)).astype("float32") for s in sources)
         return model, ({"images": images, "soft_labels": soft}, labels)
     return model, (images, labels)
@@ -147,7 +151,7 @@ def time_torch_step(config, source_specs, batch_size, image_size, num_classes, s
 
 
 def run(config, source_specs, jit_compile=False, mixed_precision="float32", steps=20, warmup=3, batch_size=128,
-        target="resnet20", image_size=32, num_classes=10, source_scale="7/3"):
+        target="resnet20", image_size=32, num_classes=10, source_scale="7/3", head="transfer"):
     """Measures one configuration; call once per process (peak memory is per process).
 
     Args:
@@ -163,21 +167,23 @@ def run(config, source_specs, jit_compile=False, mixed_precision="float32", step
         image_size: target image side length.
         num_classes: target classes.
         source_scale: the sources' resize factor.
+        head: auxiliary head kind, ``transfer`` or ``linear`` (PyTorch:
+            always transfer modules).
 
     Returns:
         The result dict: ``config``, ``jit_compile``, ``mixed_precision``,
         ``batch_size``, ``images_per_second``, ``step_ms``,
-        ``peak_memory_mb``, ``device``, ...
+        ``peak_memory_mb``, ``head``, ``device``, ...
     """
     if config not in CONFIGS:
         raise ConfigError(f"Unknown benchmark configuration {config!r}; choose from {', '.join(CONFIGS)}.")
     if config in TORCH_CONFIGS:
         seconds = time_torch_step(config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup)
-        framework, jit_compile, mixed_precision, target = "torch", False, "float32", "resnet20"
+        framework, jit_compile, mixed_precision, target, head = "torch", False, "float32", "resnet20", "transfer"
     else:
         keras.mixed_precision.set_global_policy(mixed_precision)
         model, batch = build_keras_step(config, source_specs, target, image_size, num_classes, source_scale,
-                                        batch_size, jit_compile)
+                                        batch_size, jit_compile, head)
         seconds = time_keras_step(model, batch, steps, warmup)
         framework = "keras"
     return dict(
@@ -190,6 +196,7 @@ def run(config, source_specs, jit_compile=False, mixed_precision="float32", step
         step_ms=round(seconds * 1000, 1),
         peak_memory_mb=round(peak_memory_mb(), 1),
         target=target,
+        head=head if _SOURCE_COUNT[config] else None,
         sources=list(source_specs[:_SOURCE_COUNT[config]]),
         steps=steps,
         device=device_name(),

@@ -3,6 +3,7 @@
     python tools/benchmark.py                                   # every Keras configuration
     python tools/benchmark.py --configs=scratch,sskt_cached --steps=50 --jit_compile=false
     python tools/benchmark.py --configs=torch_scratch,torch_sskt_online_2   # the PyTorch reference
+    python tools/benchmark.py --configs=scratch,sskt_cached --head=linear  # linear heads instead of transfer modules
 
 Prints one JSON line per (configuration, XLA, precision): config, jit_compile,
 mixed_precision, batch_size, images_per_second, step_ms, peak_memory_mb, device, ...
@@ -31,10 +32,11 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per measurement.", lower
 flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, XLA compilation, autotuning).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 128, "Images per step.", lower_bound=1)
 flags.DEFINE_string("target", "resnet20", "Target network.")
+flags.DEFINE_enum("head", "transfer", ["transfer", "linear"], "Auxiliary head of the SSKT configurations (Keras).")
 flags.DEFINE_integer("image_size", 32, "Target image side length.", lower_bound=8)
 flags.DEFINE_integer("num_classes", 10, "Target classes.", lower_bound=2)
 flags.DEFINE_list("sources", ["imagenet/resnet50", "places365/resnet50"],
-                  "Source specs (random weights); online_1 uses the first, online_2 and cached the first two.")
+                  "Source specs (random weights); the *_1 configurations use the first, the others the first two.")
 flags.DEFINE_string("source_scale", "7/3", "The sources' resize factor (32 -> 74).")
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads; 0 = TensorFlow's default.", lower_bound=0)
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads; 0 = TensorFlow's default.", lower_bound=0)
@@ -42,7 +44,7 @@ flags.DEFINE_string("output", "", "Also append the JSON lines to this file.")
 flags.DEFINE_bool("markdown", False, "Print a markdown table of the results at the end.")
 flags.DEFINE_bool("child", False, "Internal: measure exactly one configuration in this process.")
 
-_FORWARDED = ("steps", "warmup", "batch_size", "target", "image_size", "num_classes", "source_scale",
+_FORWARDED = ("steps", "warmup", "batch_size", "target", "head", "image_size", "num_classes", "source_scale",
               "intra_op_threads", "inter_op_threads")
 
 
@@ -57,7 +59,7 @@ def _measure_here(values):
     result = benchmark.run(
         config, values.sources, jit_compile=jit == "true", mixed_precision=policy, steps=values.steps,
         warmup=values.warmup, batch_size=values.batch_size, target=values.target, image_size=values.image_size,
-        num_classes=values.num_classes, source_scale=values.source_scale,
+        num_classes=values.num_classes, source_scale=values.source_scale, head=values.head,
     )
     result.update(intra_op_threads=values.intra_op_threads, inter_op_threads=values.inter_op_threads)
     print(json.dumps(result, sort_keys=True))
