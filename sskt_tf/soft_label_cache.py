@@ -23,6 +23,7 @@ run, where online training draws a new one every epoch (200 with the paper's
 schedule); the sources' soft labels are exact for those K views.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -98,13 +99,22 @@ def training_settings(config, image_size, train_examples):
     settings = {name: getattr(config, name) for name in _TRAINING_SETTINGS}
     settings.update(image_size=int(image_size), sources=[s for s in config.sources if s.strip()],
                     train_examples=train_examples, format=FORMAT_VERSION)
-    # A weights or model file replaced by another one under the same name is a different source.
-    settings["file_bytes"] = {
-        path: os.path.getsize(os.path.expanduser(path))
+    # A weights or model file replaced by another one under the same name (a fine-tuned
+    # source, same architecture and size) is a different source.
+    settings["file_sha256"] = {
+        path: _sha256(os.path.expanduser(path))
         for path in (config.source_weights, config.places365_weights, *settings["sources"])
         if os.path.isfile(os.path.expanduser(path))
     }
     return settings
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _describe_difference(name, cached, wanted):
@@ -210,13 +220,14 @@ def write(config, splits, sources, directory, views, top_k=0, dtype="float16", b
     if dtype not in DTYPES:
         raise ConfigError(f"Unknown cache dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
     if top_k < 0 or examples_per_shard < 1 or batch_size < 1:
-        raise ConfigError("--top_k must be >= 0, and --examples_per_shard and --batch_size positive.")
+        raise ConfigError("--top_k must be >= 0, and --examples_per_shard and --cache_batch_size positive.")
     smallest = min(source.num_classes for source in sources)
     if top_k >= smallest:
         raise ConfigError(f"--top_k={top_k} keeps every class of a source with {smallest}: use 0 (all logits) or fewer.")
     seed = max(config.seed, 0)
     settings = training_settings(config, splits.image_size, splits.info["train_examples"])
-    settings.update(views=views, top_k=top_k, dtype=dtype, seed=seed)
+    # Every view must have the same shards (training indexes them as a [views, shards] table).
+    settings.update(views=views, top_k=top_k, dtype=dtype, seed=seed, examples_per_shard=examples_per_shard)
     finished = _prepare_directory(directory, settings, overwrite)
 
     run_sources = tf.function(lambda images: [source(images, training=False) for source in sources],

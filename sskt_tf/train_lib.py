@@ -247,7 +247,8 @@ def _output_dir(model_dir, strategy):
 
 
 # Flags that change the networks: a backup cannot be restored into other ones.
-_ARCHITECTURE_FLAGS = ("dataset", "image_size", "target", "sources", "head", "feature_layers")
+_ARCHITECTURE_FLAGS = ("dataset", "image_size", "target", "sources", "head", "feature_layers", "soft_label_cache",
+                       "mixed_precision")
 
 
 def _prepare_resume(config, output_dir, backup_dir):
@@ -351,10 +352,13 @@ def train(config):
             # the first pass over any dataset of unknown length (folder datasets, which skip
             # corrupt files; their validation data too) and then trains every epoch anyway.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(
-            data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
-        )
+        # A run killed after its last backup but before results.json has nothing left to
+        # train (and from a cache, no batches left to build the model from).
+        if resume_epoch < config.epochs:
+            model.fit(
+                data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
+            )
     seconds = time.time() - start
     nan_guard.raise_if_failed(output_dir)
     # The last epoch's metrics (its val_* are the final weights on the validation split),

@@ -68,5 +68,10 @@ def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     (run / "history.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
     with pytest.raises(ConfigError, match="backup of a run with other --target"):
         train_lib._prepare_resume(TrainConfig(target="resnet32", model_dir=str(run)), str(run), str(run / "backup"))
+    # Online sources instead of cached ones, or a loss-scaled optimizer instead of plain SGD.
+    for changed in (dict(soft_label_cache="caches/x"), dict(mixed_precision="mixed_float16")):
+        with pytest.raises(ConfigError, match=f"backup of a run with other --{next(iter(changed))}"):
+            train_lib._prepare_resume(TrainConfig(target="resnet20", model_dir=str(run), **changed), str(run),
+                                      str(run / "backup"))
     resumed = train_lib._prepare_resume(TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup"))
     assert resumed == 3 and [r["epoch"] for r in callbacks.read_history(str(run / "history.csv"))] == ["0", "1", "2"]

@@ -39,8 +39,9 @@ def _source(config):
 
 
 def _write(config, splits, directory, **kwargs):
+    kwargs.setdefault("examples_per_shard", 40)
     return soft_label_cache.write(config, splits, [_source(config)], str(directory), kwargs.pop("views", 2), verbose=0,
-                                  examples_per_shard=40, **kwargs)
+                                  **kwargs)
 
 
 def _records(cache, view):
@@ -146,6 +147,23 @@ def test_mismatched_caches_are_refused_with_every_difference(config, splits, tmp
         cache.check(config, 16, EXAMPLES + 1)
 
 
+def test_a_source_file_replaced_by_one_of_the_same_size_is_refused(config, splits, tmp_path, tiny_source_path):
+    source_file = tmp_path / "teacher.keras"
+    teacher = keras.saving.load_model(tiny_source_path)
+    teacher.save(str(source_file))
+    teacher_config = dataclasses.replace(config, sources=[str(source_file)])
+    _write(teacher_config, splits, tmp_path / "cache", views=1)
+    cache = soft_label_cache.SoftLabelCache(str(tmp_path / "cache"))
+    cache.check(teacher_config, 16, EXAMPLES)
+    # "Fine-tune" the teacher: same architecture, same file size, other weights.
+    size = source_file.stat().st_size
+    teacher.set_weights([w * 1.01 for w in teacher.get_weights()])
+    teacher.save(str(source_file))
+    assert source_file.stat().st_size == size  # only the content tells
+    with pytest.raises(ConfigError, match="file_sha256"):
+        cache.check(teacher_config, 16, EXAMPLES)
+
+
 def test_other_images_under_the_same_settings_fail_the_fingerprint_check(config, splits, tmp_path):
     _write(config, splits, tmp_path, views=1)
     cache = soft_label_cache.SoftLabelCache(str(tmp_path))
@@ -164,6 +182,8 @@ def test_missing_unfinished_and_damaged_caches_are_clear_errors(config, splits, 
     # Rerunning the same command finishes it; other settings are refused.
     with pytest.raises(ConfigError, match="other settings"):
         _write(config, splits, tmp_path, views=3)
+    with pytest.raises(ConfigError, match="other settings"):  # views must share one shard layout
+        _write(config, splits, tmp_path, views=2, examples_per_shard=30)
     _write(config, splits, tmp_path, views=2)
     shard = tmp_path / soft_label_cache.SoftLabelCache(str(tmp_path)).manifest["shards"][1][0]["file"]
     with open(shard, "ab") as f:
@@ -216,3 +236,19 @@ def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_p
     refused = run_python(["tools/train.py", *[f for f in common if not f.startswith("--sources")],
                           "--sources=imagenet/resnet50", "--epochs=1", f"--model_dir={tmp_path / 'other'}"])
     assert refused.returncode == 2 and "was made for another run" in refused.stderr
+
+
+def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(digits_folder, tiny_source_path, tmp_path,
+                                                                    monkeypatch):
+    # Killed between the last epoch's backup and results.json: the rerun has no epoch left
+    # (and no batch left in the cache pipeline), under a strategy whose fit would need one.
+    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[tiny_source_path], seed=2,
+                         batch_size=50, epochs=1, soft_label_cache=str(tmp_path / "cache"), verbose=0,
+                         model_dir=str(tmp_path / "run"), distribution_strategy="one_device")
+    train_lib.build_soft_label_cache(config, views=1)
+    monkeypatch.setattr(train_lib.callbacks_lib.FiniteBackupAndRestore, "delete", lambda self: None)
+    first = train_lib.train(config)
+    os.remove(tmp_path / "run" / "results.json")
+    again = train_lib.train(config)
+    assert again["resumed_from_epoch"] == 1 and again["epochs"] == 1
+    assert again["val_accuracy"] == pytest.approx(first["val_accuracy"])
