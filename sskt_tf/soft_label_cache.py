@@ -128,6 +128,23 @@ def example_fingerprint(image, label):
     return tf.strings.to_hash_bucket_fast(data, 2**62)
 
 
+def indexed_examples(train_examples, cache=True):
+    """``(index, image, label, fingerprint)`` of the training examples, in order.
+
+    Args:
+        train_examples: ``(uint8 image, label)`` in their fixed order.
+        cache: keep the result (decoded images, fingerprints) in memory.
+
+    Returns:
+        A dataset of ``(int64 index, image, label, int64 fingerprint)``.
+    """
+    examples = train_examples.enumerate().map(
+        lambda index, example: (index, example[0], example[1], example_fingerprint(*example)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    return examples.cache() if cache else examples
+
+
 def _shard_name(view, shard):
     return f"view-{view:05d}-shard-{shard:05d}.tfrecord"
 
@@ -232,16 +249,16 @@ def write(config, splits, sources, directory, views, top_k=0, dtype="float16", b
 
     run_sources = tf.function(lambda images: [source(images, training=False) for source in sources],
                               jit_compile=config.jit_compile)
-    examples = splits.train.enumerate().cache()
+    examples = indexed_examples(splits.train)  # fingerprints computed once, not once per view
     start = time.time()
     for view in range(views):
         if view in finished:
             continue
         view_batches = examples.map(
-            lambda index, example, view=view: (
+            lambda index, image, label, fingerprint, view=view: (
                 index,
-                views_lib.augment_view(example[0], index, tf.constant(view, tf.int64), seed, config.augment),
-                example_fingerprint(*example),
+                views_lib.augment_view(image, index, tf.constant(view, tf.int64), seed, config.augment),
+                fingerprint,
             ),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
         ).batch(batch_size).prefetch(2)
@@ -388,7 +405,7 @@ class SoftLabelCache:
 
         Args:
             examples: ``(index, uint8 image, label, fingerprint)``: the training
-                examples in their fixed order (see :meth:`train_pipeline`).
+                examples in their fixed order (:func:`indexed_examples`).
             view: the view (int64 scalar tensor or int).
 
         Returns:
@@ -413,14 +430,6 @@ class SoftLabelCache:
 
         return tf.data.Dataset.zip(examples, records).map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    def indexed_examples(self, train_examples, cache=True):
-        """``(index, image, label, fingerprint)`` of the training examples, in order."""
-        examples = train_examples.enumerate().map(
-            lambda index, example: (index, example[0], example[1], example_fingerprint(*example)),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-        )
-        return examples.cache() if cache else examples
-
     def train_pipeline(self, train_examples, batch_size, seed=None, start_epoch=0, epochs=1, steps_per_epoch=None,
                        cache=True):
         """Training batches for epochs ``start_epoch .. epochs - 1``, one view per epoch.
@@ -444,7 +453,7 @@ class SoftLabelCache:
         Returns:
             A dataset of ``({"images": float32, "soft_labels": (...)}, labels)`` batches.
         """
-        examples = self.indexed_examples(train_examples, cache)
+        examples = indexed_examples(train_examples, cache)
 
         def epoch_examples(epoch):
             return epoch, views_lib.shuffled_epoch(self.view_examples(examples, epoch % self.views), epoch, seed, self.examples)

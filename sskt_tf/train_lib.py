@@ -129,11 +129,13 @@ def load_data(config, start_epoch=0):
     """
     seed = config.seed if config.seed >= 0 else None
     cache = _open_cache(config)
-    splits = load_splits(config, order_seed=cache.settings["seed"] if cache else None)
-    val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     if cache is None:
-        train = data_lib.train_pipeline(splits.train, config.batch_size, seed=seed, augment=config.augment, cache=config.cache)
-        return splits.data(train, val)
+        return data_lib.load(
+            config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
+            seed=seed, augment=config.augment, download=config.download, cache=config.cache,
+        )
+    splits = load_splits(config, order_seed=cache.settings["seed"])
+    val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"])
     train = cache.train_pipeline(splits.train, config.batch_size, seed=seed, start_epoch=start_epoch, epochs=config.epochs,
                                  steps_per_epoch=cache_steps_per_epoch(config, cache), cache=config.cache)
