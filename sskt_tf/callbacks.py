@@ -8,8 +8,10 @@ import shutil
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.metrics import mean_average_precision
 
 
 def step_schedule(base_lr, milestones, decay):
@@ -166,6 +168,82 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
                 return int(json.load(f)["epoch"])
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"The backup in {backup_dir} is damaged ({error}); delete it to start the run again.") from error
+
+
+def _json_number(value):
+    """``value`` as a float, or None for NaN (which JSON lacks)."""
+    return float(value) if math.isfinite(value) else None
+
+
+class MeanAveragePrecision(keras.callbacks.Callback):
+    """Writes the VOC 2007 mean average precision on validation data into the epoch logs.
+
+    At each epoch end the model runs in inference mode over ``validation_data``;
+    its outputs (logits: they rank as the sigmoid probabilities do) score each
+    class, and :func:`sskt_tf.metrics.mean_average_precision` of those scores
+    becomes ``logs[name]``. Labels of -1 (the difficult pairs of a multi-label
+    validation split from :func:`sskt_tf.data.load_tfds`) are ignored.
+
+    Callbacks see ``logs[name]`` only if they run after this one: put it before
+    any callback that reads the logs (``CSVLogger``, :class:`SaveTarget` with
+    ``monitor="val_mAP"``, ``EarlyStopping``) in the list given to ``fit``.
+    Keras' own ``History`` and progress bar always run last.
+
+    The forward pass runs outside the distribution strategy, on the whole
+    validation set, so every worker computes the same value. Keras' own
+    validation (``fit(validation_data=...)``) sees the -1 labels too: its
+    loss is meaningful only if the target loss masks them.
+
+    Args:
+        validation_data: ``(images, labels)`` batches (a ``tf.data.Dataset``
+            or any iterable; further elements such as sample weights are
+            ignored); labels ``[batch, classes]``: 1 positive, 0 negative,
+            -1 ignored.
+        name: key of the mAP in the logs.
+        output_path: optional JSON file rewritten each epoch with the epoch,
+            the mAP and the per-class APs (null for a class without positives).
+        class_names: names of the classes in that file (default: indices).
+
+    Example:
+        >>> callbacks = [MeanAveragePrecision(data.val), keras.callbacks.CSVLogger("history.csv")]
+        >>> model.fit(data.train, epochs=2, callbacks=callbacks)
+    """
+
+    def __init__(self, validation_data, name="val_mAP", output_path=None, class_names=None):
+        super().__init__()
+        self.validation_data = validation_data
+        self.name = name
+        self.output_path = output_path
+        self.class_names = class_names
+        self._forward = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+    def _scores_and_labels(self):
+        """Model outputs and labels over the validation data, as ``[N, C]`` arrays."""
+        scores, labels = [], []
+        for batch in self.validation_data:
+            scores.append(keras.ops.convert_to_numpy(self._forward(batch[0])).astype(np.float32))
+            labels.append(keras.ops.convert_to_numpy(batch[1]))
+        return np.concatenate(scores), np.concatenate(labels)
+
+    def _write_report(self, epoch, mean_ap, ap):
+        names = self.class_names or [str(index) for index in range(len(ap))]
+        per_class = {name: _json_number(value) for name, value in zip(names, ap)}
+        report = {"epoch": epoch + 1, self.name: _json_number(mean_ap), "ap": per_class}
+        partial = f"{self.output_path}.partial"
+        with open(partial, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(partial, self.output_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        mean_ap, ap = mean_average_precision(*self._scores_and_labels())
+        if logs is not None:
+            logs[self.name] = mean_ap
+        if self.output_path:
+            self._write_report(epoch, mean_ap, ap)
 
 
 def read_history(path):

@@ -27,6 +27,12 @@ class TrainConfig:
     num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
     cache: bool = _f(True, "Cache decoded images in memory.")
     augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
+    # Method.
+    method: str = _f("sskt", "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources.")
+    teacher: str = _f("", "KD teacher (--method=kd): a .keras classifier over the target's classes, taking raw images (e.g. a scratch run's best.keras).")
+    maxl_psi: int = _f(5, "MAXL: auxiliary classes per primary class (the class hierarchy psi).")
+    maxl_entropy_weight: float = _f(0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.")
+    maxl_generator_lr: float = _f(1e-3, "MAXL: learning rate of the label-generation network (it follows the --lr schedule's decays).")
     # Target network.
     target: str = _f("resnet20", "Target network: resnet20, resnet32, resnet44, resnet56, resnet110, vgg16.")
     # Sources and heads.
@@ -39,8 +45,8 @@ class TrainConfig:
     feature_layers: List[str] = _f([], "Target layers the heads tap; empty = stage1..N (transfer) or the classifier input (linear).")
     aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
     target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
-    alpha: float = _f(0.1, "Weight of the auxiliary losses.")
-    temperature: float = _f(3.0, "Temperature T of the auxiliary loss.")
+    alpha: float = _f(0.1, "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml).")
+    temperature: float = _f(3.0, "Temperature T of the auxiliary (sskt), distillation (kd) or mutual (dml) loss.")
     # Optimisation.
     epochs: int = _f(200, "Training epochs.")
     steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")

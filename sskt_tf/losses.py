@@ -140,7 +140,35 @@ class SoftFocalLoss(_TemperatureLoss):
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
-class SparseFocalLoss(keras.losses.Loss):
+class CategoricalFocalLoss(keras.losses.Loss):
+    """Softmax focal loss towards a target distribution: ``-sum_c p_c (1 - q_c)^gamma log q_c``.
+
+    ``y_true`` holds probabilities (one-hot labels or soft labels, such as
+    MAXL's generated auxiliary labels) and ``y_pred`` logits, ``q =
+    softmax(y_pred)``. MAXL trains both of its tasks with it (gamma 2).
+
+    Args:
+        gamma: focusing parameter (0 gives soft-target cross-entropy).
+        name: loss name.
+    """
+
+    def __init__(self, gamma=2.0, name="categorical_focal", reduction="sum_over_batch_size", dtype="float32"):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        targets, logits = _as_float32(y_true, y_pred)
+        log_q = ops.log_softmax(logits, axis=-1)
+        return -ops.sum(targets * ops.power(1.0 - ops.exp(log_q), self.gamma) * log_q, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config["gamma"] = self.gamma
+        return config
+
+
+@keras.saving.register_keras_serializable(package="sskt_tf")
+class SparseFocalLoss(CategoricalFocalLoss):
     """Softmax focal loss on integer labels: ``-(1 - p_y)^gamma log p_y``.
 
     Args:
@@ -148,21 +176,12 @@ class SparseFocalLoss(keras.losses.Loss):
         name: loss name.
     """
 
-    def __init__(self, gamma=2.0, name="focal", reduction="sum_over_batch_size", dtype="float32"):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.gamma = float(gamma)
+    def __init__(self, gamma=2.0, name="focal", **kwargs):
+        super().__init__(gamma=gamma, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        logits = ops.cast(y_pred, "float32")
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-        log_p = ops.log_softmax(logits, axis=-1)
-        log_p_true = ops.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
-        return -ops.power(1.0 - ops.exp(log_p_true), self.gamma) * log_p_true
-
-    def get_config(self):
-        config = super().get_config()
-        config["gamma"] = self.gamma
-        return config
+        return super().call(ops.one_hot(labels, ops.shape(y_pred)[-1]), y_pred)
 
 
 _AUX_CLASSES = {

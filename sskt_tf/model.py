@@ -9,10 +9,7 @@ from keras import ops
 from sskt_tf import heads as heads_lib
 from sskt_tf import losses as losses_lib
 from sskt_tf.errors import ConfigError
-
-
-def _num_replicas():
-    return tf.distribute.get_strategy().num_replicas_in_sync
+from sskt_tf.step_utils import l2_penalty, num_replicas, skip_empty_batch, split_inputs
 
 
 def default_feature_layers(target, head):
@@ -122,7 +119,7 @@ class SSKTModel(keras.Model):
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def call(self, inputs, training=None):
-        images, _ = _split_inputs(inputs)
+        images, _ = split_inputs(inputs)
         return self.target(images, training=training)
 
     def compile(self, optimizer="sgd", loss="ce", aux_loss="kd", alpha=0.1, temperature=3.0,
@@ -196,10 +193,7 @@ class SSKTModel(keras.Model):
             for soft, logits in zip(soft_labels, head_logits)
         ]
         total = terms["target"] + self.alpha * ops.sum(ops.stack(terms["aux"])) if terms["aux"] else terms["target"]
-        if self.weight_decay:
-            squares = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables]))
-            total = total + 0.5 * self.weight_decay * squares / _num_replicas()
-        terms["total"] = total
+        terms["total"] = total + l2_penalty(self.trainable_variables, self.weight_decay)
         return target_logits, terms
 
     def _source_logits(self, images):
@@ -208,7 +202,7 @@ class SSKTModel(keras.Model):
 
     def _update_metrics(self, x, y, target_logits, terms, sample_weight):
         batch_size = ops.shape(x)[0]
-        unscale = float(_num_replicas())
+        unscale = float(num_replicas())
         self._loss_tracker.update_state(terms["total"] * unscale, sample_weight=batch_size)
         self.target_loss_tracker.update_state(terms["target"] * unscale, sample_weight=batch_size)
         for tracker, value in zip(self.aux_loss_trackers, terms["aux"]):
@@ -226,7 +220,7 @@ class SSKTModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, soft_labels = _split_inputs(x)
+        images, soft_labels = split_inputs(x)
         # 1. Soft labels: precomputed, or from the frozen sources (no tape: they never
         #    get gradients).
         if soft_labels is None:
@@ -245,7 +239,7 @@ class SSKTModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, soft_labels = _split_inputs(x)
+        images, soft_labels = split_inputs(x)
         run_sources = soft_labels is None and self.val_aux_losses and self.sources_run
         with_aux = bool(self.sources) and (soft_labels is not None or run_sources)
 
@@ -258,22 +252,10 @@ class SSKTModel(keras.Model):
             target_logits, terms = self._loss_terms(y, outputs, soft, sample_weight)
             return self._update_metrics(images, y, target_logits, terms, sample_weight)
 
-        # Multi-worker evaluation can hand a worker an empty batch at the end of the data,
-        # and TensorFlow's oneDNN CPU convolutions return wrongly shaped results for empty
-        # batches; such a batch changes no metric, so skip it. (No collectives run here.)
-        return tf.cond(tf.shape(images)[0] > 0, evaluate_batch, lambda: self._metric_results(with_aux))
+        return skip_empty_batch(images, evaluate_batch, lambda: self._metric_results(with_aux))
 
     @property
     def sources_run(self):
         """Whether the sources can run (False when cached soft labels stand for them)."""
         return all(getattr(source, "runnable", True) for source in self.sources)
 
-
-def _split_inputs(x):
-    """``(images, soft labels or None)`` of a batch's inputs (see :class:`SSKTModel`)."""
-    if isinstance(x, dict):
-        if "images" not in x:
-            raise ConfigError(f"Dict inputs need an 'images' entry (and optionally 'soft_labels'), got {sorted(x)}.")
-        soft_labels = x.get("soft_labels")
-        return x["images"], None if soft_labels is None else list(soft_labels)
-    return x, None

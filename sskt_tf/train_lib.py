@@ -20,13 +20,14 @@ from sskt_tf import distribute as distribute_lib
 from sskt_tf import export as export_lib
 from sskt_tf import heads as heads_lib
 from sskt_tf import losses as losses_lib
+from sskt_tf import methods as methods_lib
 from sskt_tf import soft_label_cache as soft_label_cache_lib
 from sskt_tf import sources as sources_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.config import TrainConfig, to_flagfile
 from sskt_tf.errors import ConfigError
 from sskt_tf.flags import config_from_flagfile
-from sskt_tf.model import SSKTModel
+from sskt_tf.source_flags import build_sources, check_source_flags, open_cache
 
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -37,11 +38,6 @@ def _default_model_dir(config):
     return os.path.join("runs", f"{dataset}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _weights_flag(value, keyword):
-    """A ``--*_weights`` flag as the source builders take it: None, ``keyword``, or a path."""
-    return {"none": None, keyword: keyword}.get(value.lower(), os.path.expanduser(value))
-
-
 def _one_of(flag, value, choices):
     if value not in choices:
         raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
@@ -49,6 +45,7 @@ def _one_of(flag, value, choices):
 
 def _check(config):
     """Rejects inconsistent settings before any data is loaded."""
+    method = methods_lib.get(config.method)
     _one_of("target", config.target, targets_lib.TARGETS)
     _one_of("head", config.head, heads_lib.HEAD_KINDS)
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
@@ -56,10 +53,9 @@ def _check(config):
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
     sources_lib.parse_scale(config.source_scale)
-    if config.soft_label_cache:
-        _open_cache(config)  # the sources are never built: only the cache must be there
-    else:
-        check_source_flags(config)
+    if config.soft_label_cache and not method.uses_sources:
+        raise ConfigError(f"--soft_label_cache holds sources' soft labels, which --method={config.method} does not use.")
+    method.check(config)
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
     if config.lr <= 0 or config.temperature <= 0:
@@ -72,16 +68,6 @@ def _check(config):
         raise ConfigError("--target_loss=bce needs multi-hot labels, which none of the supported datasets provide yet.")
 
 
-def check_source_flags(config):
-    """Checks ``--sources`` and the weights flags without building anything."""
-    for spec in config.sources:
-        sources_lib.check_spec(spec, places365_weights=_weights_flag(config.places365_weights, "places365"))
-    for flag, keyword in (("source_weights", "imagenet"), ("places365_weights", "places365")):
-        weights = _weights_flag(getattr(config, flag), keyword)
-        if weights not in (None, keyword):
-            sources_lib.require_file(weights, f"--{flag} file")
-
-
 @contextlib.contextmanager
 def dtype_policy(name):
     """Makes ``name`` Keras' global dtype policy inside the block (layers keep it after)."""
@@ -91,13 +77,6 @@ def dtype_policy(name):
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
-
-
-def _open_cache(config):
-    """The run's :class:`SoftLabelCache`, or None without ``--soft_label_cache``."""
-    if not config.soft_label_cache:
-        return None
-    return soft_label_cache_lib.SoftLabelCache(os.path.expanduser(config.soft_label_cache))
 
 
 def _seed(config):
@@ -128,7 +107,7 @@ def load_data(config, start_epoch=0):
         batches cover every remaining epoch and carry the cached soft labels.
     """
     seed = config.seed if config.seed >= 0 else None
-    cache = _open_cache(config)
+    cache = open_cache(config)
     if cache is None:
         return data_lib.load(
             config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
@@ -150,49 +129,23 @@ def cache_steps_per_epoch(config, cache):
     return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 
 
-def build_sources(config, image_size):
-    """The frozen sources named by ``config.sources``.
-
-    Args:
-        config: a :class:`TrainConfig`.
-        image_size: the target's image side length.
-
-    Returns:
-        A list of :class:`sskt_tf.sources.Source`.
-    """
-    scale = sources_lib.parse_scale(config.source_scale)
-    built = [
-        sources_lib.from_spec(
-            spec, image_size, scale=scale, source_image_size=config.source_image_size or None,
-            weights=_weights_flag(config.source_weights, "imagenet"),
-            places365_weights=_weights_flag(config.places365_weights, "places365"),
-        )
-        for spec in config.sources if spec.strip()
-    ]
-    for source in built:
-        logging.info("Source %s: %d classes at %s input.", source.name, source.num_classes, source.output_size((image_size, image_size)))
-    return built
-
-
 def build_model(config, data):
-    """The SSKTModel for ``config`` on ``data`` (target + sources + heads).
+    """The model of ``config.method`` on ``data`` (e.g. SSKT: target + sources + heads).
 
     Args:
         config: a :class:`TrainConfig`.
         data: the :class:`sskt_tf.data.Data` it will train on.
 
     Returns:
-        An uncompiled :class:`SSKTModel`.
+        An uncompiled ``keras.Model`` whose ``target`` attribute is the network
+        that is saved and exported.
     """
     if config.num_classes and config.num_classes != data.num_classes:
         raise ConfigError(
             f"--num_classes={config.num_classes} but {config.dataset} has {data.num_classes} classes; "
             "leave --num_classes at 0 to use the dataset's."
         )
-    target = targets_lib.get(config.target, data.num_classes, image_size=data.image_size, mean=data.mean, std=data.std)
-    cache = _open_cache(config)
-    sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
-    return SSKTModel(target, sources, head=config.head, feature_layers=config.feature_layers or None)
+    return methods_lib.get(config.method).build(config, data)
 
 
 def compile_model(model, config):
@@ -201,13 +154,10 @@ def compile_model(model, config):
     model.compile(
         optimizer=optimizer,
         loss=config.target_loss,
-        aux_loss=config.aux_loss,
-        alpha=config.alpha,
-        temperature=config.temperature,
         weight_decay=config.weight_decay,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
-        val_aux_losses=config.val_aux_losses,
+        **methods_lib.get(config.method).compile_kwargs(config),
     )
 
 
@@ -249,8 +199,8 @@ def _output_dir(model_dir, strategy):
 
 
 # Flags that change the networks: a backup cannot be restored into other ones.
-_ARCHITECTURE_FLAGS = ("dataset", "image_size", "target", "sources", "head", "feature_layers", "soft_label_cache",
-                       "mixed_precision")
+_ARCHITECTURE_FLAGS = ("method", "dataset", "image_size", "target", "sources", "head", "feature_layers",
+                       "soft_label_cache", "mixed_precision", "teacher", "maxl_psi")
 
 
 def _prepare_resume(config, output_dir, backup_dir):
@@ -338,13 +288,13 @@ def train(config):
         model = build_model(config, data)
         compile_model(model, config)
     logging.info(
-        "Training %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d replica(s) in %s.",
-        model.target.name, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
+        "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
+        "replica(s) in %s.", model.target.name, config.method, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
         data.image_size, len(model.sources), config.epochs, strategy.num_replicas_in_sync, output_dir,
     )
     backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
     nan_guard, saver, callbacks = _callbacks(config, output_dir, backup, resume_epoch)
-    cache = _open_cache(config)
+    cache = open_cache(config)
     # From a cache, one dataset holds every remaining epoch: fit must know the epoch length.
     steps_per_epoch = cache_steps_per_epoch(config, cache) if cache else config.steps_per_epoch or None
     start = time.time()
@@ -375,6 +325,7 @@ def train(config):
         train_seconds=round(seconds, 1),
         target_parameters=int(model.target.count_params()),
         num_classes=data.num_classes,
+        method=config.method,
         sources=[s.name for s in model.sources],
         replicas=strategy.num_replicas_in_sync,
         soft_label_cache_views=cache.views if cache else None,

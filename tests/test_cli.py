@@ -78,7 +78,7 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--target=resnet18"], "Unknown --target=resnet18"),
+        (["--target=resnet19"], "Unknown --target=resnet19"),
         (["--num_classes=5"], "--num_classes=5 but folder:"),
         (["--epochs=abc"], "flag --epochs=abc"),
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),

@@ -95,5 +95,5 @@ def test_target_normalises_raw_pixels():
 
 
 def test_unknown_target_is_a_clear_error():
-    with pytest.raises(ConfigError, match="Unknown target 'resnet18'.*resnet20"):
-        targets.get("resnet18", 10)
+    with pytest.raises(ConfigError, match="Unknown target 'resnet19'.*resnet20"):
+        targets.get("resnet19", 10)

@@ -1,6 +1,7 @@
 """Datasets for SSKT: tfds datasets or a user's image folder, as tf.data pipelines.
 
-Datasets yield raw pixels (float32 in [0, 255]) and integer labels; models do
+Datasets yield raw pixels (float32 in [0, 255]) and integer labels (multi-label
+datasets such as VOC: float32 label vectors, see :func:`load_tfds`); models do
 their own normalisation.
 """
 
@@ -13,7 +14,7 @@ from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.errors import ConfigError
-from sskt_tf.data.tfds_source import KNOWN_DATASETS, load_tfds
+from sskt_tf.data.tfds_source import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.views import view_batches
 
 FOLDER_PREFIX = "folder:"
@@ -33,6 +34,9 @@ class Data:
         train_examples: training-set size, when known.
         mean: per-channel pixel mean (0-255), when known.
         std: per-channel pixel standard deviation (0-255), when known.
+        multi_label: labels are float vectors ``[num_classes]`` (1 positive,
+            0 negative; validation also -1 = difficult, to be ignored) rather
+            than class indices.
     """
 
     train: tf.data.Dataset
@@ -43,6 +47,7 @@ class Data:
     train_examples: Optional[int] = None
     mean: Optional[tuple] = None
     std: Optional[tuple] = None
+    multi_label: bool = False
 
 
 def _resize(dataset, image_size):
@@ -58,8 +63,9 @@ class Splits:
             cache identifies them by their position).
         val: validation examples.
         image_size: side length of the images.
-        info: ``num_classes``, ``class_names``, ``train_examples``, ``mean``
-            and ``std`` (see :func:`load_tfds`).
+        info: ``num_classes``, ``class_names``, ``train_examples``, ``mean``,
+            ``std`` and ``multi_label`` (see :func:`load_tfds`; a missing
+            ``multi_label`` means False).
     """
 
     train: tf.data.Dataset
@@ -72,7 +78,7 @@ class Splits:
         return Data(
             train=train, val=val, num_classes=self.info["num_classes"], image_size=self.image_size,
             class_names=self.info["class_names"], train_examples=self.info["train_examples"],
-            mean=self.info["mean"], std=self.info["std"],
+            mean=self.info["mean"], std=self.info["std"], multi_label=self.info.get("multi_label", False),
         )
 
 
@@ -80,11 +86,12 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
     """Loads a dataset's training and validation examples, resized, unbatched.
 
     Args:
-        dataset: a tfds name (``cifar10``, ``cifar100``, ``stl10``, ...) or
-            ``folder:PATH``.
+        dataset: a tfds name (``cifar10``, ``cifar100``, ``stl10``,
+            ``voc/2007``, ...) or ``folder:PATH``.
         data_dir: tfds data directory.
         image_size: side length; None keeps a tfds dataset's own size (folder
-            datasets default to 32).
+            datasets default to 32; datasets of varying image size, such as
+            ``voc/2007``, need one: the paper uses 224).
         download: let tfds download a dataset that is not prepared yet.
         order_seed: seed of the one-off mixing of a folder's training files
             (None: 0); tfds datasets keep their own order.
@@ -95,6 +102,7 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
     if dataset.startswith(FOLDER_PREFIX):
         image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
         train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=order_seed)
+        info = dict(info, multi_label=False)
     else:
         train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
         native = info["image_shape"][0]
@@ -134,6 +142,6 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
 
 
 __all__ = [
-    "Data", "KNOWN_DATASETS", "Splits", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds", "pad_crop_flip",
-    "train_pipeline", "view_batches",
+    "DIFFICULT", "Data", "KNOWN_DATASETS", "Splits", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds",
+    "pad_crop_flip", "train_pipeline", "view_batches", "voc_labels",
 ]

@@ -1,5 +1,11 @@
 """Target networks: the small CNNs that SSKT trains.
 
+* ``resnet20`` .. ``resnet110``: CIFAR ResNets (3 stages, option-A shortcuts).
+* ``resnet18``, ``resnet34``, ``resnet50``: ImageNet-style ResNets in
+  torchvision's layout (4 stages, projection shortcuts), the paper's Pascal
+  VOC 2007 targets at 224x224.
+* ``vgg16``: VGG16 with BatchNorm for CIFAR.
+
 Every builder returns a functional ``keras.Model`` that takes raw images
 (float in [0, 255]), normalises them itself, and returns logits. Stage outputs
 are named ``stage1``, ``stage2``, ... so the transfer module can tap them.
@@ -8,18 +14,24 @@ are named ``stage1``, ``stage2``, ... so the transfer module can tap them.
 from sskt_tf.errors import ConfigError
 from sskt_tf.targets.cifar_resnet import CIFAR_RESNET_DEPTHS, cifar_resnet
 from sskt_tf.targets.cifar_vgg import cifar_vgg16
+from sskt_tf.targets.imagenet_resnet import IMAGENET_RESNET_DEPTHS, imagenet_resnet
 
-TARGETS = tuple(f"resnet{depth}" for depth in CIFAR_RESNET_DEPTHS) + ("vgg16",)
+_RESNETS = {depth: cifar_resnet for depth in CIFAR_RESNET_DEPTHS}
+_RESNETS.update({depth: imagenet_resnet for depth in IMAGENET_RESNET_DEPTHS})
+TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",)
 
 
 def get(name, num_classes, image_size=32, mean=None, std=None):
     """Builds a target network by name.
 
     Args:
-        name: ``resnet20`` ... ``resnet110`` or ``vgg16``.
+        name: ``resnet20`` ... ``resnet110`` (CIFAR ResNets), ``resnet18``,
+            ``resnet34``, ``resnet50`` (ImageNet-style ResNets) or ``vgg16``.
         num_classes: number of target classes.
-        image_size: input side length.
-        mean: per-channel pixel mean (0-255 scale) for input normalisation.
+        image_size: input side length (224 for the ImageNet-style ResNets on
+            Pascal VOC, as in the paper).
+        mean: per-channel pixel mean (0-255 scale) for input normalisation;
+            None: CIFAR-10's, or ImageNet's for the ImageNet-style ResNets.
         std: per-channel pixel standard deviation (0-255 scale).
 
     Returns:
@@ -28,11 +40,11 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
     kwargs = dict(num_classes=num_classes, input_shape=(image_size, image_size, 3), mean=mean, std=std)
     if name.startswith("resnet") and name[len("resnet"):].isdigit():
         depth = int(name[len("resnet"):])
-        if depth in CIFAR_RESNET_DEPTHS:
-            return cifar_resnet(depth, **kwargs)
+        if depth in _RESNETS:
+            return _RESNETS[depth](depth, **kwargs)
     if name == "vgg16":
         return cifar_vgg16(**kwargs)
     raise ConfigError(f"Unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
 
 
-__all__ = ["TARGETS", "cifar_resnet", "cifar_vgg16", "get"]
+__all__ = ["IMAGENET_RESNET_DEPTHS", "TARGETS", "cifar_resnet", "cifar_vgg16", "get", "imagenet_resnet"]

@@ -30,13 +30,37 @@ def raw_image_input(input_shape, mean=None, std=None):
     return inputs, normalised
 
 
-def conv_bn_relu(x, filters, strides=1, name=None):
-    """3x3 conv (He init, no bias), BatchNorm, ReLU."""
+def conv_bn(x, filters, kernel_size=3, strides=1, name=None, symmetric_padding=False):
+    """Conv (He init, no bias), then BatchNorm.
+
+    Args:
+        x: input Keras tensor.
+        filters: output channels.
+        kernel_size: square kernel side.
+        strides: convolution stride.
+        name: prefix of the layer names (``<name>_conv``, ``<name>_bn``).
+        symmetric_padding: pad ``kernel_size // 2`` on every side before a
+            strided conv, as PyTorch does. Keras ``"same"`` pads a strided conv
+            on an even-sized input at the bottom/right only, which shifts the
+            sampling grid by one pixel from torchvision's.
+
+    Returns:
+        The BatchNorm output tensor.
+    """
+    padding = "same"
+    if symmetric_padding and strides > 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
     x = layers.Conv2D(
-        filters, 3, strides=strides, padding="same", use_bias=False,
+        filters, kernel_size, strides=strides, padding=padding, use_bias=False,
         kernel_initializer="he_normal", name=f"{name}_conv",
     )(x)
-    x = batch_norm(f"{name}_bn")(x)
+    return batch_norm(f"{name}_bn")(x)
+
+
+def conv_bn_relu(x, filters, strides=1, name=None, kernel_size=3, symmetric_padding=False):
+    """:func:`conv_bn` (3x3 by default), then ReLU (``<name>_relu``)."""
+    x = conv_bn(x, filters, kernel_size, strides, name, symmetric_padding)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -1,0 +1,106 @@
+"""Training methods, chosen by name (``--method``): SSKT and the baselines it is compared with.
+
+Each method is one module of this package that calls :func:`register` with a
+:class:`Method`; the modules are found automatically, so adding a method is one
+module plus one flagfile. Every method's model is a ``keras.Model`` whose
+``call(x)`` returns the target's logits, has a ``target`` attribute (the
+network that is saved and exported), and trains with ``fit``.
+
+=========  ==================================================================
+sskt       target + one auxiliary head per frozen source (the paper's method)
+scratch    the target alone, cross-entropy only
+kd         Hinton distillation from a teacher over the target's classes
+dml        deep mutual learning: two peers, each also matching the other
+maxl       meta auxiliary learning: generated auxiliary labels, meta-learned
+=========  ==================================================================
+"""
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Callable
+
+from sskt_tf.errors import ConfigError
+
+
+def _no_check(config):
+    del config
+
+
+def _no_compile_kwargs(config):
+    del config
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A training method as ``tools/train.py`` uses it.
+
+    Attributes:
+        name: the ``--method`` value.
+        summary: one line for error messages and the README.
+        build: ``build(config, data) -> keras.Model``, uncompiled; called
+            inside the strategy scope and dtype policy.
+        compile_kwargs: ``compile_kwargs(config) -> dict`` of the model's own
+            ``compile`` arguments, besides ``optimizer``, ``loss``,
+            ``weight_decay``, ``metrics`` and ``jit_compile``, which every
+            method's ``compile`` takes.
+        check: ``check(config)`` raises a ``ConfigError`` for flags the method
+            cannot use; runs before any data is loaded.
+        uses_sources: whether ``--sources`` (and ``--soft_label_cache``) apply.
+        multi_label: whether the method trains on multi-hot labels
+            (``--target_loss=bce``).
+    """
+
+    name: str
+    summary: str
+    build: Callable
+    compile_kwargs: Callable = _no_compile_kwargs
+    check: Callable = _no_check
+    uses_sources: bool = False
+    multi_label: bool = False
+
+
+_REGISTRY = {}
+
+
+def register(method):
+    """Adds ``method`` to the registry under ``method.name``.
+
+    Args:
+        method: a :class:`Method`.
+
+    Returns:
+        ``method``.
+    """
+    if method.name in _REGISTRY:
+        raise ValueError(f"Method {method.name!r} is registered twice.")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get(name):
+    """The registered :class:`Method` called ``name``.
+
+    Raises:
+        ConfigError: no method has that name.
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown --method={name}; choose one of {', '.join(names())}.")
+    return _REGISTRY[name]
+
+
+def names():
+    """Registered method names, SSKT first."""
+    return sorted(_REGISTRY, key=lambda name: (name != "sskt", name))
+
+
+def _import_method_modules():
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_method_modules()
+
+__all__ = ["Method", "get", "names", "register"]

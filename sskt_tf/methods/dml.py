@@ -1,0 +1,74 @@
+"""``--method=dml``: deep mutual learning (Zhang et al., CVPR 2018) with two peers."""
+
+import keras
+from keras import ops
+
+from sskt_tf import losses as losses_lib
+from sskt_tf.methods import Method, register
+from sskt_tf.methods._base import BaselineModel
+from sskt_tf.methods.sskt import build_target
+
+
+class DMLModel(BaselineModel):
+    """Two peer networks trained together, each towards the labels and the other peer.
+
+        loss_k = CE(y, z_k) + alpha * T^2 * KL(softmax(z_j/T) || softmax(z_k/T)),  j != k
+        loss   = loss_1 + loss_2
+
+    The other peer's logits are constants in each peer's term, so the sum
+    gives every peer exactly the gradient of its own loss; both peers update in
+    the same step (the original alternates the two updates within a step).
+    ``call``, saving and export use peer 1 (``target``); peer 2 is
+    ``peer2`` and its validation accuracy is reported as ``val_peer2_accuracy``.
+
+    Args:
+        peer1: functional ``keras.Model`` (the target).
+        peer2: a second network over the same classes (may differ in architecture).
+        name: model name.
+    """
+
+    def __init__(self, peer1, peer2, name="dml", **kwargs):
+        super().__init__(peer1, ("target", "mutual", "peer2_target", "peer2_mutual"), name=name, **kwargs)
+        self.peer2 = peer2
+        self.peer2_accuracy = keras.metrics.SparseCategoricalAccuracy(name="peer2_accuracy")
+
+    def compile(self, optimizer="sgd", alpha=1.0, temperature=1.0, **kwargs):
+        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            alpha: weight of each peer's KL term (1 in the DML paper).
+            temperature: softmax temperature ``T`` of the KL terms (1 in the paper).
+            **kwargs: ``loss``, ``weight_decay``, ``metrics``, ``jit_compile``, ...
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        self.alpha = float(alpha)
+        self.mutual_loss_fn = losses_lib.KDLoss(temperature=temperature)
+
+    def loss_terms(self, images, y, sample_weight, training):
+        z1 = ops.cast(self.target(images, training=training), "float32")
+        z2 = ops.cast(self.peer2(images, training=training), "float32")
+        terms = {
+            "target": self.target_loss_fn(y, z1, sample_weight=sample_weight),
+            "mutual": self.mutual_loss_fn(ops.stop_gradient(z2), z1, sample_weight=sample_weight),
+            "peer2_target": self.target_loss_fn(y, z2, sample_weight=sample_weight),
+            "peer2_mutual": self.mutual_loss_fn(ops.stop_gradient(z1), z2, sample_weight=sample_weight),
+        }
+        total = terms["target"] + terms["peer2_target"] + self.alpha * (terms["mutual"] + terms["peer2_mutual"])
+        return [z1, z2], total, terms
+
+    def update_extra_metrics(self, y, other_outputs, sample_weight):
+        self.peer2_accuracy.update_state(y, other_outputs[0], sample_weight=sample_weight)
+
+
+def build_dml(config, data):
+    """DMLModel of ``config``: two independently initialised ``--target`` networks."""
+    return DMLModel(build_target(config, data), build_target(config, data))
+
+
+register(Method(
+    name="dml",
+    summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
+    build=build_dml,
+    compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
+))

@@ -1,0 +1,216 @@
+"""tools/reproduce.py: the paper's tables as grids of runs, from fake runs (no training here)."""
+
+import glob
+import io
+import json
+import os
+import sys
+
+import pytest
+from absl import flags
+
+from sskt_tf import reproduce
+from sskt_tf.errors import ConfigError
+from sskt_tf.flags import config_from_flags, define_flags
+
+from conftest import REPO, run_python
+
+PAPER = os.path.join(REPO, "configs", "paper")
+
+# Stands in for tools/train.py: exits 2 for --dataset=bad, else writes a results.json
+# whose accuracy is 0.5 + seed / 100 into --model_dir.
+FAKE_TRAIN = """
+import json, os, sys
+args = dict(arg[2:].split("=", 1) for arg in sys.argv[1:] if "=" in arg)
+print("fake training", args["model_dir"])
+if args["dataset"] == "bad":
+    print("error: no such dataset")
+    sys.exit(2)
+with open(os.path.join(args["model_dir"], "results.json"), "w") as f:
+    json.dump({"best_val_accuracy": 0.5 + int(args["seed"]) / 100}, f)
+"""
+
+
+def _write_table(root, columns=(("c10", "r20"), ("c100", "r20")), seeds=(0, 1, 2), paper=None):
+    """A table ``root/toy`` with rows ``a`` and ``b`` (label A, B) over ``columns`` of (dataset, target)."""
+    table = root / "toy"
+    table.mkdir()
+    for row in ("a", "b"):
+        (table / f"{row}.flags").write_text(f"# row {row}\n--alpha=0.5\n--model_path={{output_dir}}/{{dataset_slug}}\n")
+    (table / "table.json").write_text(json.dumps({
+        "title": "Toy", "metric": "best_val_accuracy", "scale": 100, "seeds": list(seeds),
+        "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
+        "columns": [{"dataset": d, "target": t, "label": f"{d}/{t}"} for d, t in columns],
+        "paper": paper or {},
+    }))
+    return str(table)
+
+
+def _fake_result(output_dir, row, column, seed, value):
+    run = os.path.join(output_dir, "toy", row, column, f"seed{seed}")
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "results.json"), "w") as f:
+        json.dump({"best_val_accuracy": value, "val_accuracy": value, "epochs": 200}, f)
+
+
+def test_results_table_from_fake_runs(tmp_path):
+    table = _write_table(tmp_path, paper={"b": {"c100-r20": "70.00±1.00"}})
+    output_dir = str(tmp_path / "runs")
+    for seed, value in enumerate((0.90, 0.91, 0.92)):
+        _fake_result(output_dir, "a", "c10-r20", seed, value)
+    _fake_result(output_dir, "a", "c100-r20", 0, 0.8)
+    _fake_result(output_dir, "b", "c10-r20", 0, 0.5)
+    _fake_result(output_dir, "b", "c10-r20", 1, 0.6)
+    _fake_result(output_dir, "b", "c10-r20", 7, 0.0)  # a seed the table does not ask for: ignored
+    out = io.StringIO()
+    assert reproduce.reproduce([table], output_dir=output_dir, collect_only=True, out=out) == []
+    text = (tmp_path / "runs" / "toy" / "results.md").read_text()
+    assert text in out.getvalue()
+    assert "| Method | c10/r20 | c100/r20 |\n|---|---|---|\n" in text
+    assert "| A | 91.00 ± 1.00 | 80.00 (n=1) |\n" in text
+    assert "| B | 55.00 ± 7.07 (n=2) | – (paper: 70.00±1.00) |\n" in text
+    records = json.loads((tmp_path / "runs" / "toy" / "results.json").read_text())
+    assert len(records) == 6
+    assert records[0] == {"row": "a", "column": "c10-r20", "dataset": "c10", "target": "r20", "seed": 0,
+                          "metric": "best_val_accuracy", "value": 0.9,
+                          "path": os.path.join(output_dir, "toy", "a", "c10-r20", "seed0", "results.json")}
+
+
+def test_format_cell():
+    assert reproduce.format_cell([92.0, 93.0, 94.0], 3) == "93.00 ± 1.00"
+    assert reproduce.format_cell([92.0, 93.0, 94.0], 3, digits=1, paper="92.46±0.15") == "93.0 ± 1.0 (paper: 92.46±0.15)"
+    assert reproduce.format_cell([91.234], 1) == "91.23 (n=1)"
+    assert reproduce.format_cell([None], 3) == "–"
+
+
+def test_dry_run_lists_required_teachers_then_the_grid_with_placeholders_expanded(tmp_path):
+    output_dir = str(tmp_path / "runs")
+    out = io.StringIO()
+    reproduce.reproduce([f"{PAPER}/cifar"], seeds=[0, 1], rows=["kd", "sskt_pi"],
+                        columns=["cifar10-resnet20", "cifar100-resnet32"], output_dir=output_dir,
+                        extra_flags="--epochs=1 --steps_per_epoch=2", dry_run=True, out=out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 + 2 * 2 * 2  # two teachers (seed 0), then kd and sskt_pi x 2 columns x 2 seeds
+    assert "{" not in out.getvalue() and not os.path.exists(output_dir)
+    assert [line.split("--model_dir=")[1].split()[0] for line in lines[:3]] == [
+        f"{output_dir}/teachers/scratch/cifar10-resnet110/seed0",
+        f"{output_dir}/teachers/scratch/cifar100-resnet110/seed0",
+        f"{output_dir}/cifar/kd/cifar10-resnet20/seed0",
+    ]
+    assert lines[2].endswith(
+        f" --flagfile={PAPER}/cifar/kd.flags --teacher={output_dir}/teachers/scratch/cifar10-resnet110/seed0/best.keras"
+        f" --dataset=cifar10 --target=resnet20 --seed=0 --model_dir={output_dir}/cifar/kd/cifar10-resnet20/seed0"
+        " --epochs=1 --steps_per_epoch=2"
+    )
+    assert lines[-1].split("--flagfile=")[1] == (
+        f"{PAPER}/cifar/sskt_pi.flags --dataset=cifar100 --target=resnet32 --seed=1 "
+        f"--model_dir={output_dir}/cifar/sskt_pi/cifar100-resnet32/seed1 --epochs=1 --steps_per_epoch=2"
+    )
+
+
+def test_cli_dry_run_with_column_flags():
+    result = run_python(["tools/reproduce.py", "--table=voc2007", "--rows=sskt_p", "--columns=voc_2007-resnet50",
+                         "--seeds=3", "--dry_run", "--output_dir=out"], timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(
+        "/voc2007/sskt_p.flags --image_size=224 --target_loss=bce --dataset=voc/2007 --target=resnet50 --seed=3 "
+        "--model_dir=out/voc2007/sskt_p/voc_2007-resnet50/seed3"
+    )
+
+
+def test_grid_skips_finished_cells_and_goes_on_after_a_failure(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    table = _write_table(tmp_path, columns=(("bad", "r20"), ("good", "r20")), seeds=(0, 1))
+    output_dir = str(tmp_path / "runs")
+    _fake_result(output_dir, "a", "good-r20", 0, 0.7)
+    out = io.StringIO()
+    failed = reproduce.reproduce([table], output_dir=output_dir, train_command=(sys.executable, str(script)), out=out)
+    text = out.getvalue()
+    assert sorted(cell.description for cell, _ in failed) == [
+        f"toy/{row} bad-r20 seed{seed}" for row in ("a", "b") for seed in (0, 1)
+    ]
+    assert "[3/8] toy/a good-r20 seed0 ... skipped (results.json exists)" in text
+    assert "[4/8] toy/a good-r20 seed1 ... done in " in text and "best_val_accuracy=0.5100" in text
+    assert "[1/8] toy/a bad-r20 seed0 ... FAILED after" in text and "error: no such dataset" in text
+    assert "4 of 8 cells failed:" in text
+    assert not os.path.exists(os.path.join(output_dir, "toy", "a", "good-r20", "seed0", "train.log"))
+    log = (tmp_path / "runs" / "toy" / "b" / "good-r20" / "seed1" / "train.log").read_text()
+    assert "--model_path=" + output_dir + "/good" in log and "fake training" in log  # placeholder expanded
+    assert "| A | – | 60.50 ± 13.44 |" in text and "| B | – | 50.50 ± 0.71 |" in text
+
+
+def test_bad_tables_are_refused(tmp_path):
+    table = _write_table(tmp_path)
+    with open(os.path.join(table, "a.flags"), "a") as f:
+        f.write("--seed=3\n")
+    with pytest.raises(ConfigError, match="--seed"):
+        reproduce.load_table(table)
+    spec = json.loads((tmp_path / "toy" / "table.json").read_text())
+    (tmp_path / "toy" / "a.flags").write_text("--alpha=1\n")
+    (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, metrc="x")))
+    with pytest.raises(ConfigError, match="unknown keys"):
+        reproduce.load_table(table)
+    (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, paper={"a": {"c10-r32": "1"}})))
+    with pytest.raises(ConfigError, match="c10-r32"):
+        reproduce.load_table(table)
+    (tmp_path / "toy" / "a.flags").write_text("--model_path={outputdir}\n")
+    (tmp_path / "toy" / "table.json").write_text(json.dumps(spec))
+    with pytest.raises(ConfigError, match="outputdir"):
+        reproduce.reproduce([table], dry_run=True, out=io.StringIO())
+
+
+def _paper_tables():
+    return {os.path.basename(os.path.dirname(path)): reproduce.load_table(os.path.dirname(path))
+            for path in sorted(glob.glob(f"{PAPER}/*/table.json"))}
+
+
+def test_paper_tables_are_valid():
+    tables = _paper_tables()
+    assert set(tables) == {"cifar", "stl10", "voc2007", "teachers"}
+    methods = ["scratch", "kd", "dml", "maxl", "sskt_i", "sskt_p", "sskt_pi"]
+    assert [row.name for row in tables["cifar"].rows] == [row.name for row in tables["stl10"].rows] == methods
+    assert [row.name for row in tables["voc2007"].rows] == ["scratch", "sskt_i", "sskt_p", "sskt_pi"]
+    assert [c.slug for c in tables["cifar"].columns] == [
+        "cifar10-resnet20", "cifar10-resnet32", "cifar100-resnet20", "cifar100-resnet32"]
+    assert tables["voc2007"].metric == "best_val_mAP"
+    assert tables["cifar"].paper["sskt_pi"]["cifar10-resnet20"] == "92.46±0.15"
+    for table in tables.values():
+        assert "reconstructed layout" in table.title or table.name == "teachers"
+        for row in table.rows:
+            with open(row.flagfile) as f:
+                assert f.read().startswith("# "), row.flagfile  # a comment explains the row
+    # Every kd cell's --teacher is the best.keras of a cell the teachers table trains first.
+    cells = reproduce.plan([tables["cifar"], tables["stl10"]], rows=["kd"], output_dir="out")
+    position = {cell.model_dir: index for index, cell in enumerate(cells)}
+    kd_cells = [cell for cell in cells if cell.row.name == "kd"]
+    assert len(kd_cells) == 5 * 3 and len(cells) == len(kd_cells) + 3
+    for cell in kd_cells:
+        (teacher,) = [arg.split("=", 1)[1] for arg in cell.command if arg.startswith("--teacher=")]
+        assert teacher.endswith("/best.keras") and position[os.path.dirname(teacher)] < position[cell.model_dir]
+
+
+def _train_config(args):
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["train.py", *args])
+    return config_from_flags(values)
+
+
+def test_paper_flagfiles_parse_as_train_flags():
+    # Needs tools/train.py's --method, --teacher and --maxl_* flags.
+    reference = _train_config([f"--flagfile={REPO}/configs/cifar10.flags"])
+    for table in _paper_tables().values():
+        for row in table.rows:
+            for column in table.columns:
+                cell = reproduce.make_cell(table, row, column, 0, "out", train_command=("python", "train.py"))
+                config = _train_config(cell.command[2:])
+                assert (config.dataset, config.target, config.model_dir) == (column.dataset, column.target,
+                                                                             cell.model_dir)
+                for name in ("epochs", "batch_size", "lr", "lr_milestones", "lr_decay", "momentum", "weight_decay"):
+                    assert getattr(config, name) == getattr(reference, name), (row.flagfile, name)
+                if row.name.startswith("sskt_"):
+                    for name in ("head", "aux_loss", "alpha", "temperature", "source_weights", "places365_weights"):
+                        assert getattr(config, name) == getattr(reference, name), (row.flagfile, name)
+                else:
+                    assert config.sources == [], row.flagfile
