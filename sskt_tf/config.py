@@ -20,7 +20,7 @@ class TrainConfig:
     """
 
     # Data.
-    dataset: str = _f("cifar10", "tfds name (cifar10, cifar100, stl10, ...) or folder:PATH with train/ and val/ (or test/) class subfolders.")
+    dataset: str = _f("cifar10", "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ...) or folder:PATH with train/ and val/ (or test/) class subfolders.")
     data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
     download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
     image_size: int = _f(0, "Image side length; 0 = the dataset's own size (folder datasets: 32).")
@@ -34,7 +34,7 @@ class TrainConfig:
     maxl_entropy_weight: float = _f(0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.")
     maxl_generator_lr: float = _f(1e-3, "MAXL: learning rate of the label-generation network (it follows the --lr schedule's decays).")
     # Target network.
-    target: str = _f("resnet20", "Target network: resnet20, resnet32, resnet44, resnet56, resnet110, vgg16.")
+    target: str = _f("resnet20", "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50 (ImageNet-style, 4 stages), vgg16.")
     # Sources and heads.
     sources: List[str] = _f(["imagenet/resnet50"], "Comma list of sources: imagenet/<arch>, places365/<arch> or a path to a .keras model. Empty = train from scratch.")
     source_weights: str = _f("imagenet", "Weights of imagenet/<arch> sources: imagenet (Keras download), a weights file, or none (random: plumbing tests only).")

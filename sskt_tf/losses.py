@@ -20,6 +20,12 @@ def _as_float32(*tensors):
     return [ops.cast(t, "float32") for t in tensors]
 
 
+def _bce_with_logits(p, z):
+    """Element-wise sigmoid cross-entropy of targets ``p`` and logits ``z``, stably:
+    ``max(z, 0) - z * p + log(1 + exp(-|z|))``."""
+    return ops.relu(z) - z * p + ops.log1p(ops.exp(-ops.abs(z)))
+
+
 class _TemperatureLoss(keras.losses.Loss):
     """Base class of the soft-label losses.
 
@@ -106,9 +112,7 @@ class SoftBinaryCrossEntropy(_TemperatureLoss):
         super().__init__(temperature=temperature, name=name, **kwargs)
 
     def soft_loss(self, source_logits, head_logits):
-        p, z = ops.sigmoid(source_logits), head_logits
-        # Numerically stable BCE with logits: max(z,0) - z*p + log(1 + exp(-|z|)).
-        return ops.mean(ops.relu(z) - z * p + ops.log1p(ops.exp(-ops.abs(z))), axis=-1)
+        return ops.mean(_bce_with_logits(ops.sigmoid(source_logits), head_logits), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -184,6 +188,28 @@ class SparseFocalLoss(CategoricalFocalLoss):
         return super().call(ops.one_hot(labels, ops.shape(y_pred)[-1]), y_pred)
 
 
+@keras.saving.register_keras_serializable(package="sskt_tf")
+class MultiLabelBCE(keras.losses.Loss):
+    """Sigmoid cross-entropy on multi-hot labels, ignoring labels below 0.
+
+    ``mean_c BCE(y_c, sigmoid(z_c))`` over the classes, where a label of -1
+    (a "difficult" pair of VOC's test split, see :func:`sskt_tf.data.load_tfds`)
+    contributes nothing; with labels in {0, 1} it equals
+    ``keras.losses.BinaryCrossentropy(from_logits=True)``.
+
+    Args:
+        name: loss name.
+    """
+
+    def __init__(self, name="bce", reduction="sum_over_batch_size", dtype="float32"):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        labels, logits = _as_float32(y_true, y_pred)
+        known = ops.cast(labels >= 0, "float32")
+        return ops.mean(known * _bce_with_logits(labels * known, logits), axis=-1)
+
+
 _AUX_CLASSES = {
     "kd": KDLoss,
     "soft_ce": SoftCrossEntropy,
@@ -218,7 +244,7 @@ def get_target(name):
 
     Args:
         name: ``"ce"`` (softmax cross-entropy on integer labels), ``"bce"``
-            (sigmoid cross-entropy on multi-hot labels), ``"focal"`` (softmax
+            (sigmoid cross-entropy on multi-hot labels, -1 = ignored), ``"focal"`` (softmax
             focal loss, gamma 2, on integer labels), or a ``keras.losses.Loss``
             instance (returned unchanged).
 
@@ -233,7 +259,7 @@ def get_target(name):
     if name in ("ce", "sparse_categorical_crossentropy"):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="ce")
     if name in ("bce", "binary_crossentropy"):
-        return keras.losses.BinaryCrossentropy(from_logits=True, name="bce")
+        return MultiLabelBCE()
     if name == "focal":
         return SparseFocalLoss()
     raise ValueError(f"Unknown target loss {name!r}; choose one of {', '.join(TARGET_LOSSES)}.")

@@ -64,8 +64,23 @@ def _check(config):
         raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
     if any(m < 0 for m in config.lr_milestones):
         raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
-    if config.target_loss == "bce":
-        raise ConfigError("--target_loss=bce needs multi-hot labels, which none of the supported datasets provide yet.")
+
+
+def _check_labels(config, data):
+    """The target loss and the method must suit the dataset's labels (single or multi-label)."""
+    if data.multi_label and config.target_loss != "bce":
+        raise ConfigError(f"{config.dataset} is multi-label (multi-hot labels): use --target_loss=bce.")
+    if not data.multi_label and config.target_loss == "bce":
+        raise ConfigError(f"--target_loss=bce needs multi-hot labels; {config.dataset} has one label an image: "
+                          "use --target_loss=ce or focal.")
+    if data.multi_label and not methods_lib.get(config.method).multi_label:
+        raise ConfigError(f"--method={config.method} trains single-label classifiers; {config.dataset} is multi-label "
+                          f"(methods for it: {', '.join(n for n in methods_lib.names() if methods_lib.get(n).multi_label)}).")
+
+
+def monitored_metric(data):
+    """The validation metric that picks ``best.keras``: ``val_mAP`` (multi-label) or ``val_accuracy``."""
+    return "val_mAP" if data.multi_label else "val_accuracy"
 
 
 @contextlib.contextmanager
@@ -148,23 +163,30 @@ def build_model(config, data):
     return methods_lib.get(config.method).build(config, data)
 
 
-def compile_model(model, config):
-    """Compiles ``model`` with the SGD, losses and metrics of ``config``."""
+def compile_model(model, config, multi_label=False):
+    """Compiles ``model`` with the SGD, losses and metrics of ``config``.
+
+    Multi-label data gets no compiled metric: its mAP needs the whole
+    validation set (:class:`sskt_tf.callbacks.MeanAveragePrecision`).
+    """
     optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     model.compile(
         optimizer=optimizer,
         loss=config.target_loss,
         weight_decay=config.weight_decay,
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[] if multi_label else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
         **methods_lib.get(config.method).compile_kwargs(config),
     )
 
 
-def _callbacks(config, output_dir, backup, resume_epoch):
+def _callbacks(config, data, output_dir, backup, resume_epoch):
     nan_guard = callbacks_lib.StopOnNonFiniteLoss()
-    saver = callbacks_lib.SaveTarget(output_dir, resume_epoch=resume_epoch)
-    return nan_guard, saver, [
+    saver = callbacks_lib.SaveTarget(output_dir, monitor=monitored_metric(data), resume_epoch=resume_epoch)
+    # First: the callbacks after it read the mAP from the epoch's logs.
+    mean_ap = [callbacks_lib.MeanAveragePrecision(data.val, output_path=os.path.join(output_dir, "val_ap.json"),
+                                                  class_names=data.class_names)] if data.multi_label else []
+    return nan_guard, saver, mean_ap + [
         nan_guard,
         keras.callbacks.LearningRateScheduler(callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
@@ -254,7 +276,8 @@ def train(config):
 
     Returns:
         The results dict written to ``results.json`` (final ``val_*`` metrics
-        under Keras' names, ``best_val_accuracy``, ``best_epoch``, ...).
+        under Keras' names, ``best_val_accuracy`` (``best_val_mAP`` on
+        multi-label data), ``best_epoch``, ``method``, ...).
 
     Raises:
         ConfigError: bad settings, missing data or weights.
@@ -284,16 +307,17 @@ def train(config):
             f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
+    _check_labels(config, data)
     with strategy.scope(), dtype_policy(config.mixed_precision):
         model = build_model(config, data)
-        compile_model(model, config)
+        compile_model(model, config, multi_label=data.multi_label)
     logging.info(
         "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
         "replica(s) in %s.", model.target.name, config.method, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
         data.image_size, len(model.sources), config.epochs, strategy.num_replicas_in_sync, output_dir,
     )
     backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
-    nan_guard, saver, callbacks = _callbacks(config, output_dir, backup, resume_epoch)
+    nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
     cache = open_cache(config)
     # From a cache, one dataset holds every remaining epoch: fit must know the epoch length.
     steps_per_epoch = cache_steps_per_epoch(config, cache) if cache else config.steps_per_epoch or None
@@ -318,7 +342,7 @@ def train(config):
     history = callbacks_lib.read_history(os.path.join(output_dir, "history.csv"))
     results = {k: float(v) for k, v in history[-1].items() if k != "epoch"} if history else {}
     results.update(
-        best_val_accuracy=saver.best if math.isfinite(saver.best) else None,
+        **{f"best_{saver.monitor}": saver.best if math.isfinite(saver.best) else None},
         best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
         epochs=len(history),
         resumed_from_epoch=resume_epoch,
@@ -332,9 +356,9 @@ def train(config):
     )
     _write_results(output_dir, results)
     backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
-    logging.info("Done: val_accuracy %.4f (best %.4f at epoch %s). Results in %s.",
-                 results.get("val_accuracy", float("nan")), results["best_val_accuracy"] or float("nan"),
-                 results["best_epoch"], output_dir)
+    monitor = saver.monitor
+    logging.info("Done: %s %.4f (best %.4f at epoch %s). Results in %s.", monitor, results.get(monitor, float("nan")),
+                 results[f"best_{monitor}"] or float("nan"), results["best_epoch"], output_dir)
     if config.export_dir and distribute_lib.is_chief(strategy):
         best = os.path.join(output_dir, "best.keras")
         sources_lib.require_file(best, "The target to export (no epoch had a finite validation accuracy)")

@@ -14,15 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def digits_arrays(image_size=16):
     """scikit-learn's 8x8 digits as uint8 RGB images of ``image_size`` and labels."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    from sskt_tf.digits_study import digits_images
 
-    digits = load_digits()
-    images = []
-    for image in digits.images:
-        gray = Image.fromarray(np.uint8(image * (255.0 / 16.0))).resize((image_size, image_size), Image.BILINEAR)
-        images.append(np.stack([np.asarray(gray)] * 3, axis=-1))
-    return np.stack(images), digits.target.astype(np.int64)
+    return digits_images(image_size)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from sskt_tf import losses
 
@@ -97,3 +98,18 @@ def test_losses_serialise():
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert (restored.temperature, restored.gamma) == (4.0, 1.5)
     assert math.isclose(float(restored(SOURCE, HEAD)), float(loss(SOURCE, HEAD)), rel_tol=1e-6)
+
+
+def test_multi_label_bce_ignores_difficult_labels():
+    labels = np.array([[1, -1, 0], [-1, 0, 1]], np.float32)
+    q = sigmoid(HEAD)
+    known = labels >= 0
+    element = -(labels * np.log(q) + (1 - labels) * np.log(1 - q))
+    expected = np.mean(np.where(known, element, 0.0).sum(axis=1) / 3)
+    assert float(losses.get_target("bce")(labels, HEAD)) == pytest.approx(expected, rel=1e-5)
+    # The ignored pairs get no gradient.
+    logits = tf.Variable(HEAD)
+    with tf.GradientTape() as tape:
+        loss = losses.get_target("bce")(labels, logits)
+    gradient = tape.gradient(loss, logits).numpy()
+    assert gradient[0, 1] == 0 and gradient[1, 0] == 0 and gradient[0, 0] != 0

@@ -1,5 +1,6 @@
 """Pascal VOC 2007: multi-label loading (mocked tfds), VOC average precision, the mAP callback."""
 
+import dataclasses
 import json
 
 import keras
@@ -147,3 +148,26 @@ def test_map_callback_matches_metric(tmp_path):
     assert float(read_history(str(tmp_path / "history.csv"))[-1]["val_mAP"]) == pytest.approx(expected, abs=1e-6)
     report = json.loads((tmp_path / "ap.json").read_text())
     assert report["epoch"] == 2 and report["ap"]["a"] == pytest.approx(ap[0], abs=1e-9)
+
+
+def test_sskt_trains_on_mock_voc_with_a_four_stage_resnet18(tmp_path, tiny_source_path):
+    from sskt_tf import train_lib
+    from sskt_tf.config import TrainConfig
+
+    config = TrainConfig(
+        dataset="voc/2007", image_size=32, target="resnet18", sources=[tiny_source_path], target_loss="bce",
+        epochs=1, steps_per_epoch=2, batch_size=8, lr_milestones=[], verbose=0, model_dir=str(tmp_path / "voc"),
+    )
+    with tfds.testing.mock_data(num_examples=16):
+        results = train_lib.train(config)
+        with pytest.raises(ConfigError, match="multi-label .*--target_loss=bce"):
+            train_lib.train(dataclasses.replace(config, target_loss="ce", model_dir=str(tmp_path / "ce")))
+        with pytest.raises(ConfigError, match="--method=dml trains single-label classifiers"):
+            train_lib.train(dataclasses.replace(config, method="dml", model_dir=str(tmp_path / "dml")))
+    assert results["num_classes"] == 20 and 0.0 <= results["val_mAP"] <= 1.0
+    assert results["best_val_mAP"] == pytest.approx(results["val_mAP"]) and results["best_epoch"] == 1
+    assert "val_accuracy" not in results and np.isfinite(results["val_loss"])
+    report = json.loads((tmp_path / "voc" / "val_ap.json").read_text())
+    assert len(report["ap"]) == 20 and "aeroplane" in report["ap"]
+    best = keras.saving.load_model(tmp_path / "voc" / "best.keras", compile=False)
+    assert best.name == "resnet18" and best.output_shape == (None, 20)
