@@ -1,5 +1,7 @@
-"""Trains and evaluates one SSKTModel with 1 replica and with 2 (MirroredStrategy on two
+"""Trains and evaluates one model with 1 replica and with 2 (MirroredStrategy on two
 logical CPUs) from the same weights and batches; prints the results as JSON.
+
+Usage: python tests/mirrored_check.py sskt kd dml maxl   (any of them; prints {method: [one, two]})
 
 Run by tests/test_distribution.py in its own process, because logical devices must be
 configured before TensorFlow initialises.
@@ -18,29 +20,49 @@ import numpy as np  # noqa: E402
 
 from sskt_tf import SSKTModel, Source  # noqa: E402
 from sskt_tf.batch_norm import batch_norm  # noqa: E402
+from sskt_tf.methods.dml import DMLModel  # noqa: E402
+from sskt_tf.methods.kd import KDModel  # noqa: E402
+from sskt_tf.methods.maxl import MAXLModel  # noqa: E402
 
 
-def build(seed=0):
-    keras.utils.set_random_seed(seed)
+def network(num_classes):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     # Synchronized BatchNorm: global-batch statistics, whatever the replica count.
     x = keras.layers.ReLU(name="stage1")(batch_norm("bn")(x))
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    target = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x))
+
+
+def frozen(num_classes, name):
     source_in = keras.Input((8, 8, 3))
-    source_net = keras.Model(source_in, keras.layers.Dense(6)(keras.layers.Flatten()(source_in)))
-    model = SSKTModel(target, [Source(source_net, "src")], head="linear")
-    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), weight_decay=1e-3, alpha=0.5, metrics=["accuracy"])
+    return Source(keras.Model(source_in, keras.layers.Dense(num_classes)(keras.layers.Flatten()(source_in))), name)
+
+
+def build(method, seed=0):
+    keras.utils.set_random_seed(seed)
+    common = dict(weight_decay=1e-3, metrics=["accuracy"])
+    if method == "sskt":
+        model = SSKTModel(network(3), [frozen(6, "src")], head="linear")
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), alpha=0.5, **common)
+    elif method == "kd":
+        model = KDModel(network(3), frozen(3, "teacher"))
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), alpha=0.7, temperature=2.0, **common)
+    elif method == "dml":
+        model = DMLModel(network(3), network(3))
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), alpha=1.0, temperature=1.0, **common)
+    else:
+        model = MAXLModel(network(3), network(6), psi=2)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), generator_lr=0.01, **common)
     return model
 
 
-def run(strategy):
+def run(strategy, method):
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 1, (32, 8, 8, 3)).astype("float32")
     y = rng.randint(0, 3, 32)
     with strategy.scope():
-        model = build()
+        model = build(method)
     before = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
     history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
     weights = [w.numpy().tolist() for w in model.weights]  # BatchNorm moving statistics included
@@ -49,5 +71,8 @@ def run(strategy):
 
 if __name__ == "__main__":
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    results = [run(tf.distribute.OneDeviceStrategy(devices[0])), run(tf.distribute.MirroredStrategy(devices))]
+    # One MirroredStrategy for every method: a second one in the same process clashes in
+    # its collective ops.
+    one_device, mirrored = tf.distribute.OneDeviceStrategy(devices[0]), tf.distribute.MirroredStrategy(devices)
+    results = {method: [run(one_device, method), run(mirrored, method)] for method in sys.argv[1:]}
     json.dump(results, sys.stdout)

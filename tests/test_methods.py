@@ -111,6 +111,25 @@ def test_maxl_mask_softmax_keeps_each_label_within_its_classes_psi_block():
     np.testing.assert_allclose(labels[0, 4:], block, rtol=1e-5)
 
 
+def _focal(targets, logits, gamma=2.0):
+    log_q = _log_softmax(logits)
+    return np.mean(-np.sum(targets * (1 - np.exp(log_q)) ** gamma * log_q, axis=-1))
+
+
+def test_maxl_terms_are_focal_losses_towards_labels_and_generated_labels(batch):
+    images, labels = batch
+    model = MAXLModel(tiny_target(3, seed=1), tiny_target(6, seed=2), psi=2)
+    model.compile("sgd", weight_decay=0.0)
+    _, total, terms = model.loss_terms(images, labels, None, training=False)
+    primary, auxiliary = [o.numpy() for o in model.multi_task(images, training=False)]
+    generated = model.generated_labels(images, labels, training=False).numpy()
+    np.testing.assert_allclose(generated.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(generated > 0, hierarchy_mask(3, 2)[labels] > 0)
+    np.testing.assert_allclose(terms["primary"], _focal(np.eye(3)[labels], primary), rtol=1e-4)
+    np.testing.assert_allclose(terms["auxiliary"], _focal(generated, auxiliary), rtol=1e-4)
+    np.testing.assert_allclose(total, terms["primary"] + terms["auxiliary"], rtol=1e-5)
+
+
 def _dense_net(num_outputs, seed):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((16, 16, 3))
@@ -200,6 +219,15 @@ def test_each_method_trains_through_train_lib(method, extra, tmp_path, digits_fo
     assert saved.name == "resnet20" and saved.output_shape[-1] == 10
     if method == "dml":
         assert "val_peer2_accuracy" in results
+
+
+def test_scratch_ignores_the_sources_flag(digits_folder):
+    from sskt_tf import data as data_lib
+
+    data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
+    config = TrainConfig(method="scratch", sources=["/nonexistent/source.keras"], target="resnet20")
+    model = methods.get("scratch").build(config, data)
+    assert model.sources == [] and model.target.output_shape == (None, 10)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -114,6 +114,8 @@ class MAXLModel(BaselineModel):
         self.entropy_weight = float(entropy_weight)
         self.focal = losses_lib.CategoricalFocalLoss(gamma=FOCAL_GAMMA)
         self.generator_optimizer = keras.optimizers.SGD(learning_rate=generator_lr)
+        # Built now, so a backup restored before the first step restores its state too.
+        self.generator_optimizer.build(self.generator.trainable_variables)
         self.generator_lr_ratio = float(generator_lr) / float(ops.convert_to_numpy(self.optimizer.learning_rate))
 
     def generated_labels(self, images, y, training):
