@@ -260,7 +260,7 @@ def _write_results(model_dir, results):
 
 
 def train(config):
-    """Trains SSKT (or the scratch baseline) as ``config`` says.
+    """Trains the target with ``config.method`` (SSKT or a baseline) as ``config`` says.
 
     Writes to ``config.model_dir``: ``flags.txt`` (a flagfile that reproduces
     the run), ``history.csv``, TensorBoard events under ``tensorboard/``,

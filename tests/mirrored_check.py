@@ -57,14 +57,27 @@ def build(method, seed=0):
     return model
 
 
+def _each_batch_on_every_replica(x, batch_size, replicas):
+    """``x`` with each batch repeated once per replica, so every replica sees that batch."""
+    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    return np.concatenate([np.concatenate([batch] * replicas) for batch in batches])
+
+
 def run(strategy, method):
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 1, (32, 8, 8, 3)).astype("float32")
     y = rng.randint(0, 3, 32)
+    batch_size = 16
+    if method == "maxl":
+        # MAXL's inner step uses each replica's local batch: it matches one device's only
+        # when every replica holds the same batch (the global statistics are then the local ones).
+        replicas, batch_size = strategy.num_replicas_in_sync, 8
+        x, y = (_each_batch_on_every_replica(a, batch_size, replicas) for a in (x, y))
+        batch_size *= replicas
     with strategy.scope():
         model = build(method)
-    before = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
-    history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    before = model.evaluate(x, y, batch_size=batch_size, return_dict=True, verbose=0)
+    history = model.fit(x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0).history
     weights = [w.numpy().tolist() for w in model.weights]  # BatchNorm moving statistics included
     return dict(replicas=strategy.num_replicas_in_sync, evaluate=before, history=history, weights=weights)
 

@@ -35,10 +35,13 @@ def test_one_and_two_replicas_agree(method, keys, replica_runs):
     assert one["history"]["loss"][0] != one["history"]["loss"][1]
 
 
-def test_maxl_trains_on_two_replicas(replica_runs):
-    # Its inner SGD step uses each replica's local batch (README), so one and two
-    # replicas differ after the first meta step; the multi-task terms of step one agree.
+def test_maxl_two_replicas_with_the_same_local_batch_match_one_device(replica_runs):
+    # Its inner SGD step uses each replica's local batch (README), so it matches one
+    # device exactly when both replicas hold the same batch: the meta step, the entropy
+    # term and the generator's update are all compared through the trained weights.
     one, two = replica_runs["maxl"]
-    for key in ("loss", "primary_loss", "auxiliary_loss", "accuracy"):
-        assert two["evaluate"][key] == pytest.approx(one["evaluate"][key], rel=1e-5), key
-    assert np.all(np.isfinite(two["history"]["meta_loss"])) and np.all(np.isfinite(two["history"]["loss"]))
+    for key in ("loss", "primary_loss", "auxiliary_loss", "meta_loss", "entropy_loss", "accuracy"):
+        np.testing.assert_allclose(two["history"][key], one["history"][key], rtol=1e-4, err_msg=key)
+    for w_one, w_two in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(np.array(w_two), np.array(w_one), atol=1e-5)
+    assert one["history"]["meta_loss"][0] != one["history"]["meta_loss"][1]

@@ -1,11 +1,28 @@
 """BaselineModel: the train/test step shared by the baselines' Keras models."""
 
+import logging
+
 import keras
 import tensorflow as tf
 from keras import ops
 
 from sskt_tf import losses as losses_lib
+from sskt_tf.config import TrainConfig
 from sskt_tf.step_utils import l2_penalty, num_replicas, skip_empty_batch, split_inputs
+
+
+def warn_if_sskt_weights(config, usual):
+    """Warns when ``--alpha``/``--temperature`` are still SSKT's defaults for a method that usually differs.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        usual: what the method usually takes, e.g. ``"--alpha=0.9 --temperature=4"``.
+    """
+    defaults = TrainConfig()
+    if (config.alpha, config.temperature) == (defaults.alpha, defaults.temperature):
+        logging.warning("--method=%s runs with --alpha=%s --temperature=%s, SSKT's defaults; it usually takes %s "
+                        "(configs/paper/*/%s.flags).", config.method, config.alpha, config.temperature, usual,
+                        config.method)
 
 
 class BaselineModel(keras.Model):

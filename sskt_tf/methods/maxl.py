@@ -61,7 +61,8 @@ class MAXLModel(BaselineModel):
          that step (second order) to ``phi``.
     The original runs step 2 over an epoch, then step 3 over the same epoch;
     here they alternate every batch. Under a multi-replica strategy the inner
-    step uses each replica's local batch.
+    step and the entropy term use each replica's local batch. The focal loss
+    replaces ``compile(loss=...)``.
 
     Reports ``primary_loss``, ``auxiliary_loss`` (multi-task terms),
     ``meta_loss`` (the primary loss after the inner step) and
@@ -208,6 +209,10 @@ class MAXLModel(BaselineModel):
 
 
 def _check(config):
+    """MAXL's own flags; float16 is refused (its meta gradients are not loss-scaled)."""
+    if config.mixed_precision == "mixed_float16":
+        raise ConfigError("--method=maxl does not support --mixed_precision=mixed_float16 (its inner and meta "
+                          "gradients are not loss-scaled); use float32 or mixed_bfloat16.")
     if config.maxl_psi < 1:
         raise ConfigError(f"--maxl_psi must be >= 1, got {config.maxl_psi}.")
     if config.maxl_entropy_weight < 0 or config.maxl_generator_lr <= 0:

@@ -30,11 +30,13 @@ def build_sskt(config, data, sources=None):
 
 
 def sskt_compile_kwargs(config):
+    """SSKTModel.compile's own arguments from the flags."""
     return dict(aux_loss=config.aux_loss, alpha=config.alpha, temperature=config.temperature,
                 val_aux_losses=config.val_aux_losses)
 
 
 def _check(config):
+    """The sources (or the soft-label cache standing for them) must be there."""
     if config.soft_label_cache:
         source_flags.open_cache(config)  # the sources are never built: only the cache must be there
     else:
