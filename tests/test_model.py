@@ -102,7 +102,7 @@ def test_feature_layer_and_name_errors(tiny_source_path):
         SSKTModel(small_target(), [source], feature_layers=["block9"])
     with pytest.raises(ConfigError, match="Source names must be unique"):
         SSKTModel(small_target(), [source, sources.from_file(tiny_source_path)])
-    plain = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    plain = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(name="flatten"), keras.layers.Dense(10)])
     with pytest.raises(ConfigError, match="no layers named stage1"):
         SSKTModel(plain, [source], head="transfer")
     assert SSKTModel(plain, [source], head="linear").feature_layers == ["flatten"]
