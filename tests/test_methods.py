@@ -203,27 +203,66 @@ def _digits_config(tmp_path, digits_folder, **overrides):
     return TrainConfig(**settings)
 
 
-@pytest.mark.parametrize("method, extra", [
-    ("kd", dict(alpha=0.9, temperature=4.0)),
-    ("dml", dict(alpha=1.0, temperature=1.0)),
-    ("maxl", dict(maxl_psi=2)),
+def _tiny_model(method):
+    """Each baseline around tiny networks, compiled."""
+    if method == "kd":
+        model = KDModel(tiny_target(3, seed=1), sources.Source(tiny_target(3, seed=2), "teacher"))
+        model.compile(keras.optimizers.SGD(0.1), alpha=0.9, temperature=4.0, metrics=["accuracy"])
+    elif method == "dml":
+        model = DMLModel(tiny_target(3, seed=1), tiny_target(3, seed=2))
+        model.compile(keras.optimizers.SGD(0.1), alpha=1.0, temperature=1.0, metrics=["accuracy"])
+    else:
+        model = MAXLModel(tiny_target(3, seed=1), tiny_target(6, seed=2), psi=2)
+        model.compile(keras.optimizers.SGD(0.1), generator_lr=0.01, metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("method, terms", [
+    ("kd", ("target_loss", "kd_loss")),
+    ("dml", ("target_loss", "mutual_loss", "peer2_target_loss", "peer2_mutual_loss", "peer2_accuracy")),
+    ("maxl", ("primary_loss", "auxiliary_loss", "meta_loss", "entropy_loss")),
 ])
-def test_each_method_trains_through_train_lib(method, extra, tmp_path, digits_folder):
+def test_each_baseline_fits_with_validation(method, terms, batch):
+    images, labels = batch
+    model = _tiny_model(method)
+    before = [v.numpy() for v in model.target.trainable_variables]
+    history = model.fit(images, labels, validation_data=(images, labels), batch_size=3, epochs=2, verbose=0).history
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", *terms} <= set(history)
+    assert all(np.all(np.isfinite(values)) for values in history.values())
+    assert not all(np.allclose(b, v.numpy()) for b, v in zip(before, model.target.trainable_variables))
+
+
+def test_kd_trains_through_train_lib_and_saves_the_student(tmp_path, digits_folder):
     from sskt_tf import train_lib
 
-    if method == "kd":
-        teacher = tiny_target(10, seed=3)
-        teacher.save(tmp_path / "teacher.keras")
-        extra = dict(extra, teacher=str(tmp_path / "teacher.keras"))
-    results = train_lib.train(_digits_config(tmp_path, digits_folder, method=method, **extra))
-    assert results["method"] == method and results["sources"] == []
-    assert np.isfinite(results["val_loss"]) and 0.0 <= results["val_accuracy"] <= 1.0
+    teacher = tiny_target(10, seed=3)
+    teacher.save(tmp_path / "teacher.keras")
+    results = train_lib.train(_digits_config(tmp_path, digits_folder, method="kd", alpha=0.9, temperature=4.0,
+                                             teacher=str(tmp_path / "teacher.keras")))
+    assert results["method"] == "kd" and results["sources"] == []
+    assert np.isfinite(results["val_kd_loss"]) and 0.0 <= results["val_accuracy"] <= 1.0
     with open(tmp_path / "run" / "results.json") as f:
-        assert json.load(f)["method"] == method
+        assert json.load(f)["method"] == "kd"
     saved = keras.saving.load_model(tmp_path / "run" / "best.keras", compile=False)
-    assert saved.name == "resnet20" and saved.output_shape[-1] == 10
+    assert saved.name == "resnet20" and saved.count_params() == results["target_parameters"]
+
+
+@pytest.mark.parametrize("method", ["dml", "maxl"])
+def test_registry_builds_the_baselines_from_flags(method, digits_folder):
+    from sskt_tf import data as data_lib
+    from sskt_tf import train_lib
+
+    data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
+    config = TrainConfig(method=method, target="resnet20", sources=[], maxl_psi=3, alpha=1.0, temperature=1.0)
+    model = train_lib.build_model(config, data)
+    train_lib.compile_model(model, config)
+    assert model.target.name == "resnet20" and model.target.output_shape == (None, 10)
     if method == "dml":
-        assert "val_peer2_accuracy" in results
+        assert model.peer2.output_shape == (None, 10) and model.alpha == 1.0
+    else:
+        assert model.generator.output_shape == (None, 30) and model.psi == 3
+        assert model.entropy_weight == pytest.approx(0.2)
+        assert model.generator_lr_ratio == pytest.approx(1e-3 / config.lr)
 
 
 def test_scratch_ignores_the_sources_flag(digits_folder):

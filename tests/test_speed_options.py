@@ -17,18 +17,30 @@ def batch(digits):
     return train_x[:64].astype("float32"), train_y[:64]
 
 
-def _model(tiny_source_path, policy="float32", **compile_kwargs):
+def _small_target():
+    """Two conv-BN-ReLU stages, pooling and logits: cheap to compile with XLA."""
+    inputs = keras.Input((16, 16, 3))
+    x = inputs
+    for stage, strides in ((1, 1), (2, 2)):
+        x = keras.layers.Conv2D(8 * stage, 3, strides=strides, padding="same", name=f"conv{stage}")(x)
+        x = keras.layers.ReLU(name=f"stage{stage}")(keras.layers.BatchNormalization(name=f"bn{stage}")(x))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="small")
+
+
+def _model(tiny_source_path, policy="float32", small=False, **compile_kwargs):
     keras.utils.set_random_seed(11)
     with train_lib.dtype_policy(policy):
-        model = SSKTModel(targets.get("resnet20", 10, image_size=16), [sources.from_file(tiny_source_path)])
+        target = _small_target() if small else targets.get("resnet20", 10, image_size=16)
+        model = SSKTModel(target, [sources.from_file(tiny_source_path)])
         model.compile(keras.optimizers.SGD(0.05, momentum=0.9), weight_decay=5e-4, **compile_kwargs)
     return model
 
 
 def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
     x, y = batch
-    plain = _model(tiny_source_path).train_on_batch(x, y, return_dict=True)
-    xla = _model(tiny_source_path, jit_compile=True).train_on_batch(x, y, return_dict=True)
+    plain = _model(tiny_source_path, small=True).train_on_batch(x, y, return_dict=True)
+    xla = _model(tiny_source_path, small=True, jit_compile=True).train_on_batch(x, y, return_dict=True)
     for name in ("loss", "target_loss", "aux_tiny_loss"):
         assert xla[name] == pytest.approx(plain[name], rel=1e-4), name
 

@@ -150,12 +150,13 @@ def test_map_callback_matches_metric(tmp_path):
     assert report["epoch"] == 2 and report["ap"]["a"] == pytest.approx(ap[0], abs=1e-9)
 
 
-def test_sskt_trains_on_mock_voc_with_a_four_stage_resnet18(tmp_path, tiny_source_path):
+def test_sskt_trains_on_mock_voc_and_picks_best_on_map(tmp_path, tiny_source_path):
+    # (The four-stage ImageNet-style targets train in tests/test_imagenet_resnet.py.)
     from sskt_tf import train_lib
     from sskt_tf.config import TrainConfig
 
     config = TrainConfig(
-        dataset="voc/2007", image_size=32, target="resnet18", sources=[tiny_source_path], target_loss="bce",
+        dataset="voc/2007", image_size=32, target="resnet20", sources=[tiny_source_path], target_loss="bce",
         epochs=1, steps_per_epoch=2, batch_size=8, lr_milestones=[], verbose=0, model_dir=str(tmp_path / "voc"),
     )
     with tfds.testing.mock_data(num_examples=16):
@@ -170,4 +171,4 @@ def test_sskt_trains_on_mock_voc_with_a_four_stage_resnet18(tmp_path, tiny_sourc
     report = json.loads((tmp_path / "voc" / "val_ap.json").read_text())
     assert len(report["ap"]) == 20 and "aeroplane" in report["ap"]
     best = keras.saving.load_model(tmp_path / "voc" / "best.keras", compile=False)
-    assert best.name == "resnet18" and best.output_shape == (None, 20)
+    assert best.name == "resnet20" and best.output_shape == (None, 20)
