@@ -7,7 +7,9 @@ labels), DML and MAXL then train the same target over several seeds
 (``configs/study/``, run by ``tools/digits_study.py`` through :mod:`sskt_tf.reproduce`).
 """
 
+import json
 import os
+import shutil
 
 import numpy as np
 
@@ -85,9 +87,6 @@ def write_datasets(root=DATA_DIR, labelled_per_class=10, image_size=16, seed=0):
     Returns:
         ``{"source": (train, val), "target": (train, val)}`` image counts.
     """
-    import json
-    import shutil
-
     settings = dict(labelled_per_class=labelled_per_class, image_size=image_size, seed=seed)
     marker = os.path.join(root, "settings.json")
     if os.path.exists(marker):

@@ -9,7 +9,7 @@ from keras import ops
 from sskt_tf import heads as heads_lib
 from sskt_tf import losses as losses_lib
 from sskt_tf.errors import ConfigError
-from sskt_tf.step_utils import l2_penalty, num_replicas, skip_empty_batch, split_inputs
+from sskt_tf.step_utils import l2_penalty, results_without, skip_empty_batch, split_inputs, update_loss_trackers
 
 
 def default_feature_layers(target, head):
@@ -201,22 +201,17 @@ class SSKTModel(keras.Model):
         return [source(images, training=False) for source in self.sources]
 
     def _update_metrics(self, x, y, target_logits, terms, sample_weight):
-        batch_size = ops.shape(x)[0]
-        unscale = float(num_replicas())
-        self._loss_tracker.update_state(terms["total"] * unscale, sample_weight=batch_size)
-        self.target_loss_tracker.update_state(terms["target"] * unscale, sample_weight=batch_size)
-        for tracker, value in zip(self.aux_loss_trackers, terms["aux"]):
-            tracker.update_state(value * unscale, sample_weight=batch_size)
+        update_loss_trackers(
+            [(self._loss_tracker, terms["total"]), (self.target_loss_tracker, terms["target"]),
+             *zip(self.aux_loss_trackers, terms["aux"])],
+            ops.shape(x)[0],
+        )
         self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
         return self._metric_results(with_aux=bool(terms["aux"]))
 
     def _metric_results(self, with_aux):
         """The metrics' current values; without the auxiliary losses unless ``with_aux``."""
-        results = self.get_metrics_result()
-        if not with_aux:
-            for tracker in self.aux_loss_trackers:
-                results.pop(tracker.name, None)
-        return results
+        return results_without(self, [] if with_aux else self.aux_loss_trackers)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

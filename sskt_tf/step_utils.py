@@ -30,6 +30,30 @@ def l2_penalty(variables, weight_decay):
     return 0.5 * weight_decay * squares / num_replicas()
 
 
+def update_loss_trackers(tracked, batch_size):
+    """Updates ``keras.metrics.Mean`` trackers with per-replica loss terms.
+
+    Each value is a replica's share of a global-batch mean (see
+    :mod:`sskt_tf.losses`), so it is multiplied back by the replica count and
+    weighted by the local batch size: the trackers then report global means.
+
+    Args:
+        tracked: ``(tracker, per-replica value)`` pairs.
+        batch_size: the replica's batch size.
+    """
+    unscale = float(num_replicas())
+    for tracker, value in tracked:
+        tracker.update_state(value * unscale, sample_weight=batch_size)
+
+
+def results_without(model, trackers):
+    """``model.get_metrics_result()`` without the given trackers' entries (terms a step did not compute)."""
+    results = model.get_metrics_result()
+    for tracker in trackers:
+        results.pop(tracker.name, None)
+    return results
+
+
 def split_inputs(x):
     """``(images, soft labels or None)`` of a batch's inputs.
 

@@ -313,8 +313,9 @@ def train(config):
         compile_model(model, config, multi_label=data.multi_label)
     logging.info(
         "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
-        "replica(s) in %s.", model.target.name, config.method, model.target.count_params(), config.dataset, data.num_classes, data.image_size,
-        data.image_size, len(model.sources), config.epochs, strategy.num_replicas_in_sync, output_dir,
+        "replica(s) in %s.", model.target.name, config.method, model.target.count_params(), config.dataset,
+        data.num_classes, data.image_size, data.image_size, len(model.sources), config.epochs,
+        strategy.num_replicas_in_sync, output_dir,
     )
     backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
     nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)

@@ -8,7 +8,7 @@ from keras import ops
 
 from sskt_tf import losses as losses_lib
 from sskt_tf.config import TrainConfig
-from sskt_tf.step_utils import l2_penalty, num_replicas, skip_empty_batch, split_inputs
+from sskt_tf.step_utils import l2_penalty, results_without, skip_empty_batch, split_inputs, update_loss_trackers
 
 
 def warn_if_sskt_weights(config, usual):
@@ -44,6 +44,7 @@ class BaselineModel(keras.Model):
     def __init__(self, target, term_names, name, validation_terms=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.target = target
+        self.term_names = tuple(term_names)
         self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss") for term in term_names]
         self.validation_terms = tuple(validation_terms or term_names)
         # Subclasses hold only functional networks built on construction, so every
@@ -118,13 +119,8 @@ class BaselineModel(keras.Model):
 
     def update_metrics(self, images, y, outputs, total, terms, sample_weight):
         """Updates the loss trackers and compiled metrics; returns every metric's value."""
-        batch_size = ops.shape(images)[0]
-        unscale = float(num_replicas())  # the terms are per-replica shares of the global mean
-        self._loss_tracker.update_state(total * unscale, sample_weight=batch_size)
-        for tracker in self.term_trackers:
-            term = tracker.name[: -len("_loss")]
-            if term in terms:
-                tracker.update_state(terms[term] * unscale, sample_weight=batch_size)
+        computed = [(tracker, terms[term]) for term, tracker in zip(self.term_names, self.term_trackers) if term in terms]
+        update_loss_trackers([(self._loss_tracker, total), *computed], ops.shape(images)[0])
         self.compute_metrics(images, y, outputs[0], sample_weight=sample_weight)
         self.update_extra_metrics(y, outputs[1:], sample_weight)
         return self.metric_results(terms)
@@ -132,11 +128,8 @@ class BaselineModel(keras.Model):
     def metric_results(self, terms):
         """Every metric's value, leaving out the trackers of terms not in ``terms``
         (e.g. MAXL's meta terms, which only training computes)."""
-        results = self.get_metrics_result()
-        for tracker in self.term_trackers:
-            if tracker.name[: -len("_loss")] not in terms:
-                results.pop(tracker.name, None)
-        return results
+        return results_without(
+            self, [tracker for term, tracker in zip(self.term_names, self.term_trackers) if term not in terms])
 
     def update_extra_metrics(self, y, other_outputs, sample_weight):
         """Hook for metrics on the outputs after the target's (e.g. DML's second peer)."""

@@ -3,8 +3,7 @@
 import keras
 from keras import layers, ops
 
-from sskt_tf.batch_norm import batch_norm
-from sskt_tf.targets.common import classifier, conv_bn_relu, raw_image_input
+from sskt_tf.targets.common import classifier, conv_bn, conv_bn_relu, raw_image_input
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)
@@ -41,8 +40,7 @@ class ZeroPadShortcut(layers.Layer):
 def _basic_block(x, filters, strides, name):
     shortcut = x
     y = conv_bn_relu(x, filters, strides, name=f"{name}_a")
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_b_conv")(y)
-    y = batch_norm(f"{name}_b_bn")(y)
+    y = conv_bn(y, filters, name=f"{name}_b")
     if strides != 1 or x.shape[-1] != filters:
         shortcut = ZeroPadShortcut(filters - x.shape[-1], name=f"{name}_shortcut")(x)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
