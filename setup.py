@@ -21,6 +21,8 @@ setup(
     install_requires=_requirements("requirements.txt"),
     extras_require={
         "convert": _requirements("requirements-convert.txt"),
-        "test": _requirements("requirements-test.txt") + _requirements("requirements-convert.txt"),
+        "plot": _requirements("requirements-plot.txt"),
+        "test": _requirements("requirements-test.txt") + _requirements("requirements-convert.txt")
+        + _requirements("requirements-plot.txt"),
     },
 )

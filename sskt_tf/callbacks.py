@@ -185,7 +185,7 @@ class MeanAveragePrecision(keras.callbacks.Callback):
     validation split from :func:`sskt_tf.data.load_tfds`) are ignored.
 
     Callbacks see ``logs[name]`` only if they run after this one: put it before
-    any callback that reads the logs (``CSVLogger``, :class:`SaveTarget` with
+    any callback that reads the logs (:class:`HistoryLogger`, :class:`SaveTarget` with
     ``monitor="val_mAP"``, ``EarlyStopping``) in the list given to ``fit``.
     Keras' own ``History`` and progress bar always run last.
 
@@ -203,14 +203,17 @@ class MeanAveragePrecision(keras.callbacks.Callback):
         output_path: optional JSON file rewritten each epoch with the epoch,
             the mAP and the per-class APs (null for a class without positives).
         class_names: names of the classes in that file (default: indices).
+        validation_epochs: 1-based epochs to score (those ``fit`` validates
+            with ``validation_freq``); None = every epoch.
 
     Example:
-        >>> callbacks = [MeanAveragePrecision(data.val), keras.callbacks.CSVLogger("history.csv")]
+        >>> callbacks = [MeanAveragePrecision(data.val), HistoryLogger("history.csv")]
         >>> model.fit(data.train, epochs=2, callbacks=callbacks)
     """
 
-    def __init__(self, validation_data, name="val_mAP", output_path=None, class_names=None):
+    def __init__(self, validation_data, name="val_mAP", output_path=None, class_names=None, validation_epochs=None):
         super().__init__()
+        self.validation_epochs = None if validation_epochs is None else set(validation_epochs)
         self.validation_data = validation_data
         self.name = name
         self.output_path = output_path
@@ -239,6 +242,8 @@ class MeanAveragePrecision(keras.callbacks.Callback):
         os.replace(partial, self.output_path)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.validation_epochs is not None and epoch + 1 not in self.validation_epochs:
+            return
         mean_ap, ap = mean_average_precision(*self._scores_and_labels())
         if logs is not None:
             logs[self.name] = mean_ap
@@ -246,16 +251,57 @@ class MeanAveragePrecision(keras.callbacks.Callback):
             self._write_report(epoch, mean_ap, ap)
 
 
+class HistoryLogger(keras.callbacks.Callback):
+    """Writes one CSV row per epoch: ``epoch`` (0-based), then every log value by name.
+
+    Unlike ``keras.callbacks.CSVLogger``, columns may first appear after the first
+    epoch (validation every N epochs, ``val_mAP``): the file is rewritten with the
+    wider header, and a row without a value (an epoch that did not validate) has
+    an empty cell. Each write replaces the file atomically, so a kill never leaves
+    half a row. Rows already in the file (a resumed run) are kept.
+
+    Args:
+        path: the CSV file (``history.csv``).
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": str(epoch), **{key: repr(float(value)) for key, value in (logs or {}).items()}}
+        write_history(self.path, read_history(self.path) + [row])
+
+
 def read_history(path):
-    """The rows of a ``CSVLogger`` file as dicts (empty if there is no file)."""
+    """The rows of a ``history.csv`` file as dicts of strings (empty if there is no file).
+
+    A cell without a value (e.g. ``val_*`` of an epoch that did not validate) is ``""``.
+    """
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return [{key: value or "" for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(path, rows):
+    """Writes ``rows`` (dicts) as ``history.csv``: ``epoch`` first, the other columns sorted, empty cells for gaps."""
+    columns = ["epoch"] + sorted(set().union(*rows) - {"epoch"})
+    partial = f"{path}.partial"
+    with open(partial, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, path)
+
+
+def history_values(row):
+    """The numeric cells of a history row as floats (``epoch`` and empty cells left out)."""
+    return {key: float(value) for key, value in row.items() if key != "epoch" and value != ""}
 
 
 def truncate_history(path, epochs):
-    """Keeps the rows of the first ``epochs`` epochs of a ``CSVLogger`` file.
+    """Keeps the rows of the first ``epochs`` epochs of a ``history.csv`` file.
 
     Args:
         path: ``history.csv``.
@@ -268,7 +314,4 @@ def truncate_history(path, epochs):
     if not kept:
         os.remove(path)
         return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
+    write_history(path, kept)

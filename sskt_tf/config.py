@@ -2,7 +2,7 @@
 
 import dataclasses
 from dataclasses import field
-from typing import List
+from typing import List, Optional
 
 
 def _f(default, help_text, **kwargs):
@@ -27,6 +27,9 @@ class TrainConfig:
     num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
     cache: bool = _f(True, "Cache decoded images in memory.")
     augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
+    classes: List[str] = _f([], "Comma list of class names or indices to keep (labels become 0..k-1 in this order); empty = every class.")
+    train_examples_per_class: Optional[int] = _f(None, "Keep this many training examples of each (kept) class, a class-balanced subset drawn with --subset_seed; unset = all. Validation keeps every example of the kept classes.")
+    subset_seed: int = _f(0, "Seed of the --train_examples_per_class draw, independent of --seed: every method and seed trains on the same images.")
     # Method.
     method: str = _f("sskt", "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources.")
     teacher: str = _f("", "KD teacher (--method=kd): a .keras classifier over the target's classes, taking raw images (e.g. a scratch run's best.keras).")
@@ -60,6 +63,7 @@ class TrainConfig:
     jit_compile: bool = _f(False, "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs: see tools/benchmark.py).")
     mixed_precision: str = _f("float32", "Keras dtype policy of target, heads and sources: float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs and CPUs with AVX512-BF16/AMX). Variables and losses stay float32.")
     soft_label_cache: str = _f("", "Directory written by tools/cache_soft_labels.py: train on its cached views and soft labels instead of running the sources every step (a run with a cache never builds the sources).")
+    validation_freq: int = _f(1, "Validate every N epochs, and always after the last; best.keras is chosen among the validated epochs.")
     val_aux_losses: bool = _f(True, "Run the sources on the validation set too, to report val_aux_<source>_loss; --noval_aux_losses validates the target alone (faster).")
     # Run.
     seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
@@ -78,11 +82,14 @@ def to_flagfile(config):
         config: a :class:`TrainConfig`.
 
     Returns:
-        Text that ``tools/train.py --flagfile=...`` reads back to the same config.
+        Text that ``tools/train.py --flagfile=...`` reads back to the same config
+        (an unset optional field has no line: its flag's default is unset).
     """
     lines = []
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
+        if value is None:
+            continue
         if isinstance(value, bool):
             lines.append(f"--{item.name}" if value else f"--no{item.name}")
         elif isinstance(value, list):

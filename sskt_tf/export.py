@@ -5,7 +5,8 @@ two signatures:
 
 - ``serving_default``: ``images``, uint8 ``[batch, H, W, 3]`` RGB pixels, returns
   ``probabilities`` (float32 ``[batch, classes]``), ``classes`` (int64 ``[batch]``)
-  and ``logits``;
+  and ``logits``, and, when the class names are known, ``class_names`` (string
+  ``[batch]``, the predicted class's name);
 - ``serving_image_bytes``: ``image_bytes``, string ``[batch]`` of encoded JPEG, PNG,
   GIF or BMP images of any size, decoded, resized to ``H x W`` (bilinear, antialiased,
   as training data is) and classified the same way.
@@ -32,14 +33,20 @@ def _image_shape(target):
     return int(shape[1]), int(shape[2])
 
 
-def _outputs(target, images):
+def _outputs(target, images, class_names=None):
     logits = tf.cast(target(tf.cast(images, tf.float32), training=False), tf.float32)
     probabilities = tf.nn.softmax(logits, axis=-1)
-    return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1), "logits": logits}
+    outputs = {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1), "logits": logits}
+    if class_names:
+        outputs["class_names"] = tf.gather(tf.constant(list(class_names)), outputs["classes"])
+    return outputs
 
 
-def _archive(target):
+def _archive(target, class_names=None):
     """A ``keras.export.ExportArchive`` with the two serving endpoints."""
+    num_classes = int(target.output_shape[-1])
+    if class_names and len(class_names) != num_classes:
+        raise ConfigError(f"{len(class_names)} class names for a target with {num_classes} outputs.")
     height, width = _image_shape(target)
     archive = keras.export.ExportArchive()
     archive.track(target)
@@ -50,7 +57,7 @@ def _archive(target):
             tf.shape(images)[1:], tf.constant([height, width, 3]),
             message=f"`images` must be uint8 RGB pixels of shape [batch, {height}, {width}, 3]",
         )
-        return _outputs(target, images)
+        return _outputs(target, images, class_names)
 
     def serve_image_bytes(image_bytes):
         def decode(encoded):
@@ -58,7 +65,7 @@ def _archive(target):
             return tf.image.resize(image, (height, width), method="bilinear", antialias=True)
 
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32))
-        return _outputs(target, tf.round(tf.clip_by_value(images, 0.0, 255.0)))
+        return _outputs(target, tf.round(tf.clip_by_value(images, 0.0, 255.0)), class_names)
 
     archive.add_endpoint(
         "serving_default", serve_images, input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")]
@@ -88,7 +95,7 @@ def version_dir(export_dir, version=None):
     return path
 
 
-def export_saved_model(target, export_dir, version=None):
+def export_saved_model(target, export_dir, version=None, class_names=None):
     """Writes ``target`` as a SavedModel for TF Serving.
 
     Args:
@@ -97,12 +104,14 @@ def export_saved_model(target, export_dir, version=None):
         export_dir: the model's base directory; the SavedModel goes to
             ``<export_dir>/<version>/``.
         version: positive integer; None = :func:`next_version`.
+        class_names: the names of the target's classes in label order; the
+            signatures then also return the predicted ``class_names``.
 
     Returns:
         The SavedModel directory.
     """
     path = version_dir(export_dir, version)
-    _archive(target).write_out(path, verbose=False)
+    _archive(target, class_names).write_out(path, verbose=False)
     return path
 
 

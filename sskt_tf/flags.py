@@ -15,6 +15,8 @@ from sskt_tf.errors import ConfigError, TrainingDivergedError
 
 
 def _definer(field_type):
+    if typing.get_origin(field_type) is typing.Union:  # Optional[X]: flag X, default None (unset)
+        (field_type,) = [t for t in typing.get_args(field_type) if t is not type(None)]
     if field_type is bool:
         return flags.DEFINE_bool
     if field_type is int:

@@ -14,15 +14,22 @@ the paper's table (``<row>.flags``: method, sources, hyper-parameters; never
       "columns": [{"dataset": "cifar10", "target": "resnet20", "label": "CIFAR-10 ResNet-20",
                    "flags": ["--image_size=224"], "slug": "cifar10-resnet20"}, ...],
       "paper": {"<row name>": {"<column slug>": "92.46±0.15"}},   # optional
-      "notes": ["..."]                                             # optional
+      "notes": ["..."],                                            # optional
+      "extra_metrics": [{"metric": "val_accuracy", "label": "last epoch", "scale": 100}]  # optional
     }
+
+Each ``extra_metrics`` entry adds a column per table column with that results.json
+value (mean ± std over seeds; ``digits`` defaults to the table's).
 
 A row's ``name`` is its flagfile's stem. A column's ``flags`` and ``slug`` are
 optional; the slug defaults to ``<dataset slug>-<target>`` (``voc/2007`` ->
 ``voc_2007``). A row's ``requires`` names sibling tables (directories beside this
 one) whose cells must exist before the row's runs: they run first, restricted to the
 columns on the datasets being run. The KD rows require ``teachers``, whose cells
-train the teacher networks the KD flagfiles point to.
+train the teacher networks the KD flagfiles point to. A row's ``cache_views`` (K) makes
+the harness build the soft-label cache its flagfile's ``--soft_label_cache`` names, once
+per column, before the row's runs: ``tools/cache_soft_labels.py`` with the row's flags,
+``--seed=0`` (:data:`CACHE_SEED`) and ``--views=K`` (``<cache dir>/cache.log``).
 
 Each cell (row, column, seed) runs::
 
@@ -48,17 +55,23 @@ import subprocess
 import sys
 import time
 
+from sskt_tf import learning_curves
 from sskt_tf.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(REPO, "tools", "train.py")
+CACHE_SCRIPT = os.path.join(REPO, "tools", "cache_soft_labels.py")
 PAPER_TABLES = os.path.join(REPO, "configs", "paper")
 
 # The harness sets these per cell; a row or column setting them would be overridden.
 _CELL_FLAGS = ("dataset", "target", "seed", "model_dir")
 _PLACEHOLDERS = ("dataset", "dataset_slug", "target", "seed", "output_dir")
-_TABLE_KEYS = {"title", "metric", "scale", "digits", "seeds", "rows", "columns", "paper", "notes"}
-_ROW_KEYS = {"name", "label", "requires"}
+_TABLE_KEYS = {"title", "metric", "scale", "digits", "seeds", "rows", "columns", "paper", "notes", "extra_metrics"}
+_EXTRA_METRIC_KEYS = {"metric", "label", "scale", "digits"}
+_ROW_KEYS = {"name", "label", "requires", "cache_views"}
+# The seed that draws the views of a soft-label cache the harness builds (each run's --seed still
+# orders its own batches), so every seed of a row trains from the same cache.
+CACHE_SEED = 0
 _COLUMN_KEYS = {"dataset", "target", "label", "flags", "slug"}
 MISSING = "–"
 
@@ -71,6 +84,7 @@ class Row:
     label: str
     flagfile: str
     requires: tuple = ()
+    cache_views: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +113,22 @@ class Table:
     columns: tuple
     paper: dict = dataclasses.field(default_factory=dict)
     notes: tuple = ()
+    extra_metrics: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtraMetric:
+    """A further results.json value shown beside a table's metric in every column (e.g. the last epoch's accuracy)."""
+
+    metric: str
+    label: str
+    scale: float = 1.0
+    digits: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One training run of the grid."""
+    """One step of the grid: a training run, or (``kind="cache"``) building a row's soft-label cache."""
 
     table: Table
     row: Row
@@ -111,16 +136,18 @@ class Cell:
     seed: int
     model_dir: str
     command: tuple
+    kind: str = "train"
 
     @property
     def description(self):
-        """``<table>/<row> <column slug> seed<S>``, for progress lines."""
-        return f"{self.table.name}/{self.row.name} {self.column.slug} seed{self.seed}"
+        """``<table>/<row> <column slug> seed<S>`` (or ``... soft-label cache``), for progress lines."""
+        what = "soft-label cache" if self.kind == "cache" else f"seed{self.seed}"
+        return f"{self.table.name}/{self.row.name} {self.column.slug} {what}"
 
     @property
     def results_path(self):
-        """The run's ``results.json``: present once the run finished."""
-        return os.path.join(self.model_dir, "results.json")
+        """The file present once the step finished: the run's ``results.json``, the cache's ``manifest.json``."""
+        return os.path.join(self.model_dir, "manifest.json" if self.kind == "cache" else "results.json")
 
 
 def dataset_slug(dataset):
@@ -200,7 +227,18 @@ def _parse_row(entry, table_path):
     requires = tuple(entry.get("requires", ()))
     for name in requires:
         resolve_table_path(os.path.join(os.path.dirname(os.path.normpath(table_path)), name))
-    return Row(entry["name"], entry["label"], flagfile, requires)
+    cache_views = entry.get("cache_views", 0)
+    if not isinstance(cache_views, int) or cache_views < 0:
+        raise ConfigError(f"{where}: cache_views must be a positive number of views, got {cache_views!r}.")
+    if cache_views and not _flag_value(read_flagfile(flagfile), "soft_label_cache"):
+        raise ConfigError(f"{where}: cache_views needs --soft_label_cache=DIR in {flagfile} (where to build the cache).")
+    return Row(entry["name"], entry["label"], flagfile, requires, cache_views)
+
+
+def _flag_value(flag_list, name):
+    """The value the last ``--name=value`` of ``flag_list`` sets (None if none does)."""
+    values = [flag.split("=", 1)[1] for flag in flag_list if "=" in flag and _flag_name(flag) == name]
+    return values[-1] if values else None
 
 
 def _parse_column(entry, table_path):
@@ -258,11 +296,16 @@ def load_table(path):
     _unique([column.slug for column in columns], "column slugs", path)
     paper = spec.get("paper", {})
     _check_paper(paper, rows, columns, path)
+    extra_metrics = []
+    for entry in spec.get("extra_metrics", ()):
+        _check_keys(entry, _EXTRA_METRIC_KEYS, ("metric", "label"), f"{json_path} extra_metrics entry")
+        extra_metrics.append(ExtraMetric(entry["metric"], entry["label"], float(entry.get("scale", 1)),
+                                         int(entry.get("digits", spec.get("digits", 2)))))
     return Table(
         name=os.path.basename(os.path.normpath(path)), path=path, title=spec["title"], metric=spec["metric"],
         scale=float(spec.get("scale", 1)), digits=int(spec.get("digits", 2)),
         seeds=tuple(int(seed) for seed in spec["seeds"]), rows=rows, columns=columns, paper=paper,
-        notes=tuple(spec.get("notes", ())),
+        notes=tuple(spec.get("notes", ())), extra_metrics=tuple(extra_metrics),
     )
 
 
@@ -298,6 +341,16 @@ def cell_model_dir(output_dir, table, row, column, seed):
     return os.path.join(output_dir, table.name, row.name, column.slug, f"seed{seed}")
 
 
+def _cell_flags(row, column, seed, values):
+    """The flags every command of a (row, column, seed) starts with: flagfile, expanded lines, column, cell."""
+    templated = [line for line in read_flagfile(row.flagfile) if expand(line, values) != line]
+    return (
+        f"--flagfile={row.flagfile}",
+        *(expand(flag, values) for flag in (*templated, *column.flags)),
+        f"--dataset={column.dataset}", f"--target={column.target}", f"--seed={seed}",
+    )
+
+
 def make_cell(table, row, column, seed, output_dir, extra_flags=(), train_command=None):
     """The :class:`Cell` of one (row, column, seed), with its full command line.
 
@@ -315,15 +368,36 @@ def make_cell(table, row, column, seed, output_dir, extra_flags=(), train_comman
     """
     values = _placeholder_values(column, seed, output_dir)
     model_dir = cell_model_dir(output_dir, table, row, column, seed)
-    templated = [line for line in read_flagfile(row.flagfile) if expand(line, values) != line]
     command = (
         *(train_command or (sys.executable, TRAIN_SCRIPT)),
-        f"--flagfile={row.flagfile}",
-        *(expand(flag, values) for flag in (*templated, *column.flags)),
-        f"--dataset={column.dataset}", f"--target={column.target}", f"--seed={seed}", f"--model_dir={model_dir}",
+        *_cell_flags(row, column, seed, values), f"--model_dir={model_dir}",
         *(expand(flag, values) for flag in extra_flags),
     )
     return Cell(table, row, column, seed, model_dir, command)
+
+
+def make_cache_cell(table, row, column, output_dir, extra_flags=(), cache_command=None):
+    """The :class:`Cell` that builds the soft-label cache a row's runs on ``column`` train from.
+
+    The cache goes where the row's ``--soft_label_cache`` points (after the extra
+    flags), with ``row.cache_views`` views drawn with :data:`CACHE_SEED`.
+
+    Args:
+        table: the :class:`Table`.
+        row: a :class:`Row` with ``cache_views``.
+        column: one of the table's :class:`Column`.
+        output_dir: the grid's base directory.
+        extra_flags: flags appended to the command.
+        cache_command: the command prefix; ``None`` = ``python tools/cache_soft_labels.py``.
+
+    Returns:
+        A :class:`Cell` of kind ``cache`` whose ``model_dir`` is the cache directory.
+    """
+    values = _placeholder_values(column, CACHE_SEED, output_dir)
+    flags = (*_cell_flags(row, column, CACHE_SEED, values), *(expand(flag, values) for flag in extra_flags))
+    cache_dir = expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
+    command = (*(cache_command or (sys.executable, CACHE_SCRIPT)), *flags, f"--views={row.cache_views}")
+    return Cell(table, row, column, CACHE_SEED, os.path.expanduser(cache_dir), command, kind="cache")
 
 
 def _select(items, names, key, what, tables):
@@ -359,15 +433,18 @@ def plan_table(table, rows, columns, seeds, output_dir, extra_flags=(), train_co
         seeds: the seeds.
         output_dir: the grid's base directory.
         extra_flags: flags appended to every command.
-        train_command: the command prefix; ``None`` = ``python tools/train.py``.
+        train_command: the command prefix of training runs and of cache building;
+            ``None`` = ``python tools/train.py`` or ``tools/cache_soft_labels.py``.
 
     Returns:
         A list of :class:`Cell`: required tables' cells, then rows x columns x seeds
-        in that order.
+        in that order (a row with ``cache_views`` builds its cache first).
     """
     cells = _required_cells(table, rows, columns, output_dir, extra_flags, train_command)
     for row in rows:
         for column in columns:
+            if row.cache_views:
+                cells.append(make_cache_cell(table, row, column, output_dir, extra_flags, train_command))
             cells += [make_cell(table, row, column, seed, output_dir, extra_flags, train_command) for seed in seeds]
     return cells
 
@@ -424,7 +501,7 @@ def _error_line(log_path):
 
 
 def run_cell(cell):
-    """Runs one cell, appending its output to ``<model_dir>/train.log``.
+    """Runs one cell, appending its output to ``<model_dir>/<kind>.log`` (``train.log``, ``cache.log``).
 
     Args:
         cell: a :class:`Cell` without ``results.json`` yet.
@@ -434,7 +511,7 @@ def run_cell(cell):
         reason (exit status and the log's last line).
     """
     os.makedirs(cell.model_dir, exist_ok=True)
-    log_path = os.path.join(cell.model_dir, "train.log")
+    log_path = os.path.join(cell.model_dir, f"{cell.kind}.log")
     start = time.time()
     with open(log_path, "a") as log:
         log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cell.command)}\n")
@@ -471,6 +548,8 @@ def run_grid(cells, out=None):
         if error:
             failed.append((cell, error))
             print(f"FAILED after {seconds:.1f}s ({error})", file=out, flush=True)
+        elif cell.kind == "cache":
+            print(f"done in {seconds:.1f}s", file=out, flush=True)
         else:
             value = read_metric(cell.results_path, cell.table.metric)
             print(f"done in {seconds:.1f}s, {cell.table.metric}={value if value is None else f'{value:.4f}'}",
@@ -489,6 +568,7 @@ def collect(table, output_dir, seeds=None):
     Returns:
         A list of records ``{"row", "column", "dataset", "target", "seed", "metric",
         "value", "path"}``; ``value`` is ``None`` when results.json lacks the metric.
+        A table with ``extra_metrics`` adds ``"extra": {metric: value}``.
     """
     records = []
     for row in table.rows:
@@ -496,9 +576,11 @@ def collect(table, output_dir, seeds=None):
             for seed in seeds or table.seeds:
                 path = os.path.join(cell_model_dir(output_dir, table, row, column, seed), "results.json")
                 if os.path.exists(path):
-                    records.append(dict(row=row.name, column=column.slug, dataset=column.dataset,
-                                        target=column.target, seed=seed, metric=table.metric,
-                                        value=read_metric(path, table.metric), path=path))
+                    record = dict(row=row.name, column=column.slug, dataset=column.dataset, target=column.target,
+                                  seed=seed, metric=table.metric, value=read_metric(path, table.metric), path=path)
+                    if table.extra_metrics:
+                        record["extra"] = {extra.metric: read_metric(path, extra.metric) for extra in table.extra_metrics}
+                    records.append(record)
     return records
 
 
@@ -541,19 +623,26 @@ def markdown(table, records, seeds=None):
     """
     seeds = tuple(seeds or table.seeds)
     scale = f" x {table.scale:g}" if table.scale != 1 else ""
+    extras = "".join(f"; {extra.label}: `{extra.metric}`" + (f" x {extra.scale:.4g}" if extra.scale != 1 else "")
+                     for extra in table.extra_metrics)
+    headers = [header for column in table.columns
+               for header in (column.label, *(f"{column.label}: {extra.label}" for extra in table.extra_metrics))]
     lines = [
         f"## {table.title}", "",
-        f"`{table.metric}`{scale}, mean ± sample std over seeds {', '.join(map(str, seeds))}; (n=k): only k "
+        f"`{table.metric}`{scale}{extras}; mean ± sample std over seeds {', '.join(map(str, seeds))}; (n=k): only k "
         f"runs found; {MISSING}: none; (paper: ...): the number the paper reports.", "",
-        "| Method | " + " | ".join(column.label for column in table.columns) + " |",
-        "|---" * (len(table.columns) + 1) + "|",
+        "| Method | " + " | ".join(headers) + " |",
+        "|---" * (len(headers) + 1) + "|",
     ]
     for row in table.rows:
         cells = []
         for column in table.columns:
-            values = [r["value"] * table.scale for r in records
-                      if (r["row"], r["column"]) == (row.name, column.slug) and r["value"] is not None]
+            mine = [r for r in records if (r["row"], r["column"]) == (row.name, column.slug)]
+            values = [r["value"] * table.scale for r in mine if r["value"] is not None]
             cells.append(format_cell(values, len(seeds), table.digits, table.paper.get(row.name, {}).get(column.slug)))
+            for extra in table.extra_metrics:
+                values = [r["extra"][extra.metric] * extra.scale for r in mine if r["extra"][extra.metric] is not None]
+                cells.append(format_cell(values, len(seeds), extra.digits))
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     if table.notes:
         lines += ["", "Notes:", *(f"- {note}" for note in table.notes)]
@@ -584,6 +673,34 @@ def write_collection(table, output_dir, seeds=None, out=None):
     return text
 
 
+def plot_table(table, output_dir, seeds=None):
+    """Draws the learning curves of ``table``'s finished runs into ``<output_dir>/<table>/curves.png``.
+
+    One line per row (per row and column when the table has several columns):
+    the mean over the seeds whose run has a ``history.csv``, with a ± std band.
+
+    Args:
+        table: a :class:`Table`.
+        output_dir: the grid's base directory.
+        seeds: the seeds to draw (default ``table.seeds``).
+
+    Returns:
+        The image's path, or None when no run has a history yet.
+    """
+    groups = {}
+    for row in table.rows:
+        for column in table.columns:
+            runs = [cell_model_dir(output_dir, table, row, column, seed) for seed in seeds or table.seeds]
+            runs = [run for run in runs if os.path.exists(os.path.join(run, "history.csv"))]
+            if runs:
+                groups[row.label if len(table.columns) == 1 else f"{row.label} / {column.label}"] = runs
+    if not groups:
+        return None
+    path = os.path.join(output_dir, table.name, "curves.png")
+    learning_curves.plot_groups(groups, path, title=table.title)
+    return path
+
+
 def print_commands(cells, out=None):
     """Prints each cell's command (a shell line); cells with results.json as comments.
 
@@ -598,7 +715,7 @@ def print_commands(cells, out=None):
 
 
 def reproduce(tables, seeds=(), rows=(), columns=(), output_dir="runs/paper", extra_flags=(), dry_run=False,
-              collect_only=False, train_command=None, out=None):
+              collect_only=False, train_command=None, out=None, plot=False):
     """Runs (or lists, or only collects) the grid of one or more tables, then writes their results tables.
 
     Args:
@@ -613,6 +730,8 @@ def reproduce(tables, seeds=(), rows=(), columns=(), output_dir="runs/paper", ex
         collect_only: train nothing; only write the results tables of ``tables``.
         train_command: the command prefix of every cell; ``None`` = ``python tools/train.py``.
         out: text stream for progress and tables (default ``sys.stdout``).
+        plot: also draw each results table's learning curves
+            (``curves.png`` beside its ``results.md``, :func:`plot_table`).
 
     Returns:
         A list of ``(cell, reason)`` for the failed cells (empty: all went well).
@@ -636,6 +755,9 @@ def reproduce(tables, seeds=(), rows=(), columns=(), output_dir="runs/paper", ex
     shown = loaded if collect_only else _first_of_each([cell.table for cell in cells] + loaded, lambda t: t.name)
     for table in shown:
         write_collection(table, output_dir, seeds_of.get(table.name, table.seeds), out)
+        if plot:
+            path = plot_table(table, output_dir, seeds_of.get(table.name, table.seeds))
+            print(f"(learning curves: {path or 'no run with a history.csv yet'})", file=out)
     if failed:
         print(f"\n{len(failed)} of {len(cells)} cells failed:", file=out)
         for cell, reason in failed:

@@ -47,7 +47,7 @@ TOP_K_FILL = -1e4
 # Marks the tf.data assertion that fails when the training data is not what the cache was made from.
 MISMATCH_MARKER = "soft-label cache mismatch"
 _TRAINING_SETTINGS = ("dataset", "image_size", "augment", "sources", "source_weights", "places365_weights",
-                      "source_scale", "source_image_size")
+                      "source_scale", "source_image_size", "classes", "train_examples_per_class", "subset_seed")
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -98,7 +98,9 @@ def training_settings(config, image_size, train_examples):
     """
     settings = {name: getattr(config, name) for name in _TRAINING_SETTINGS}
     settings.update(image_size=int(image_size), sources=[s for s in config.sources if s.strip()],
-                    train_examples=train_examples, format=FORMAT_VERSION)
+                    train_examples=train_examples, format=FORMAT_VERSION, classes=list(config.classes),
+                    # The subset seed draws nothing when every example is kept.
+                    subset_seed=config.subset_seed if config.train_examples_per_class is not None else None)
     # A weights or model file replaced by another one under the same name (a fine-tuned
     # source, same architecture and size) is a different source.
     settings["file_sha256"] = {

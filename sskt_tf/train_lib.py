@@ -64,6 +64,28 @@ def _check(config):
         raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
     if any(m < 0 for m in config.lr_milestones):
         raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
+    if config.validation_freq < 1:
+        raise ConfigError(f"--validation_freq must be >= 1 (validate every N epochs), got {config.validation_freq}.")
+    data_subset(config).check()
+
+
+def data_subset(config):
+    """The :class:`sskt_tf.data.Subset` (classes, examples per class) of ``config``."""
+    return data_lib.Subset(classes=tuple(config.classes), examples_per_class=config.train_examples_per_class,
+                           seed=config.subset_seed)
+
+
+def validation_epochs(epochs, validation_freq):
+    """The 1-based epochs that validate: every ``validation_freq``-th, and always the last.
+
+    Args:
+        epochs: the run's number of epochs.
+        validation_freq: N of ``--validation_freq``.
+
+    Returns:
+        A sorted list of epoch numbers (Keras' ``fit(validation_freq=...)`` takes it).
+    """
+    return [epoch for epoch in range(1, epochs + 1) if epoch % validation_freq == 0 or epoch == epochs]
 
 
 def _check_labels(config, data):
@@ -106,7 +128,7 @@ def load_splits(config, order_seed=None):
     if order_seed is None and config.seed >= 0:
         order_seed = config.seed
     return data_lib.load_splits(config.dataset, data_dir=config.data_dir or None, image_size=config.image_size or None,
-                                download=config.download, order_seed=order_seed)
+                                download=config.download, order_seed=order_seed, subset=data_subset(config))
 
 
 def load_data(config, start_epoch=0):
@@ -126,7 +148,7 @@ def load_data(config, start_epoch=0):
     if cache is None:
         return data_lib.load(
             config.dataset, config.batch_size, data_dir=config.data_dir or None, image_size=config.image_size or None,
-            seed=seed, augment=config.augment, download=config.download, cache=config.cache,
+            seed=seed, augment=config.augment, download=config.download, cache=config.cache, subset=data_subset(config),
         )
     splits = load_splits(config, order_seed=cache.settings["seed"])
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
@@ -184,12 +206,14 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
     nan_guard = callbacks_lib.StopOnNonFiniteLoss()
     saver = callbacks_lib.SaveTarget(output_dir, monitor=monitored_metric(data), resume_epoch=resume_epoch)
     # First: the callbacks after it read the mAP from the epoch's logs.
-    mean_ap = [callbacks_lib.MeanAveragePrecision(data.val, output_path=os.path.join(output_dir, "val_ap.json"),
-                                                  class_names=data.class_names)] if data.multi_label else []
+    mean_ap = [callbacks_lib.MeanAveragePrecision(
+        data.val, output_path=os.path.join(output_dir, "val_ap.json"), class_names=data.class_names,
+        validation_epochs=validation_epochs(config.epochs, config.validation_freq),
+    )] if data.multi_label else []
     return nan_guard, saver, mean_ap + [
         nan_guard,
         keras.callbacks.LearningRateScheduler(callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        callbacks_lib.HistoryLogger(os.path.join(output_dir, "history.csv")),
         keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
         saver,
         # Last: an epoch counts as done once the history row and checkpoints are written.
@@ -220,9 +244,10 @@ def _output_dir(model_dir, strategy):
     return os.path.join(model_dir, f"{task_type}_{task_id}")
 
 
-# Flags that change the networks: a backup cannot be restored into other ones.
+# Flags that change the networks or the training examples: a backup cannot resume under other ones.
 _ARCHITECTURE_FLAGS = ("method", "dataset", "image_size", "target", "sources", "head", "feature_layers",
-                       "soft_label_cache", "mixed_precision", "teacher", "maxl_psi")
+                       "soft_label_cache", "mixed_precision", "teacher", "maxl_psi", "classes",
+                       "train_examples_per_class", "subset_seed")
 
 
 def _prepare_resume(config, output_dir, backup_dir):
@@ -308,6 +333,9 @@ def train(config):
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
     _check_labels(config, data)
+    if data.subset:
+        with open(os.path.join(output_dir, "subset.json"), "w") as f:
+            json.dump(data.subset, f)
     with strategy.scope(), dtype_policy(config.mixed_precision):
         model = build_model(config, data)
         compile_model(model, config, multi_label=data.multi_label)
@@ -334,6 +362,7 @@ def train(config):
         if resume_epoch < config.epochs:
             model.fit(
                 data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                validation_freq=validation_epochs(config.epochs, config.validation_freq),
                 callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
             )
     seconds = time.time() - start
@@ -341,7 +370,7 @@ def train(config):
     # The last epoch's metrics (its val_* are the final weights on the validation split),
     # from history.csv, which holds every epoch of a resumed run too.
     history = callbacks_lib.read_history(os.path.join(output_dir, "history.csv"))
-    results = {k: float(v) for k, v in history[-1].items() if k != "epoch"} if history else {}
+    results = callbacks_lib.history_values(history[-1]) if history else {}
     results.update(
         **{f"best_{saver.monitor}": saver.best if math.isfinite(saver.best) else None},
         best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
@@ -350,6 +379,9 @@ def train(config):
         train_seconds=round(seconds, 1),
         target_parameters=int(model.target.count_params()),
         num_classes=data.num_classes,
+        class_names=list(data.class_names),
+        train_examples=data.train_examples,
+        validation_freq=config.validation_freq,
         method=config.method,
         sources=[s.name for s in model.sources],
         replicas=strategy.num_replicas_in_sync,
@@ -363,7 +395,8 @@ def train(config):
     if config.export_dir and distribute_lib.is_chief(strategy):
         best = os.path.join(output_dir, "best.keras")
         sources_lib.require_file(best, "The target to export (no epoch had a finite validation accuracy)")
-        path = export_lib.export_saved_model(keras.saving.load_model(best, compile=False), config.export_dir)
+        path = export_lib.export_saved_model(keras.saving.load_model(best, compile=False), config.export_dir,
+                                             class_names=data.class_names)
         results["export_path"] = path
         _write_results(output_dir, results)
         logging.info("Exported %s as a SavedModel to %s.", best, path)
@@ -430,7 +463,7 @@ def export_run(model_dir, export_dir, version=None, checkpoint="best", export_fo
     sources_lib.require_file(model_path, f"The run's {checkpoint} target")
     target = keras.saving.load_model(model_path, compile=False)
     if export_format == "saved_model":
-        return {"path": export_lib.export_saved_model(target, export_dir, version)}
+        return {"path": export_lib.export_saved_model(target, export_dir, version, class_names=_class_names(model_dir))}
 
     needs_data = evaluate or quantize == "int8"
     # Plain pipelines even for a run trained from a soft-label cache: only images are needed.
@@ -451,6 +484,15 @@ def export_run(model_dir, export_dir, version=None, checkpoint="best", export_fo
         with open(os.path.join(output_dir, "tflite_eval.json"), "w") as f:
             json.dump(result, f, indent=2, sort_keys=True)
     return result
+
+
+def _class_names(model_dir):
+    """The class names a finished run recorded in ``results.json`` (None if it has none)."""
+    path = os.path.join(model_dir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("class_names")
 
 
 def _first_images(batches, count):

@@ -214,3 +214,81 @@ def test_paper_flagfiles_parse_as_train_flags():
                         assert getattr(config, name) == getattr(reference, name), (row.flagfile, name)
                 else:
                     assert config.sources == [], row.flagfile
+
+
+# Stands in for both tools: with --views it writes the cache's manifest.json, else a results.json.
+FAKE_TOOLS = """
+import json, os, sys
+args = dict(arg[2:].split("=", 1) for arg in sys.argv[1:] if "=" in arg)
+if "views" in args:
+    os.makedirs(args["soft_label_cache"], exist_ok=True)
+    with open(os.path.join(args["soft_label_cache"], "manifest.json"), "w") as f:
+        json.dump({"views": int(args["views"]), "seed": int(args["seed"])}, f)
+    sys.exit(0)
+assert os.path.exists(os.path.join(args["soft_label_cache"], "manifest.json")), "cache missing"
+with open(os.path.join(args["model_dir"], "results.json"), "w") as f:
+    json.dump({"best_val_accuracy": 0.5 + int(args["seed"]) / 100, "val_accuracy": 0.4, "train_seconds": 120}, f)
+"""
+
+
+def test_cache_rows_build_their_cache_once_before_their_runs_and_extra_metrics_are_shown(tmp_path):
+    table = tmp_path / "toy"
+    table.mkdir()
+    for row in ("a", "b"):
+        (table / f"{row}.flags").write_text("--soft_label_cache={output_dir}/cache/{dataset_slug}\n")
+    (table / "table.json").write_text(json.dumps({
+        "title": "Toy", "metric": "best_val_accuracy", "scale": 100, "seeds": [0, 1],
+        "rows": [{"name": "a", "label": "A", "cache_views": 7}, {"name": "b", "label": "B", "cache_views": 7}],
+        "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}],
+        "extra_metrics": [{"metric": "val_accuracy", "label": "last", "scale": 100, "digits": 1},
+                          {"metric": "train_seconds", "label": "minutes", "scale": 1 / 60, "digits": 1}]}))
+    script = tmp_path / "fake_tools.py"
+    script.write_text(FAKE_TOOLS)
+    output_dir = str(tmp_path / "runs")
+    cells = reproduce.plan([reproduce.load_table(str(table))], output_dir=output_dir)
+    assert [(cell.kind, cell.row.name) for cell in cells] == [("cache", "a"), ("train", "a"), ("train", "a"),
+                                                            ("train", "b"), ("train", "b")]
+    assert cells[0].model_dir == f"{output_dir}/cache/c10" and cells[0].command[-2:] == ("--seed=0", "--views=7")
+    out = io.StringIO()
+    assert reproduce.reproduce([str(table)], output_dir=output_dir, train_command=(sys.executable, str(script)),
+                               out=out) == []
+    text = out.getvalue()
+    assert "[1/5] toy/a c10-r20 soft-label cache ... done in" in text and "cache.log" in os.listdir(cells[0].model_dir)
+    assert "| Method | C10 | C10: last | C10: minutes |" in text
+    assert "| A | 50.50 ± 0.71 | 40.0 ± 0.0 | 2.0 ± 0.0 |" in text
+    (table / "table.json").write_text((table / "table.json").read_text().replace('"cache_views": 7}, {"name": "b"',
+                                                                                 '"cache_views": -1}, {"name": "b"'))
+    with pytest.raises(ConfigError, match="cache_views must be a positive number"):
+        reproduce.load_table(str(table))
+
+
+STUDY = os.path.join(REPO, "configs", "study")
+
+
+def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cache_and_teacher():
+    table = reproduce.load_table(f"{STUDY}/cifar10")
+    cells = reproduce.plan([table], seeds=[0], output_dir="out")
+    kinds = [(cell.table.name, cell.row.name, cell.kind) for cell in cells]
+    assert kinds[0] == ("cifar10_source", "source", "train") and ("cifar10_teachers", "scratch", "train") in kinds
+    source_model = "out/cifar10_source/source/cifar10_0to4-resnet20/seed0/best.keras"
+    position = {cell.model_dir: index for index, cell in enumerate(cells)}
+    source_config = _train_config(cells[0].command[2:])
+    assert source_config.classes == ["airplane", "automobile", "bird", "cat", "deer"]
+    assert source_config.train_examples_per_class is None
+    targets = [cell for cell in cells if cell.table.name != "cifar10_source" and cell.kind == "train"]
+    reference = _train_config(targets[0].command[2:])
+    for cell in targets:
+        config = _train_config(cell.command[2:])
+        for name in ("classes", "train_examples_per_class", "subset_seed", "epochs", "batch_size", "lr",
+                     "lr_milestones", "lr_decay", "weight_decay", "validation_freq", "dataset"):
+            assert getattr(config, name) == getattr(reference, name), (cell.description, name)
+        if config.method == "sskt":
+            assert config.sources == [source_model] and (config.alpha, config.temperature) == (0.1, 3.0)
+            if config.soft_label_cache:
+                cache = position[config.soft_label_cache]
+                assert cells[cache].kind == "cache" and cache < position[cell.model_dir]
+        if config.method == "kd":
+            assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
+    cache_cells = [cell for cell in cells if cell.kind == "cache"]
+    assert len(cache_cells) == 1 and cache_cells[0].command[-1] == "--views=100"
+    assert _train_config(cache_cells[0].command[2:-1]).sources == [source_model]

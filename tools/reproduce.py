@@ -5,12 +5,13 @@
     python tools/reproduce.py --table=configs/paper/cifar,configs/paper/stl10 \
         --extra_flags="--epochs=1 --steps_per_epoch=2" --output_dir=runs/smoke   # plumbing check
     python tools/reproduce.py --table=configs/paper/cifar --collect_only      # tables from finished runs
+    python tools/reproduce.py --table=configs/study/cifar10 --output_dir=results/cifar10_study --collect_only --plot
 
 Each cell (row x column x seed) is one tools/train.py run in
 <output_dir>/<table>/<row>/<column>/seed<S>/ (its output in train.log there); cells with
 results.json are skipped, so rerunning the same command resumes an interrupted grid.
 The results go to <output_dir>/<table>/results.md (the table) and results.json (every
-run's metric). Exit status: 0, 1 if any cell failed (listed at the end), 2 for bad flags
+run's metric); with --plot, curves.png (learning curves, mean ± std over seeds) beside them. Exit status: 0, 1 if any cell failed (listed at the end), 2 for bad flags
 or tables. See sskt_tf/reproduce.py for the table.json format.
 """
 
@@ -33,6 +34,8 @@ flags.DEFINE_string("output_dir", "runs/paper", "Base directory of the runs and 
 flags.DEFINE_string("extra_flags", "", "Flags appended to every cell's command, e.g. \"--epochs=1 --steps_per_epoch=2\".")
 flags.DEFINE_bool("dry_run", False, "Print the commands only.")
 flags.DEFINE_bool("collect_only", False, "Train nothing: build the results tables from the finished runs.")
+flags.DEFINE_bool("plot", False, "Also draw each results table's learning curves (curves.png beside results.md; "
+                  "needs matplotlib: pip install -e \".[plot]\").")
 flags.mark_flag_as_required("table")
 
 
@@ -44,7 +47,7 @@ def _reproduce(values):
         raise flags.ValidationError(f"--seeds takes a comma list of integers, got {','.join(values.seeds)}.")
     return reproduce.reproduce(
         values.table, seeds=seeds, rows=values.rows, columns=values.columns, output_dir=values.output_dir,
-        extra_flags=values.extra_flags, dry_run=values.dry_run, collect_only=values.collect_only,
+        extra_flags=values.extra_flags, dry_run=values.dry_run, collect_only=values.collect_only, plot=values.plot,
     )
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
+from sskt_tf.data.subset import Subset
 from sskt_tf.errors import ConfigError
 from sskt_tf.data.tfds_source import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.views import view_batches
@@ -37,6 +38,9 @@ class Data:
         multi_label: labels are float vectors ``[num_classes]`` (1 positive,
             0 negative; validation also -1 = difficult, to be ignored) rather
             than class indices.
+        subset: the kept classes and training examples
+            (:meth:`sskt_tf.data.subset.SubsetPlan.description`), or None
+            when the whole dataset is used.
     """
 
     train: tf.data.Dataset
@@ -48,6 +52,7 @@ class Data:
     mean: Optional[tuple] = None
     std: Optional[tuple] = None
     multi_label: bool = False
+    subset: Optional[dict] = None
 
 
 def _resize(dataset, image_size):
@@ -79,10 +84,11 @@ class Splits:
             train=train, val=val, num_classes=self.info["num_classes"], image_size=self.image_size,
             class_names=self.info["class_names"], train_examples=self.info["train_examples"],
             mean=self.info["mean"], std=self.info["std"], multi_label=self.info.get("multi_label", False),
+            subset=self.info.get("subset"),
         )
 
 
-def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None):
+def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None, subset=None):
     """Loads a dataset's training and validation examples, resized, unbatched.
 
     Args:
@@ -95,16 +101,18 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
         download: let tfds download a dataset that is not prepared yet.
         order_seed: seed of the one-off mixing of a folder's training files
             (None: 0); tfds datasets keep their own order.
+        subset: a :class:`Subset` (classes, examples per class) to keep; its
+            description is ``info["subset"]``.
 
     Returns:
         A :class:`Splits`.
     """
     if dataset.startswith(FOLDER_PREFIX):
         image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
-        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=order_seed)
+        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=order_seed, subset=subset)
         info = dict(info, multi_label=False)
     else:
-        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download)
+        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
         native = info["image_shape"][0]
         if native is None and not image_size:
             raise ConfigError(f"Images of {dataset!r} vary in size: pass --image_size.")
@@ -115,7 +123,7 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
 
 
 def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment=True, download=True,
-         cache=True, eval_batch_size=None):
+         cache=True, eval_batch_size=None, subset=None):
     """Loads a dataset as training and validation pipelines.
 
     Args:
@@ -130,11 +138,13 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
         download: let tfds download a dataset that is not prepared yet.
         cache: cache decoded images in memory.
         eval_batch_size: validation batch size (default ``batch_size``).
+        subset: a :class:`Subset` to keep (None: everything).
 
     Returns:
         A :class:`Data`.
     """
-    splits = load_splits(dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed)
+    splits = load_splits(dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed,
+                         subset=subset)
     return splits.data(
         train=train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache),
         val=eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache),
@@ -142,6 +152,6 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
 
 
 __all__ = [
-    "DIFFICULT", "Data", "KNOWN_DATASETS", "Splits", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds",
+    "DIFFICULT", "Data", "KNOWN_DATASETS", "Splits", "Subset", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds",
     "pad_crop_flip", "train_pipeline", "view_batches", "voc_labels",
 ]

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from sskt_tf.data import subset as subset_lib
 from sskt_tf.data.pipeline import resize_uint8
 from sskt_tf.errors import ConfigError
 
@@ -32,12 +33,16 @@ def _decode(path, label, image_size):
     return resize_uint8(image, image_size), label
 
 
-def _split_dataset(files_by_class, class_index, image_size, shuffle_seed=None):
+def _flatten(files_by_class, class_index):
+    """``(paths, labels)`` arrays of one split, class by class in ``class_index`` order."""
     paths, labels = [], []
     for name, files in files_by_class.items():
         paths += files
         labels += [class_index[name]] * len(files)
-    paths, labels = np.asarray(paths), np.asarray(labels, np.int64)
+    return np.asarray(paths), np.asarray(labels, np.int64)
+
+
+def _split_dataset(paths, labels, image_size, shuffle_seed=None):
     if shuffle_seed is not None:
         # Mix the classes once, so that a shuffle buffer smaller than the dataset and
         # the statistics sample both see every class.
@@ -46,7 +51,7 @@ def _split_dataset(files_by_class, class_index, image_size, shuffle_seed=None):
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     dataset = dataset.map(lambda p, l: _decode(p, l, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # A corrupt or unreadable file is skipped (with a warning) rather than ending the run.
-    return dataset.ignore_errors(log_warning=True), len(paths)
+    return dataset.ignore_errors(log_warning=True)
 
 
 def _pixel_statistics(dataset):
@@ -57,7 +62,7 @@ def _pixel_statistics(dataset):
     return tuple(pixels.mean(axis=0).round(1).tolist()), tuple(np.maximum(pixels.std(axis=0), 1.0).round(1).tolist())
 
 
-def load_folder(path, image_size, seed=None):
+def load_folder(path, image_size, seed=None, subset=None):
     """Loads a class-per-subfolder image directory.
 
     Args:
@@ -65,11 +70,18 @@ def load_folder(path, image_size, seed=None):
             or ``test/``, each with one subdirectory per class.
         image_size: side length the images are resized to.
         seed: seed of the one-off mixing of the training file list (None: 0).
+        subset: a :class:`sskt_tf.data.subset.Subset` to keep (None: everything).
+            Training positions count files class by class (classes and files
+            in sorted order), before any unreadable file is skipped.
 
     Returns:
         ``(train, val, info)`` like :func:`sskt_tf.data.tfds_source.load_tfds`;
-        mean and std are measured on the training images.
+        mean and std are measured on the (kept) training images. With an
+        active ``subset``, ``info["subset"]`` describes it
+        (:meth:`sskt_tf.data.subset.SubsetPlan.description`, plus the kept
+        training files).
     """
+    path = os.path.expanduser(path)
     if not os.path.isdir(path):
         raise ConfigError(f"Image folder {path!r} does not exist (dataset folder:{path}).")
     train_dir = os.path.join(path, "train")
@@ -91,11 +103,24 @@ def load_folder(path, image_size, seed=None):
     if unknown:
         raise ConfigError(f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names.")
     class_index = {name: index for index, name in enumerate(class_names)}
-    train, train_examples = _split_dataset(train_files, class_index, image_size, shuffle_seed=seed or 0)
-    val, val_examples = _split_dataset(val_files, class_index, image_size)
-    if val_examples == 0:
-        raise ConfigError(f"{val_dir} holds no images.")
-    logging.info("folder:%s: %d classes, %d training and %d validation images.", path, len(class_names), train_examples, val_examples)
+    train_paths, train_labels = _flatten(train_files, class_index)
+    val_paths, val_labels = _flatten(val_files, class_index)
+    subset_info = None
+    if subset is not None and subset.active:
+        kept = subset_lib.plan(subset, train_labels, class_names)
+        mapping = kept.label_map(len(class_names))
+        train_paths, train_labels = train_paths[kept.train_positions], mapping[train_labels[kept.train_positions]]
+        in_kept_class = mapping[val_labels] >= 0
+        val_paths, val_labels = val_paths[in_kept_class], mapping[val_labels[in_kept_class]]
+        class_names = list(kept.class_names)
+        subset_info = dict(kept.description(), train_files=[os.path.relpath(p, path) for p in train_paths])
+    if len(val_paths) == 0:
+        raise ConfigError(f"{val_dir} holds no images" + (" of the kept classes." if subset_info else "."))
+    train = _split_dataset(train_paths, train_labels, image_size, shuffle_seed=seed or 0)
+    val = _split_dataset(val_paths, val_labels, image_size)
+    train_examples = len(train_paths)
+    logging.info("folder:%s: %d classes, %d training and %d validation images.", path, len(class_names), train_examples,
+                 len(val_paths))
     mean, std = _pixel_statistics(train)
     info = dict(
         num_classes=len(class_names),
@@ -105,4 +130,6 @@ def load_folder(path, image_size, seed=None):
         mean=mean,
         std=std,
     )
+    if subset_info:
+        info["subset"] = subset_info
     return train, val, info

@@ -2,9 +2,11 @@
 
 import logging
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from sskt_tf.data import subset as subset_lib
 from sskt_tf.errors import ConfigError
 
 # Splits and per-channel pixel statistics (0-255 scale) of the paper's datasets.
@@ -92,7 +94,30 @@ def _examples(builder, split, multi_label, mark_difficult):
     )
 
 
-def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=None):
+def _split_labels(builder, split):
+    """Every label of a single-label split, in the split's order, read without decoding the images."""
+    labels = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    batches = labels.map(lambda example: example["label"]).batch(65536)
+    return np.concatenate([batch.numpy() for batch in batches]) if int(batches.cardinality()) else np.zeros(0, np.int64)
+
+
+def _apply_subset(builder, split, subset, train, val, info):
+    """``train``, ``val`` and ``info`` restricted to ``subset`` (see :mod:`sskt_tf.data.subset`)."""
+    if info["multi_label"]:
+        raise ConfigError("--classes and --train_examples_per_class select single-label classes; "
+                          f"{builder.name} is multi-label.")
+    labels = _split_labels(builder, split)
+    kept = subset_lib.plan(subset, labels, info["class_names"])
+    mapping = tf.constant(kept.label_map(info["num_classes"]))
+    train = subset_lib.take_positions(train, kept.train_positions, len(labels)).map(
+        lambda image, label: (image, tf.gather(mapping, label)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    val = subset_lib.relabel(val, kept, info["num_classes"])
+    info = dict(info, num_classes=len(kept.class_indices), class_names=list(kept.class_names),
+                train_examples=len(kept.train_positions), subset=kept.description())
+    return train, val, info
+
+
+def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=None, subset=None):
     """Loads a tfds image classification dataset as raw examples.
 
     Args:
@@ -103,6 +128,8 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
         train_split: split to train on (default ``"train"``; VOC 2007: its
             trainval, ``"train+validation"``).
         val_split: split to validate on (default ``"test"``).
+        subset: a :class:`sskt_tf.data.subset.Subset` to keep (None:
+            everything; single-label datasets only).
 
     Returns:
         ``(train, val, info)``: datasets of ``(uint8 image, int label)`` and a
@@ -111,6 +138,8 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
         ``multi_label``. Multi-label datasets (VOC) yield float32 label vectors
         ``[num_classes]`` instead: 1/0 in ``train``; in ``val`` also -1
         (``DIFFICULT``) for pairs to ignore in evaluation (see :func:`voc_labels`).
+        With an active ``subset``, ``info["subset"]`` describes it
+        (:meth:`sskt_tf.data.subset.SubsetPlan.description`).
     """
     known = KNOWN_DATASETS.get(name, {})
     try:
@@ -151,6 +180,8 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
         std=known.get("std"),
         multi_label=multi_label,
     )
+    if subset is not None and subset.active:
+        train, val, info = _apply_subset(builder, splits[0], subset, train, val, info)
     if info["image_shape"][-1] == 1:
         train, val = (ds.map(lambda image, label: (tf.image.grayscale_to_rgb(image), label)) for ds in (train, val))
     return train, val, info

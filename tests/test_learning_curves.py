@@ -1,0 +1,84 @@
+"""Learning-curve plots (tools/plot_runs.py, reproduce --plot) from fake histories."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sskt_tf import learning_curves, reproduce
+from sskt_tf.callbacks import write_history
+from sskt_tf.errors import ConfigError
+
+from conftest import run_python
+
+
+def _fake_run(run_dir, accuracy_offset, epochs=6, validation_freq=2):
+    """A run directory whose history.csv validates every ``validation_freq`` epochs (and the last)."""
+    os.makedirs(run_dir, exist_ok=True)
+    rows = []
+    for epoch in range(epochs):
+        row = {"epoch": str(epoch), "loss": repr(2.0 / (epoch + 1)), "learning_rate": repr(0.1 if epoch < 4 else 0.02)}
+        if (epoch + 1) % validation_freq == 0 or epoch + 1 == epochs:
+            row["val_accuracy"] = repr(0.5 + 0.05 * epoch + accuracy_offset)
+        rows.append(row)
+    write_history(os.path.join(run_dir, "history.csv"), rows)
+    return str(run_dir)
+
+
+def test_aggregate_averages_over_runs_and_skips_epochs_without_validation(tmp_path):
+    histories = [learning_curves.load_history(_fake_run(tmp_path / f"s{seed}", offset, validation_freq=3))
+                 for seed, offset in enumerate((0.0, 0.1))]
+    epochs, mean, std, count = learning_curves.aggregate(histories, "val_accuracy")
+    np.testing.assert_array_equal(epochs, [3, 6])
+    np.testing.assert_allclose(mean, [0.65, 0.8])
+    np.testing.assert_allclose(std, [np.std([0.6, 0.7], ddof=1)] * 2)
+    assert count.tolist() == [2, 2]
+    assert learning_curves.aggregate(histories, "loss")[0].tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_plot_has_one_mean_line_per_group_in_each_panel(tmp_path):
+    groups = {"Scratch": [_fake_run(tmp_path / "a" / f"seed{s}", 0.01 * s) for s in range(3)],
+              "SSKT": [_fake_run(tmp_path / "b" / f"seed{s}", 0.1 + 0.01 * s) for s in range(2)]}
+    output = tmp_path / "curves.png"
+    figure = learning_curves.plot_groups(groups, str(output), title="toy")
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [axis.get_title() for axis in figure.axes] == [
+        "Training loss (loss)", "Validation (val_accuracy %)", "Learning rate (learning_rate)"]
+    for axis in figure.axes:
+        assert [line.get_label() for line in axis.get_lines()] == ["Scratch (n=3)", "SSKT (n=2)"]
+    validation = figure.axes[1].get_lines()[1]
+    np.testing.assert_allclose(validation.get_xdata(), [2, 4, 6])
+    np.testing.assert_allclose(validation.get_ydata(), [65.5, 75.5, 85.5])
+
+
+def test_runs_without_history_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="has no history.csv"):
+        learning_curves.plot_groups({"x": [str(tmp_path)]}, str(tmp_path / "c.png"))
+    result = run_python(["tools/plot_runs.py", f"--runs=A={tmp_path}/nothing*", f"--output={tmp_path}/c.png"],
+                        timeout=120)
+    assert result.returncode == 2 and "no run directory with a history.csv matches" in result.stderr
+
+
+def test_plot_runs_tool_and_reproduce_plot(tmp_path):
+    for row in ("a", "b"):
+        for seed in (0, 1):
+            run = _fake_run(tmp_path / "runs" / "toy" / row / "c10-r20" / f"seed{seed}", 0.1 * seed)
+            with open(os.path.join(run, "results.json"), "w") as f:
+                json.dump({"best_val_accuracy": 0.5}, f)
+    result = run_python(["tools/plot_runs.py", f"--runs=A={tmp_path}/runs/toy/a/*/seed*",
+                         f"--runs={tmp_path}/runs/toy/b/*/seed*", f"--output={tmp_path}/tool.png"], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "A (2 runs)" in result.stdout and (tmp_path / "tool.png").exists()
+    table = tmp_path / "toy"
+    table.mkdir()
+    for row in ("a", "b"):
+        (table / f"{row}.flags").write_text("--alpha=0.5\n")
+    (table / "table.json").write_text(json.dumps({
+        "title": "Toy", "metric": "best_val_accuracy", "seeds": [0, 1],
+        "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
+        "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}]}))
+    out = io.StringIO()
+    reproduce.reproduce([str(table)], output_dir=str(tmp_path / "runs"), collect_only=True, plot=True, out=out)
+    assert (tmp_path / "runs" / "toy" / "curves.png").exists() and "curves.png" in out.getvalue()

@@ -1,0 +1,75 @@
+"""--validation_freq: which epochs validate, the history rows, best-checkpoint selection and resume."""
+
+import dataclasses
+import json
+
+import keras
+import pytest
+
+from sskt_tf import TrainConfig, callbacks, train_lib
+
+
+def test_validation_epochs_are_every_nth_and_the_last():
+    assert train_lib.validation_epochs(10, 4) == [4, 8, 10]
+    assert train_lib.validation_epochs(8, 4) == [4, 8]
+    assert train_lib.validation_epochs(3, 1) == [1, 2, 3]
+    assert train_lib.validation_epochs(3, 5) == [3]
+
+
+def test_history_logger_rewrites_the_header_when_columns_appear(tmp_path):
+    path = str(tmp_path / "history.csv")
+    logger = callbacks.HistoryLogger(path)
+    logger.on_epoch_end(0, {"loss": 2.0})
+    logger.on_epoch_end(1, {"loss": 1.5, "val_accuracy": 0.25})
+    logger.on_epoch_end(2, {"loss": 1.0})
+    assert (tmp_path / "history.csv").read_text().splitlines() == [
+        "epoch,loss,val_accuracy", "0,2.0,", "1,1.5,0.25", "2,1.0,"]
+    rows = callbacks.read_history(path)
+    assert [callbacks.history_values(row) for row in rows] == [
+        {"loss": 2.0}, {"loss": 1.5, "val_accuracy": 0.25}, {"loss": 1.0}]
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Stops fit after ``epochs`` epochs (1-based): a stand-in for a kill after that epoch's backup."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            self.model.stop_training = True
+
+
+def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder, tmp_path, monkeypatch):
+    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[], method="scratch", epochs=7,
+                         validation_freq=3, batch_size=50, lr_milestones=[], verbose=0, seed=0,
+                         model_dir=str(tmp_path / "run"))
+    build_callbacks = train_lib._callbacks
+    # The first call stops after epoch 5 and keeps its backup, as a kill after epoch 5 would.
+    monkeypatch.setattr(train_lib, "_callbacks", lambda *args: (
+        lambda nan_guard, saver, cbs: (nan_guard, saver, [_StopAfter(5), *cbs]))(*build_callbacks(*args)))
+    monkeypatch.setattr(callbacks.FiniteBackupAndRestore, "delete", lambda self: None)
+    train_lib.train(config)
+    (tmp_path / "run" / "results.json").unlink()
+    stopped = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
+    assert [row["val_accuracy"] != "" for row in stopped] == [False, False, True, False, False]
+    monkeypatch.setattr(train_lib, "_callbacks", build_callbacks)
+
+    results = train_lib.train(config)
+    rows = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == list(range(7))  # one row per epoch, across the resume
+    validated = [int(row["epoch"]) + 1 for row in rows if row["val_accuracy"] != ""]
+    assert validated == [3, 6, 7] and results["resumed_from_epoch"] == 5
+    accuracy = {int(row["epoch"]) + 1: float(row["val_accuracy"]) for row in rows if row["val_accuracy"]}
+    best_epoch = max(accuracy, key=accuracy.get)
+    assert results["best_epoch"] == best_epoch and results["best_val_accuracy"] == pytest.approx(accuracy[best_epoch])
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["epoch"] == best_epoch
+    assert results["val_accuracy"] == pytest.approx(accuracy[7]) and results["validation_freq"] == 3
+
+
+def test_bad_validation_freq_is_refused(tmp_path):
+    from sskt_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--validation_freq must be >= 1"):
+        train_lib.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))

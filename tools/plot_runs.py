@@ -1,0 +1,62 @@
+"""Learning curves of training runs, averaged over seeds: python tools/plot_runs.py
+
+    python tools/plot_runs.py --output=curves.png \
+        --runs="Scratch=results/cifar10_study/cifar10/scratch/*/seed*" \
+        --runs="SSKT=results/cifar10_study/cifar10/sskt/*/seed*"
+
+Each --runs is LABEL=GLOB (or just GLOB, which is then its own label): the run
+directories (--model_dir of tools/train.py) whose history.csv form one line, drawn as
+the mean over the runs with a ± std band. Panels: training loss, validation accuracy
+(val_mAP for multi-label runs) and learning rate. Needs matplotlib:
+pip install -e ".[plot]". For a tools/reproduce.py table, --plot draws the same figure.
+"""
+
+import glob
+import os
+import sys
+
+from absl import app, flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sskt_tf import learning_curves  # noqa: E402
+from sskt_tf.errors import ConfigError  # noqa: E402
+from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
+
+flags.DEFINE_multi_string("runs", None, "LABEL=GLOB of run directories forming one line (repeat for more lines).")
+flags.DEFINE_string("output", "curves.png", "Image to write (.png, .svg or .pdf).")
+flags.DEFINE_string("title", "", "Figure title.")
+flags.mark_flag_as_required("runs")
+
+
+def groups_from_specs(specs):
+    """``{label: [run directories]}`` from ``LABEL=GLOB`` strings (a bare GLOB is its own label).
+
+    Raises:
+        ConfigError: a glob that matches no run directory.
+    """
+    groups = {}
+    for spec in specs:
+        label, pattern = spec.split("=", 1) if "=" in spec else (spec, spec)
+        runs = sorted(path for path in glob.glob(os.path.expanduser(pattern))
+                      if os.path.isfile(os.path.join(path, "history.csv")))
+        if not runs:
+            raise ConfigError(f"--runs={spec}: no run directory with a history.csv matches {pattern!r}.")
+        groups.setdefault(label, []).extend(runs)
+    return groups
+
+
+def main(argv):
+    values = flags.FLAGS
+
+    def plot():
+        groups = groups_from_specs(values.runs)
+        learning_curves.plot_groups(groups, values.output, title=values.title or None)
+        print(f"{values.output}: {', '.join(f'{label} ({len(runs)} runs)' for label, runs in groups.items())}")
+
+    run_tool(argv, plot)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags_or_exit)
