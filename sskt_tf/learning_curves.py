@@ -9,6 +9,7 @@ are skipped, so validation curves join the epochs that validated.
 Plotting needs matplotlib (``pip install -e ".[plot]"``); reading and averaging do not.
 """
 
+import glob
 import os
 
 import numpy as np
@@ -43,6 +44,29 @@ def load_history(run_dir):
     history = {name: np.array([float(row[name]) if row.get(name) else np.nan for row in rows]) for name in columns}
     history["epoch"] = history["epoch"] + 1
     return history
+
+
+def groups_from_patterns(patterns):
+    """``{label: [run directories]}`` from ``LABEL=GLOB`` strings (a bare ``GLOB`` is its own label).
+
+    Args:
+        patterns: strings such as ``"SSKT=runs/sskt/seed*"``; the same label twice adds to one group.
+
+    Returns:
+        The groups, in the order their labels first appear; run directories sorted.
+
+    Raises:
+        ConfigError: a pattern that matches no directory holding a ``history.csv``.
+    """
+    groups = {}
+    for pattern in patterns:
+        label, path_glob = pattern.split("=", 1) if "=" in pattern else (pattern, pattern)
+        runs = sorted(path for path in glob.glob(os.path.expanduser(path_glob))
+                      if os.path.isfile(os.path.join(path, "history.csv")))
+        if not runs:
+            raise ConfigError(f"{pattern}: no run directory with a history.csv matches {path_glob!r}.")
+        groups.setdefault(label, []).extend(runs)
+    return groups
 
 
 def aggregate(histories, column):

@@ -53,12 +53,15 @@ def test_plot_has_one_mean_line_per_group_in_each_panel(tmp_path):
     np.testing.assert_allclose(validation.get_ydata(), [65.5, 75.5, 85.5])
 
 
-def test_runs_without_history_are_clear_errors(tmp_path):
+def test_a_run_without_history_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="has no history.csv"):
         learning_curves.plot_groups({"x": [str(tmp_path)]}, str(tmp_path / "c.png"))
-    result = run_python(["tools/plot_runs.py", f"--runs=A={tmp_path}/nothing*", f"--output={tmp_path}/c.png"],
-                        timeout=120)
-    assert result.returncode == 2 and "no run directory with a history.csv matches" in result.stderr
+    with pytest.raises(ConfigError, match="no run directory with a history.csv matches"):
+        learning_curves.groups_from_patterns([f"A={tmp_path}/nothing*"])
+    _fake_run(tmp_path / "r1", 0.0)
+    _fake_run(tmp_path / "r2", 0.0)
+    assert learning_curves.groups_from_patterns([f"A={tmp_path}/r2", f"{tmp_path}/r1", f"A={tmp_path}/r1"]) == {
+        "A": [f"{tmp_path}/r2", f"{tmp_path}/r1"], f"{tmp_path}/r1": [f"{tmp_path}/r1"]}
 
 
 def test_plot_runs_tool_and_reproduce_plot(tmp_path):

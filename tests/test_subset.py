@@ -99,16 +99,25 @@ def _config(digits_folder, tmp_path, name, **overrides):
     return dataclasses.replace(TrainConfig(**base), **overrides)
 
 
-def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_images(digits_folder, tmp_path):
-    first = train_lib.train(_config(digits_folder, tmp_path, "a", seed=1))
+@pytest.fixture(scope="module")
+def subset_run(digits_folder, tmp_path_factory):
+    """A finished 1-epoch run on 3 classes, 6 images each, exported: ``(directory, results)``."""
+    root = tmp_path_factory.mktemp("subset_run")
+    results = train_lib.train(_config(digits_folder, root, "run", seed=1, export_dir=str(root / "export")))
+    return root, results
+
+
+def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_images(digits_folder, tmp_path,
+                                                                                     subset_run):
+    root, first = subset_run
     second = train_lib.train(_config(digits_folder, tmp_path, "b", seed=2, method="dml", alpha=1.0, temperature=1.0))
-    other = train_lib.train(_config(digits_folder, tmp_path, "c", seed=1, subset_seed=5))
     assert first["class_names"] == ["digit3", "digit8", "digit1"] and first["num_classes"] == 3
-    assert first["train_examples"] == 18
-    chosen = {name: json.loads((tmp_path / name / "subset.json").read_text()) for name in "abc"}
-    assert chosen["a"]["train_files"] == chosen["b"]["train_files"] != chosen["c"]["train_files"]
-    assert chosen["a"]["classes"] == first["class_names"] and chosen["a"]["train_examples_per_class"] == 6
-    assert other["class_names"] == first["class_names"] and second["method"] == "dml"
+    assert first["train_examples"] == 18 and second["method"] == "dml"
+    chosen = [json.loads((run / "subset.json").read_text()) for run in (root / "run", tmp_path / "b")]
+    assert chosen[0]["train_files"] == chosen[1]["train_files"]
+    assert chosen[0]["classes"] == first["class_names"] and chosen[0]["train_examples_per_class"] == 6
+    other_seed = train_lib.load_splits(_config(digits_folder, tmp_path, "c", subset_seed=5))
+    assert other_seed.info["subset"]["train_files"] != chosen[0]["train_files"]
 
 
 def test_bad_subset_flags_fail_before_anything_is_loaded(tmp_path):
@@ -131,11 +140,11 @@ def test_a_cache_built_for_another_subset_is_refused(digits_folder, tiny_source_
     assert train_lib.train(config)["soft_label_cache_views"] == 1
 
 
-def test_the_export_names_the_kept_classes(digits_folder, tmp_path):
+def test_the_export_names_the_kept_classes(subset_run):
     import tensorflow as tf
 
-    train_lib.train(_config(digits_folder, tmp_path, "run", seed=0, export_dir=str(tmp_path / "export")))
-    serving = tf.saved_model.load(str(tmp_path / "export" / "1")).signatures["serving_default"]
+    root, _ = subset_run
+    serving = tf.saved_model.load(str(root / "export" / "1")).signatures["serving_default"]
     outputs = serving(images=tf.zeros([2, 16, 16, 3], tf.uint8))
     names = [name.decode() for name in outputs["class_names"].numpy()]
     assert all(name in ("digit3", "digit8", "digit1") for name in names)

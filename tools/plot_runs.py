@@ -11,7 +11,6 @@ the mean over the runs with a ± std band. Panels: training loss, validation acc
 pip install -e ".[plot]". For a tools/reproduce.py table, --plot draws the same figure.
 """
 
-import glob
 import os
 import sys
 
@@ -21,7 +20,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sskt_tf import learning_curves  # noqa: E402
-from sskt_tf.errors import ConfigError  # noqa: E402
 from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_multi_string("runs", None, "LABEL=GLOB of run directories forming one line (repeat for more lines).")
@@ -30,28 +28,11 @@ flags.DEFINE_string("title", "", "Figure title.")
 flags.mark_flag_as_required("runs")
 
 
-def groups_from_specs(specs):
-    """``{label: [run directories]}`` from ``LABEL=GLOB`` strings (a bare GLOB is its own label).
-
-    Raises:
-        ConfigError: a glob that matches no run directory.
-    """
-    groups = {}
-    for spec in specs:
-        label, pattern = spec.split("=", 1) if "=" in spec else (spec, spec)
-        runs = sorted(path for path in glob.glob(os.path.expanduser(pattern))
-                      if os.path.isfile(os.path.join(path, "history.csv")))
-        if not runs:
-            raise ConfigError(f"--runs={spec}: no run directory with a history.csv matches {pattern!r}.")
-        groups.setdefault(label, []).extend(runs)
-    return groups
-
-
 def main(argv):
     values = flags.FLAGS
 
     def plot():
-        groups = groups_from_specs(values.runs)
+        groups = learning_curves.groups_from_patterns(values.runs)
         learning_curves.plot_groups(groups, values.output, title=values.title or None)
         print(f"{values.output}: {', '.join(f'{label} ({len(runs)} runs)' for label, runs in groups.items())}")
 
