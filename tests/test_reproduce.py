@@ -271,11 +271,13 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     kinds = [(cell.table.name, cell.row.name, cell.kind) for cell in cells]
     assert kinds[0] == ("cifar10_source", "source", "train") and ("cifar10_teachers", "scratch", "train") in kinds
     source_model = "out/cifar10_source/source/cifar10_0to4-resnet20/seed0/best.keras"
+    random_model = "out/cifar10_source/random/cifar10_0to4-resnet20/seed0/best.keras"
     position = {cell.model_dir: index for index, cell in enumerate(cells)}
     source_config = _train_config(cells[0].command[2:])
     assert source_config.classes == ["airplane", "automobile", "bird", "cat", "deer"]
     assert source_config.train_examples_per_class is None
     targets = [cell for cell in cells if cell.table.name != "cifar10_source" and cell.kind == "train"]
+    assert _train_config(cells[1].command[2:]).lr == 1e-12  # the random control: one step that changes nothing
     reference = _train_config(targets[0].command[2:])
     for cell in targets:
         config = _train_config(cell.command[2:])
@@ -283,12 +285,14 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
                      "lr_milestones", "lr_decay", "weight_decay", "validation_freq", "dataset"):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
         if config.method == "sskt":
-            assert config.sources == [source_model] and (config.alpha, config.temperature) == (0.1, 3.0)
+            expected = random_model if cell.row.name == "sskt_random_source" else source_model
+            assert config.sources == [expected] and (config.alpha, config.temperature) == (0.1, 3.0)
+            assert position[os.path.dirname(expected)] < position[cell.model_dir]
             if config.soft_label_cache:
                 cache = position[config.soft_label_cache]
                 assert cells[cache].kind == "cache" and cache < position[cell.model_dir]
         if config.method == "kd":
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 1 and cache_cells[0].command[-1] == "--views=100"
-    assert _train_config(cache_cells[0].command[2:-1]).sources == [source_model]
+    assert len(cache_cells) == 2 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
+    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [[source_model], [random_model]]
