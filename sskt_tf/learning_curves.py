@@ -1,8 +1,8 @@
 """Learning curves of training runs: mean and spread over seeds, from each run's ``history.csv``.
 
 ``tools/plot_runs.py`` and ``tools/reproduce.py --plot`` draw them: one panel each
-for the training loss, the validation accuracy (or mAP) and the learning rate, one
-line per group of runs (a table row: the same method over several seeds) with a
+for the training loss (the target's), the training accuracy, the validation accuracy (or
+mAP) and the learning rate, one line per group of runs (a table row: the same method over several seeds) with a
 ± one standard deviation band. Validation cells left empty by ``--validation_freq``
 are skipped, so validation curves join the epochs that validated.
 
@@ -11,18 +11,23 @@ Plotting needs matplotlib (``pip install -e ".[plot]"``); reading and averaging 
 
 import glob
 import os
+import textwrap
 
 import numpy as np
 
 from sskt_tf.callbacks import read_history
 from sskt_tf.errors import ConfigError
 
-# Panels: (title, candidate columns, the first present in the histories is drawn).
+# Panels: (title, candidate columns, the first present in the histories is drawn). The
+# training loss panel prefers the target's own loss: the total also holds each method's
+# auxiliary terms and the L2 penalty, which differ between methods.
 PANELS = (
-    ("Training loss", ("loss",)),
+    ("Training loss", ("target_loss", "loss")),
+    ("Training accuracy", ("accuracy",)),
     ("Validation", ("val_mAP", "val_accuracy")),
     ("Learning rate", ("learning_rate",)),
 )
+_PERCENT_COLUMNS = ("accuracy", "val_accuracy", "val_mAP")
 
 
 def load_history(run_dir):
@@ -98,7 +103,7 @@ def _panel_column(candidates, histories):
     return next((name for name in candidates if any(name in h for h in histories)), None)
 
 
-def plot_groups(groups, output_path, title=None, scale_validation=100.0):
+def plot_groups(groups, output_path, title=None):
     """Draws the learning curves of groups of runs and writes them as an image.
 
     Args:
@@ -106,11 +111,11 @@ def plot_groups(groups, output_path, title=None, scale_validation=100.0):
             is drawn as its mean over runs with a ± std band.
         output_path: the image to write (``.png``, ``.svg``, ``.pdf``).
         title: the figure's title.
-        scale_validation: factor on the validation metric (100: percent).
 
     Returns:
         The matplotlib ``Figure`` (one axis per panel of :data:`PANELS` that
-        some run has, each with one labelled mean line per group).
+        some run has, two panels a row, each with one labelled mean line per
+        group; accuracies in percent).
 
     Raises:
         ConfigError: no groups, a run without history, or matplotlib missing.
@@ -128,9 +133,12 @@ def plot_groups(groups, output_path, title=None, scale_validation=100.0):
     everything = [h for histories in loaded.values() for h in histories]
     panels = [(name, _panel_column(candidates, everything)) for name, candidates in PANELS]
     panels = [(name, column) for name, column in panels if column]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    for axis, (name, column) in zip(axes[0], panels):
-        scale = scale_validation if column.startswith("val_") else 1.0
+    rows = (len(panels) + 1) // 2
+    figure, axes = plt.subplots(rows, 2, figsize=(11, 3.8 * rows + (0.4 if title else 0)), squeeze=False)
+    for axis in axes.ravel()[len(panels):]:
+        axis.set_visible(False)
+    for axis, (name, column) in zip(axes.ravel(), panels):
+        scale = 100.0 if column in _PERCENT_COLUMNS else 1.0
         for label, histories in loaded.items():
             epochs, mean, std, _ = aggregate(histories, column)
             if not len(epochs):
@@ -147,7 +155,7 @@ def plot_groups(groups, output_path, title=None, scale_validation=100.0):
             axis.set_yscale("log")
     axes[0][0].legend(fontsize=8)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(textwrap.fill(title, 110), fontsize=10)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     figure.savefig(output_path, dpi=110)

@@ -15,11 +15,14 @@ the paper's table (``<row>.flags``: method, sources, hyper-parameters; never
                    "flags": ["--image_size=224"], "slug": "cifar10-resnet20"}, ...],
       "paper": {"<row name>": {"<column slug>": "92.46±0.15"}},   # optional
       "notes": ["..."],                                            # optional
-      "extra_metrics": [{"metric": "val_accuracy", "label": "last epoch", "scale": 100}]  # optional
+      "extra_metrics": [{"metric": "val_accuracy", "label": "last epoch", "scale": 100}],  # optional
+      "metric_label": "best epoch"                                 # optional
     }
 
 Each ``extra_metrics`` entry adds a column per table column with that results.json
-value (mean ± std over seeds; ``digits`` defaults to the table's).
+value (mean ± std over seeds; ``digits`` defaults to the table's); its header is the
+entry's label (``<column label>: <label>`` when the table has several columns).
+``metric_label`` is added to each column's header, in parentheses.
 
 A row's ``name`` is its flagfile's stem. A column's ``flags`` and ``slug`` are
 optional; the slug defaults to ``<dataset slug>-<target>`` (``voc/2007`` ->
@@ -66,7 +69,8 @@ PAPER_TABLES = os.path.join(REPO, "configs", "paper")
 # The harness sets these per cell; a row or column setting them would be overridden.
 _CELL_FLAGS = ("dataset", "target", "seed", "model_dir")
 _PLACEHOLDERS = ("dataset", "dataset_slug", "target", "seed", "output_dir")
-_TABLE_KEYS = {"title", "metric", "scale", "digits", "seeds", "rows", "columns", "paper", "notes", "extra_metrics"}
+_TABLE_KEYS = {"title", "metric", "scale", "digits", "seeds", "rows", "columns", "paper", "notes", "extra_metrics",
+               "metric_label"}
 _EXTRA_METRIC_KEYS = {"metric", "label", "scale", "digits"}
 _ROW_KEYS = {"name", "label", "requires", "cache_views"}
 # The seed that draws the views of a soft-label cache the harness builds (each run's --seed still
@@ -114,6 +118,7 @@ class Table:
     paper: dict = dataclasses.field(default_factory=dict)
     notes: tuple = ()
     extra_metrics: tuple = ()
+    metric_label: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +311,7 @@ def load_table(path):
         scale=float(spec.get("scale", 1)), digits=int(spec.get("digits", 2)),
         seeds=tuple(int(seed) for seed in spec["seeds"]), rows=rows, columns=columns, paper=paper,
         notes=tuple(spec.get("notes", ())), extra_metrics=tuple(extra_metrics),
+        metric_label=str(spec.get("metric_label", "")),
     )
 
 
@@ -625,8 +631,10 @@ def markdown(table, records, seeds=None):
     scale = f" x {table.scale:g}" if table.scale != 1 else ""
     extras = "".join(f"; {extra.label}: `{extra.metric}`" + (f" x {extra.scale:.4g}" if extra.scale != 1 else "")
                      for extra in table.extra_metrics)
-    headers = [header for column in table.columns
-               for header in (column.label, *(f"{column.label}: {extra.label}" for extra in table.extra_metrics))]
+    single = len(table.columns) == 1
+    headers = [header for column in table.columns for header in (
+        f"{column.label} ({table.metric_label})" if table.metric_label else column.label,
+        *(extra.label if single else f"{column.label}: {extra.label}" for extra in table.extra_metrics))]
     lines = [
         f"## {table.title}", "",
         f"`{table.metric}`{scale}{extras}; mean ± sample std over seeds {', '.join(map(str, seeds))}; (n=k): only k "
@@ -677,7 +685,7 @@ def plot_table(table, output_dir, seeds=None):
     """Draws the learning curves of ``table``'s finished runs into ``<output_dir>/<table>/curves.png``.
 
     One line per row (per row and column when the table has several columns):
-    the mean over the seeds whose run has a ``history.csv``, with a ± std band.
+    the mean over the seeds whose run finished (``results.json``), with a ± std band.
 
     Args:
         table: a :class:`Table`.
@@ -685,13 +693,13 @@ def plot_table(table, output_dir, seeds=None):
         seeds: the seeds to draw (default ``table.seeds``).
 
     Returns:
-        The image's path, or None when no run has a history yet.
+        The image's path, or None when no run has finished yet.
     """
     groups = {}
     for row in table.rows:
         for column in table.columns:
             runs = [cell_model_dir(output_dir, table, row, column, seed) for seed in seeds or table.seeds]
-            runs = [run for run in runs if os.path.exists(os.path.join(run, "history.csv"))]
+            runs = [run for run in runs if os.path.exists(os.path.join(run, "results.json"))]
             if runs:
                 groups[row.label if len(table.columns) == 1 else f"{row.label} / {column.label}"] = runs
     if not groups:

@@ -166,6 +166,39 @@ def cache_steps_per_epoch(config, cache):
     return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 
 
+def epoch_batches(config, data, cache=None):
+    """The training batches ``fit`` iterates and the number of steps of one epoch.
+
+    Every epoch gets an explicit length: the cache's, ``--steps_per_epoch``, or one
+    pass over the training examples when the dataset's length is unknown to
+    tf.data (folder datasets, which skip unreadable files; class subsets). Keras
+    3.15 counts a phantom step at the end of every epoch of a dataset of unknown
+    length: it adds one batch to the epoch's metric counts (and one to
+    ``optimizer.iterations``) without its values, so the epoch's training loss and
+    accuracy come out too low by one batch in ``steps + 1`` (the weights are
+    unaffected). Without a cache the dataset is repeated, so an epoch never runs
+    out early: with an unreadable file skipped, it takes its last images from the
+    next pass.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        data: the run's :class:`sskt_tf.data.Data`.
+        cache: the run's :class:`SoftLabelCache`, or None.
+
+    Returns:
+        ``(dataset, steps_per_epoch)``; ``steps_per_epoch`` is None when the
+        dataset's length is known (Keras then counts it itself).
+    """
+    if cache is not None:
+        # One dataset holds every remaining epoch: fit must know the epoch length.
+        return data.train, cache_steps_per_epoch(config, cache)
+    if config.steps_per_epoch:
+        return data.train.repeat(), config.steps_per_epoch
+    if int(data.train.cardinality()) >= 0 or not data.train_examples:
+        return data.train, None
+    return data.train.repeat(), data.train_examples // config.batch_size
+
+
 def build_model(config, data):
     """The model of ``config.method`` on ``data`` (e.g. SSKT: target + sources + heads).
 
@@ -348,20 +381,18 @@ def train(config):
     backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
     nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
     cache = open_cache(config)
-    # From a cache, one dataset holds every remaining epoch: fit must know the epoch length.
-    steps_per_epoch = cache_steps_per_epoch(config, cache) if cache else config.steps_per_epoch or None
+    train_batches, steps_per_epoch = epoch_batches(config, data, cache)
     start = time.time()
     with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
-        if not config.steps_per_epoch:
-            # Keras warns "Your input ran out of data; interrupting training" at the end of
-            # the first pass over any dataset of unknown length (folder datasets, which skip
-            # corrupt files; their validation data too) and then trains every epoch anyway.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        # Keras warns "Your input ran out of data; interrupting training" at the end of the
+        # first pass over any dataset of unknown length (folder validation data) and then
+        # goes on as it should.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
         # A run killed after its last backup but before results.json has nothing left to
         # train (and from a cache, no batches left to build the model from).
         if resume_epoch < config.epochs:
             model.fit(
-                data.train, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                train_batches, validation_data=data.val, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                 validation_freq=validation_epochs(config.epochs, config.validation_freq),
                 callbacks=callbacks, verbose=config.verbose, shuffle=False,  # the pipeline shuffles
             )

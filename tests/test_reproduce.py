@@ -254,7 +254,7 @@ def test_cache_rows_build_their_cache_once_before_their_runs_and_extra_metrics_a
                                out=out) == []
     text = out.getvalue()
     assert "[1/5] toy/a c10-r20 soft-label cache ... done in" in text and "cache.log" in os.listdir(cells[0].model_dir)
-    assert "| Method | C10 | C10: last | C10: minutes |" in text
+    assert "| Method | C10 | last | minutes |" in text
     assert "| A | 50.50 ± 0.71 | 40.0 ± 0.0 | 2.0 ± 0.0 |" in text
     (table / "table.json").write_text((table / "table.json").read_text().replace('"cache_views": 7}, {"name": "b"',
                                                                                  '"cache_views": -1}, {"name": "b"'))

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from sskt_tf import TrainConfig, callbacks, train_lib
@@ -73,3 +74,25 @@ def test_bad_validation_freq_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="--validation_freq must be >= 1"):
         train_lib.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))
+
+
+def test_every_epoch_of_a_dataset_of_unknown_length_counts_its_real_steps(digits_folder, tmp_path, monkeypatch):
+    # Keras 3.15 adds a phantom step to each epoch of a dataset of unknown length (folder
+    # datasets skip unreadable files), diluting the epoch's training metrics by one batch.
+    models = []
+    compile_model = train_lib.compile_model
+    monkeypatch.setattr(train_lib, "compile_model", lambda model, *args, **kwargs: (
+        models.append(model), compile_model(model, *args, **kwargs))[1])
+    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[], method="scratch", epochs=3,
+                         batch_size=64, lr=1e-9, momentum=0.0, weight_decay=0.0, lr_milestones=[], augment=False,
+                         verbose=0, seed=0, model_dir=str(tmp_path / "run"))
+    train_lib.train(config)
+    assert int(models[0].optimizer.iterations) == 3 * (300 // 64)
+    # The epoch's reported accuracy is the mean over its real batches (weights barely move at lr 1e-9).
+    rows = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
+    data = train_lib.load_data(config)
+    batches, steps = train_lib.epoch_batches(config, data)
+    assert steps == 300 // 64
+    target = keras.saving.load_model(str(tmp_path / "run" / "last.keras"))
+    correct = [np.mean(np.argmax(target(x, training=True), axis=1) == y.numpy()) for x, y in batches.take(steps)]
+    assert float(rows[0]["accuracy"]) == pytest.approx(sum(correct) / steps, abs=0.02)
