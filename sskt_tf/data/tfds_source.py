@@ -108,9 +108,8 @@ def _apply_subset(builder, split, subset, train, val, info):
                           f"{builder.name} is multi-label.")
     labels = _split_labels(builder, split)
     kept = subset_lib.plan(subset, labels, info["class_names"])
-    mapping = tf.constant(kept.label_map(info["num_classes"]))
-    train = subset_lib.take_positions(train, kept.train_positions, len(labels)).map(
-        lambda image, label: (image, tf.gather(mapping, label)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    train = subset_lib.relabel(subset_lib.take_positions(train, kept.train_positions, len(labels)), kept,
+                               info["num_classes"])
     val = subset_lib.relabel(val, kept, info["num_classes"])
     info = dict(info, num_classes=len(kept.class_indices), class_names=list(kept.class_names),
                 train_examples=len(kept.train_positions), subset=kept.description())
