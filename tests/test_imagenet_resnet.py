@@ -11,14 +11,15 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf import SSKTModel, sources, targets, torch_resnet
+from sskt_tf import SSKTModel, sources, targets
+from sskt_tf.targets import torchvision_resnet
 from sskt_tf.targets.imagenet_resnet import imagenet_resnet
 
 SIZE = 64
 STAGE_WIDTHS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imagenet_1000(depth):
     """One read-only 1000-class model per depth, shared by the size and shape tests."""
     return imagenet_resnet(depth, 1000, input_shape=(SIZE, SIZE, 3))
@@ -47,7 +48,7 @@ def test_stage_outputs_have_strides_4_to_32(depth):
 
 
 def _torch_resnet_name(name):
-    """Our layer name for a layer of :func:`sskt_tf.torch_resnet.build` (torch module names)."""
+    """Our layer name for a layer of :func:`sskt_tf.torchvision_resnet.build` (torch module names)."""
     if name in ("conv1", "bn1"):
         return f"stem_{name[:-1]}"
     if name == "fc":
@@ -62,23 +63,25 @@ def _torch_resnet_name(name):
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_same_function_as_the_torchvision_layout(depth):
-    # sskt_tf.torch_resnet reproduces torchvision's logits (tests/test_torch_convert.py);
+    # sskt_tf.sources.torch_checkpoint reproduces torchvision's logits (tests/test_torch_convert.py);
     # with its weights our target must compute the same function, padding included.
     keras.utils.set_random_seed(0)
-    reference = torch_resnet.build(f"resnet{depth}", 10, (SIZE, SIZE, 3))
+    reference = torchvision_resnet.build(f"resnet{depth}", 10, (SIZE, SIZE, 3))
     ours = imagenet_resnet(depth, 10, input_shape=(SIZE, SIZE, 3))
     rng = np.random.RandomState(0)
     for layer in reference.layers:
         weights = layer.get_weights()
         if isinstance(layer, keras.layers.BatchNormalization):
             # gamma, beta, moving mean, moving variance away from their initial 1, 0, 0, 1
-            weights = [rng.uniform(low, high, w.shape).astype("float32")
-                       for w, (low, high) in zip(weights, [(0.5, 1.5), (-0.2, 0.2), (-0.2, 0.2), (0.5, 1.5)])]
+            weights = [
+                rng.uniform(low, high, w.shape).astype("float32")
+                for w, (low, high) in zip(weights, [(0.5, 1.5), (-0.2, 0.2), (-0.2, 0.2), (0.5, 1.5)])
+            ]
             layer.set_weights(weights)
         if weights:
             ours.get_layer(_torch_resnet_name(layer.name)).set_weights(weights)
     images = rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
-    expected = torch_resnet.with_raw_pixel_input(reference)(images)
+    expected = torchvision_resnet.with_raw_pixel_input(reference)(images)
     np.testing.assert_allclose(ours(images), expected, rtol=1e-4, atol=1e-4)
 
 

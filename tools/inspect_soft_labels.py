@@ -11,24 +11,23 @@ training images without augmentation, and prints, per source: the soft labels' e
 label and the source's top-1 class, the accuracy of the best source-class -> target-class
 mapping against the majority baseline, and which source classes each target class falls
 into. A .keras source with a results.json beside it (a tools/train.py run) is shown with
-that run's class names. See sskt_tf/soft_label_stats.py.
+that run's class names. See sskt_tf/soft_labels/stats.py.
 """
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from sskt_tf import soft_label_stats, train_lib  # noqa: E402
+from sskt_tf import training  # noqa: E402
 from sskt_tf.errors import ConfigError  # noqa: E402
-from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit, run_tool  # noqa: E402
-from sskt_tf.source_flags import build_sources, check_source_flags  # noqa: E402
+from sskt_tf.soft_labels import stats as soft_label_stats  # noqa: E402
+from sskt_tf.training.flags import config_from_flags, define_flags, parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.training.source_flags import build_sources, check_source_flags  # noqa: E402
 
 define_flags()
 flags.DEFINE_string("output", "", "Also write every statistic (per source) to this JSON file.")
@@ -45,12 +44,12 @@ def _source_class_names(spec):
 
 
 def inspect(config, batch_size):
-    """Per-source statistics (:func:`sskt_tf.soft_label_stats.soft_label_statistics`) of ``config``'s sources."""
+    """Per-source statistics (:func:`sskt_tf.soft_labels.stats.soft_label_statistics`) of ``config``'s sources."""
     specs = [spec for spec in config.sources if spec.strip()]
     if not specs:
         raise ConfigError("--sources is empty: there is nothing to inspect.")
     check_source_flags(config)
-    splits = train_lib.load_splits(config)
+    splits = training.load_splits(config)
     sources = build_sources(config, splits.image_size)
     logits, labels = [[] for _ in sources], []
     for images, batch_labels in splits.train.batch(batch_size).prefetch(2):
@@ -61,7 +60,8 @@ def inspect(config, batch_size):
     labels = np.concatenate(labels)
     return {
         source.name: soft_label_stats.soft_label_statistics(
-            np.concatenate(outputs), labels, config.temperature, _source_class_names(spec), splits.info["class_names"])
+            np.concatenate(outputs), labels, config.temperature, _source_class_names(spec), splits.info["class_names"]
+        )
         for spec, source, outputs in zip(specs, sources, logits)
     }
 
@@ -69,15 +69,23 @@ def inspect(config, batch_size):
 def _print(statistics):
     for name, stats in statistics.items():
         print(f"source {name}: {stats['source_classes']} classes, {stats['examples']} training images")
-        print(f"  soft labels at T={stats['temperature']:g}: mean entropy {stats['mean_entropy']:.3f} nats of at most "
-              f"{stats['max_entropy']:.3f}; mean top probability {stats['mean_max_probability']:.3f}")
-        print(f"  I(target label; source top-1) = {stats['mutual_information']:.3f} nats of H(label) = "
-              f"{stats['label_entropy']:.3f}; best top-1 -> label mapping {100 * stats['mapping_accuracy']:.1f}% "
-              f"(majority class {100 * stats['majority_accuracy']:.1f}%)")
+        print(
+            f"  soft labels at T={stats['temperature']:g}: mean entropy {stats['mean_entropy']:.3f} nats of at most "
+            f"{stats['max_entropy']:.3f}; mean top probability {stats['mean_max_probability']:.3f}"
+        )
+        print(
+            f"  I(target label; source top-1) = {stats['mutual_information']:.3f} nats of H(label) = "
+            f"{stats['label_entropy']:.3f}; best top-1 -> label mapping {100 * stats['mapping_accuracy']:.1f}% "
+            f"(majority class {100 * stats['majority_accuracy']:.1f}%)"
+        )
         for target, row in stats["per_class"].items():
-            soft = ", ".join(f"{k} {v:.2f}" for k, v in sorted(row["mean_soft_label"].items(), key=lambda kv: -kv[1])[:3])
-            print(f"  {target:>12}: top-1 {row['top_source_class']} for {100 * row['top_source_share']:.0f}%; "
-                  f"mean soft label {soft}")
+            soft = ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(row["mean_soft_label"].items(), key=lambda kv: -kv[1])[:3]
+            )
+            print(
+                f"  {target:>12}: top-1 {row['top_source_class']} for {100 * row['top_source_share']:.0f}%; "
+                f"mean soft label {soft}"
+            )
 
 
 def main(argv):

@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from sskt_tf import losses as losses_lib
 from sskt_tf.methods import Method, register
-from sskt_tf.methods._base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import BaselineModel, warn_if_sskt_weights
 from sskt_tf.methods.sskt import build_target
 
 
@@ -70,10 +70,12 @@ def _check(config):
     warn_if_sskt_weights(config, "--alpha=1 --temperature=1")
 
 
-register(Method(
-    name="dml",
-    summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
-    build=build_dml,
-    compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
-    check=_check,
-))
+register(
+    Method(
+        name="dml",
+        summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
+        build=build_dml,
+        compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
+        check=_check,
+    )
+)

@@ -2,11 +2,11 @@
 
 from keras import ops
 
-from sskt_tf import losses as losses_lib
 from sskt_tf import sources as sources_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
-from sskt_tf.methods._base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import BaselineModel, warn_if_sskt_weights
 from sskt_tf.methods.sskt import build_target
 
 
@@ -64,8 +64,10 @@ class KDModel(BaselineModel):
 
 def _teacher_path(config):
     if not config.teacher:
-        raise ConfigError("--method=kd needs --teacher=PATH: a .keras classifier over the target's classes "
-                          "(e.g. the best.keras of a --method=scratch run of a larger target).")
+        raise ConfigError(
+            "--method=kd needs --teacher=PATH: a .keras classifier over the target's classes "
+            "(e.g. the best.keras of a --method=scratch run of a larger target)."
+        )
     return config.teacher
 
 
@@ -83,10 +85,12 @@ def build_kd(config, data):
     return KDModel(build_target(config, data), teacher)
 
 
-register(Method(
-    name="kd",
-    summary="distillation from --teacher: (1-alpha)*CE + alpha*T^2*KL",
-    build=build_kd,
-    compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
-    check=_check,
-))
+register(
+    Method(
+        name="kd",
+        summary="distillation from --teacher: (1-alpha)*CE + alpha*T^2*KL",
+        build=build_kd,
+        compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
+        check=_check,
+    )
+)

@@ -9,9 +9,11 @@ def build_scratch(config, data):
     return build_sskt(config, data, sources=[])
 
 
-register(Method(
-    name="scratch",
-    summary="the target alone, ground-truth loss only",
-    build=build_scratch,
-    multi_label=True,
-))
+register(
+    Method(
+        name="scratch",
+        summary="the target alone, ground-truth loss only",
+        build=build_scratch,
+        multi_label=True,
+    )
+)

@@ -38,8 +38,8 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
         A functional ``keras.Model`` returning logits.
     """
     kwargs = dict(num_classes=num_classes, input_shape=(image_size, image_size, 3), mean=mean, std=std)
-    if name.startswith("resnet") and name[len("resnet"):].isdigit():
-        depth = int(name[len("resnet"):])
+    if name.startswith("resnet") and name[len("resnet") :].isdigit():
+        depth = int(name[len("resnet") :])
         if depth in _RESNETS:
             return _RESNETS[depth](depth, **kwargs)
     if name == "vgg16":

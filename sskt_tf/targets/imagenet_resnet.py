@@ -13,7 +13,7 @@ sampling grid is torchvision's.
 import keras
 from keras import layers
 
-from sskt_tf.targets.common import classifier, conv_bn, conv_bn_relu, raw_image_input
+from sskt_tf.targets.layers import classifier, conv_bn, conv_bn_relu, raw_image_input
 
 # torchvision's ImageNet statistics (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) on the 0-255 scale.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)

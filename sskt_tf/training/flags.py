@@ -1,0 +1,123 @@
+"""absl flags generated from :class:`sskt_tf.training.config.TrainConfig`.
+
+One flag per config field, same name, default and help, so the flag list, the
+Python API and the ``flags.txt`` a run writes can never drift apart.
+"""
+
+import dataclasses
+import sys
+import typing
+
+from absl import app, flags
+
+from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.training.config import TrainConfig
+
+
+def _definer(field_type):
+    if typing.get_origin(field_type) is typing.Union:  # Optional[X]: flag X, default None (unset)
+        (field_type,) = [t for t in typing.get_args(field_type) if t is not type(None)]
+    if field_type is bool:
+        return flags.DEFINE_bool
+    if field_type is int:
+        return flags.DEFINE_integer
+    if field_type is float:
+        return flags.DEFINE_float
+    if typing.get_origin(field_type) is list:
+        return flags.DEFINE_list
+    return flags.DEFINE_string
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per :class:`TrainConfig` field.
+
+    Args:
+        flag_values: the ``FlagValues`` to define them in.
+    """
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        default = getattr(defaults, item.name)
+        if isinstance(default, list):
+            default = [str(v) for v in default]
+        _definer(item.type)(item.name, default, item.metadata["help"], flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Builds a :class:`TrainConfig` from parsed flags.
+
+    Args:
+        flag_values: parsed ``FlagValues``.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    values = {}
+    for item in dataclasses.fields(TrainConfig):
+        value = flag_values[item.name].value
+        if typing.get_origin(item.type) is list:
+            (element_type,) = typing.get_args(item.type)
+            try:
+                value = [element_type(v.strip()) for v in value if v.strip()]
+            except ValueError as error:
+                raise flags.ValidationError(
+                    f"--{item.name} takes a comma list of {element_type.__name__}: {error}"
+                ) from error
+        values[item.name] = value
+    return TrainConfig(**values)
+
+
+def config_from_flagfile(path):
+    """Reads a flagfile (such as a run's ``flags.txt``) into a :class:`TrainConfig`.
+
+    Args:
+        path: the flagfile.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        flag_values(["flagfile_reader", f"--flagfile={path}"])
+    except flags.Error as error:
+        raise ConfigError(f"Could not read the run's flags from {path}: {error}") from error
+    return config_from_flags(flag_values)
+
+
+def parse_flags_or_exit(argv):
+    """absl flag parsing whose errors end like every other bad input: one line, exit 2.
+
+    Pass as ``app.run(main, flags_parser=parse_flags_or_exit)``.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
+        sys.exit(2)
+
+
+# Exit codes of the command-line tools: bad input 2, a diverged training run 3.
+_EXIT_CODES = ((ConfigError, 2), (flags.ValidationError, 2), (TrainingDivergedError, 3))
+
+
+def run_tool(argv, action):
+    """The body of a tool's absl ``main``: runs ``action()`` and turns errors into exit codes.
+
+    Positional arguments are refused; a :class:`ConfigError` (or a flag
+    validation error) prints one ``error: ...`` line and exits with 2, a
+    :class:`TrainingDivergedError` with 3.
+
+    Args:
+        argv: the ``main`` arguments absl passes.
+        action: a function of no arguments doing the tool's work.
+
+    Returns:
+        What ``action`` returns.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
+    try:
+        return action()
+    except tuple(error_type for error_type, _ in _EXIT_CODES) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(next(code for error_type, code in _EXIT_CODES if isinstance(error, error_type)))
