@@ -170,8 +170,21 @@ def test_a_source_file_replaced_by_one_of_the_same_size_is_refused(config, split
     teacher.set_weights([w * 1.01 for w in teacher.get_weights()])
     teacher.save(str(source_file))
     assert source_file.stat().st_size == size  # only the content tells
-    with pytest.raises(ConfigError, match="file_sha256"):
+    with pytest.raises(ConfigError, match=r"--sources: cache \['sha256:[0-9a-f]{64}'\], this run \['sha256:"):
         cache.check(teacher_config, 16, EXAMPLES)
+
+
+def test_the_same_source_file_under_another_path_is_accepted(config, splits, tmp_path, tiny_source_path, monkeypatch):
+    # A cache built with a relative path serves a run that names the file absolutely (or
+    # from another checkout): files are compared by content.
+    monkeypatch.chdir(os.path.dirname(tiny_source_path))
+    relative = dataclasses.replace(config, sources=[os.path.basename(tiny_source_path)])
+    _write(relative, splits, tmp_path / "cache", views=1)
+    cache = soft_labels.SoftLabelCache(str(tmp_path / "cache"))
+    cache.check(dataclasses.replace(config, sources=[tiny_source_path]), 16, EXAMPLES)
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(open(tiny_source_path, "rb").read())
+    cache.check(dataclasses.replace(config, sources=[str(copy)]), 16, EXAMPLES)
 
 
 def test_other_images_under_the_same_settings_fail_the_fingerprint_check(config, splits, tmp_path):

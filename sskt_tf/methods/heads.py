@@ -3,7 +3,7 @@
 import keras
 from keras import layers, ops
 
-from sskt_tf.targets.layers import batch_norm
+from sskt_tf.targets.layers import conv_bn_layers
 
 HEAD_KINDS = ("linear", "transfer")
 
@@ -58,19 +58,7 @@ class LinearHead(layers.Layer):
 
 
 def _conv_bn_relu(filters, kernel_size, strides, name):
-    return [
-        layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding="same",
-            use_bias=False,
-            kernel_initializer="he_normal",
-            name=f"{name}_conv",
-        ),
-        batch_norm(f"{name}_bn"),
-        layers.ReLU(name=f"{name}_relu"),
-    ]
+    return [*conv_bn_layers(filters, kernel_size, strides, name=name), layers.ReLU(name=f"{name}_relu")]
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")

@@ -25,8 +25,9 @@ def default_feature_layers(target, head):
 
     Args:
         target: functional target model.
-        head: ``"transfer"`` (all layers named ``stage<N>``) or ``"linear"``
-            (the layer feeding the classifier).
+        head: ``"transfer"`` (all layers named ``stage<N>``, or ``layer<N>`` as
+            torchvision names its stages) or ``"linear"`` (the layer feeding
+            the classifier).
 
     Returns:
         A list of layer names.
@@ -34,12 +35,12 @@ def default_feature_layers(target, head):
     if head == "linear":
         return [_classifier_input_layer(target).name]
     stages = sorted(
-        (layer.name for layer in target.layers if re.fullmatch(r"stage\d+", layer.name)),
-        key=lambda name: int(name[len("stage") :]),
+        (layer.name for layer in target.layers if re.fullmatch(r"(stage|layer)\d+", layer.name)),
+        key=lambda name: int(re.sub(r"\D", "", name)),
     )
     if not stages:
         raise ConfigError(
-            f"Target {target.name!r} has no layers named stage1, stage2, ...; pass "
+            f"Target {target.name!r} has no layers named stage1, stage2, ... (or layer1, layer2, ...); pass "
             "feature_layers=[...] with the names of its stage outputs for the transfer module."
         )
     return stages

@@ -14,6 +14,7 @@ from sskt_tf.soft_labels.settings import (
     MISMATCH_MARKER,
     PROGRESS,
     TOP_K_FILL,
+    comparable,
     describe_difference,
     indexed_examples,
     read_json,
@@ -78,10 +79,12 @@ class SoftLabelCache:
             ConfigError: listing every difference.
         """
         wanted = training_settings(config, image_size, train_examples)
+        cached, compared = comparable(self.settings), comparable(wanted)
+        # Files are shown by content (sha256:...): the same path may hold another file.
         differences = [
-            describe_difference(name, self.settings.get(name), value)
-            for name, value in wanted.items()
-            if self.settings.get(name) != value
+            describe_difference(name, cached.get(name), compared[name])
+            for name in compared
+            if cached.get(name) != compared[name]
         ]
         if differences:
             raise ConfigError(

@@ -98,6 +98,36 @@ def training_settings(config, image_size, train_examples):
     return settings
 
 
+# Settings that name files: a file is the same source wherever it is and however its path
+# is spelled (relative, absolute, another checkout), as long as its bytes are the same.
+_FILE_SETTINGS = ("sources", "source_weights", "places365_weights")
+
+
+def comparable(settings):
+    """The settings as a cache and a run compare them: files by content, not by path.
+
+    Every path that ``file_sha256`` lists is replaced by ``sha256:<digest>``, so the
+    same file named by another path matches, and another file under the same path
+    does not.
+
+    Args:
+        settings: a dict from :func:`training_settings` (or a cache's copy of one).
+
+    Returns:
+        A new dict without ``file_sha256``.
+    """
+    digests = settings.get("file_sha256") or {}
+
+    def by_content(value):
+        return f"sha256:{digests[value]}" if isinstance(value, str) and value in digests else value
+
+    result = {name: value for name, value in settings.items() if name != "file_sha256"}
+    for name in _FILE_SETTINGS:
+        value = result.get(name)
+        result[name] = [by_content(v) for v in value] if isinstance(value, list) else by_content(value)
+    return result
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -3,9 +3,17 @@
 import keras
 from keras import layers
 
+# The layouts and the PyTorch weight transposes assume NHWC, whatever keras.json says.
+CHANNELS_LAST = "channels_last"
 
-def batch_norm(name):
-    """BatchNorm with PyTorch's defaults, synchronized across replicas.
+# CIFAR-10 training-set statistics on the 0-255 scale; a sensible default for
+# natural images when the dataset's own statistics are not known.
+CIFAR_MEAN = (125.3, 123.0, 113.9)
+CIFAR_STD = (63.0, 62.1, 66.7)
+
+
+def batch_norm(name, synchronized=True):
+    """BatchNorm with PyTorch's defaults, synchronized across replicas by default.
 
     ``momentum=0.9`` and ``epsilon=1e-5`` are PyTorch's ``BatchNorm2d`` defaults
     (the original code's). ``synchronized=True`` computes the batch statistics
@@ -17,17 +25,13 @@ def batch_norm(name):
 
     Args:
         name: layer name.
+        synchronized: global-batch statistics (networks that train); False for
+            networks that only run in inference mode, such as converted sources.
 
     Returns:
         A ``keras.layers.BatchNormalization``.
     """
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
-
-
-# CIFAR-10 training-set statistics on the 0-255 scale; a sensible default for
-# natural images when the dataset's own statistics are not known.
-CIFAR_MEAN = (125.3, 123.0, 113.9)
-CIFAR_STD = (63.0, 62.1, 66.7)
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name)
 
 
 def raw_image_input(input_shape, mean=None, std=None):
@@ -49,37 +53,71 @@ def raw_image_input(input_shape, mean=None, std=None):
     return inputs, normalised
 
 
-def conv_bn(x, filters, kernel_size=3, strides=1, name=None, symmetric_padding=False):
-    """Conv (He init, no bias), then BatchNorm.
+def conv_bn_layers(
+    filters,
+    kernel_size=3,
+    strides=1,
+    name=None,
+    symmetric_padding=False,
+    synchronized=True,
+    conv_name=None,
+    bn_name=None,
+):
+    """The layers of a conv (He init, no bias) followed by BatchNorm, in call order.
 
     Args:
-        x: input Keras tensor.
         filters: output channels.
         kernel_size: square kernel side.
         strides: convolution stride.
         name: prefix of the layer names (``<name>_conv``, ``<name>_bn``).
         symmetric_padding: pad ``kernel_size // 2`` on every side before a
-            strided conv, as PyTorch does. Keras ``"same"`` pads a strided conv
-            on an even-sized input at the bottom/right only, which shifts the
-            sampling grid by one pixel from torchvision's.
+            strided conv (a ``<conv name>_pad`` layer), as PyTorch does. Keras
+            ``"same"`` pads a strided conv on an even-sized input at the
+            bottom/right only, which shifts the sampling grid by one pixel from
+            torchvision's.
+        synchronized: see :func:`batch_norm`.
+        conv_name: the conv layer's name, instead of ``<name>_conv`` (e.g. the
+            torch module name ``layer1.0.conv1``).
+        bn_name: the BatchNorm layer's name, instead of ``<name>_bn``.
+
+    Returns:
+        A list of layers: ``[ZeroPadding2D,] Conv2D, BatchNormalization``.
+    """
+    conv_name = conv_name or f"{name}_conv"
+    padding, stack = "same", []
+    if symmetric_padding and strides > 1 and kernel_size > 1:
+        stack.append(layers.ZeroPadding2D(kernel_size // 2, data_format=CHANNELS_LAST, name=f"{conv_name}_pad"))
+        padding = "valid"
+    stack.append(
+        layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            kernel_initializer="he_normal",
+            data_format=CHANNELS_LAST,
+            name=conv_name,
+        )
+    )
+    stack.append(batch_norm(bn_name or f"{name}_bn", synchronized=synchronized))
+    return stack
+
+
+def conv_bn(x, filters, kernel_size=3, strides=1, name=None, symmetric_padding=False, **kwargs):
+    """Applies :func:`conv_bn_layers` to the Keras tensor ``x``.
+
+    Args:
+        x: input Keras tensor.
+        filters, kernel_size, strides, name, symmetric_padding: see :func:`conv_bn_layers`.
+        **kwargs: ``synchronized``, ``conv_name``, ``bn_name`` of :func:`conv_bn_layers`.
 
     Returns:
         The BatchNorm output tensor.
     """
-    padding = "same"
-    if symmetric_padding and strides > 1 and kernel_size > 1:
-        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    x = layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name=f"{name}_conv",
-    )(x)
-    return batch_norm(f"{name}_bn")(x)
+    for layer in conv_bn_layers(filters, kernel_size, strides, name, symmetric_padding, **kwargs):
+        x = layer(x)
+    return x
 
 
 def conv_bn_relu(x, filters, strides=1, name=None, kernel_size=3, symmetric_padding=False):
@@ -88,8 +126,18 @@ def conv_bn_relu(x, filters, strides=1, name=None, kernel_size=3, symmetric_padd
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def classifier(x, num_classes):
-    """Global average pool (named ``pool``) and the ``logits`` Dense layer."""
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    # float32 logits under mixed precision policies (stable softmax, float32 predictions).
-    return layers.Dense(num_classes, name="logits", dtype="float32")(x)
+def classifier(x, num_classes, pool_name="pool", dense_name="logits"):
+    """Global average pool and the Dense layer that returns the logits.
+
+    Args:
+        x: the last feature map.
+        num_classes: output units.
+        pool_name: the pooling layer's name.
+        dense_name: the Dense layer's name.
+
+    Returns:
+        float32 logits, also under mixed precision policies (stable softmax,
+        float32 predictions).
+    """
+    x = layers.GlobalAveragePooling2D(data_format=CHANNELS_LAST, name=pool_name)(x)
+    return layers.Dense(num_classes, name=dense_name, dtype="float32")(x)

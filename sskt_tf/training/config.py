@@ -57,7 +57,7 @@ class TrainConfig:
     # Target network.
     target: str = _f(
         "resnet20",
-        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50 (ImageNet-style, 4 stages), vgg16.",
+        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16.",
     )
     # Sources and heads.
     sources: List[str] = _f(
@@ -82,7 +82,8 @@ class TrainConfig:
     )
     head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
     feature_layers: List[str] = _f(
-        [], "Target layers the heads tap; empty = stage1..N (transfer) or the classifier input (linear)."
+        [],
+        "Target layers the heads tap; empty = stage1..N (layer1..4 in torchvision ResNets) (transfer) or the classifier input (linear).",
     )
     aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
     target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
