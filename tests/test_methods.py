@@ -1,5 +1,6 @@
 """The method registry and the baselines (KD, DML, MAXL): loss formulas, meta-gradient, training."""
 
+import dataclasses
 import json
 
 import keras
@@ -12,7 +13,8 @@ from sskt_tf.errors import ConfigError
 from sskt_tf.methods.dml import DMLModel
 from sskt_tf.methods.kd import KDModel
 from sskt_tf.methods.maxl import MAXLModel, hierarchy_mask, mask_softmax
-from sskt_tf.training.config import TrainConfig
+from sskt_tf.training.checks import validate as training_validate
+from sskt_tf.training.config import TrainConfig, to_flagfile
 
 
 def tiny_target(num_classes, seed, size=16, dtype=None):
@@ -291,11 +293,32 @@ def test_registry_builds_the_baselines_from_flags(method, digits_folder):
 
 def test_scratch_ignores_the_sources_flag(digits_folder):
     from sskt_tf import data as data_lib
+    from sskt_tf import training
 
     data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
     config = TrainConfig(method="scratch", sources=["/nonexistent/source.keras"], target="resnet20")
-    model = methods.get("scratch").build(config, data)
+    model = training.loop.build_model(training.validate(config), data)  # the source is neither checked nor built
     assert model.sources == [] and model.target.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize(
+    "method,expected", [("sskt", (0.1, 3.0)), ("kd", (0.9, 4.0)), ("dml", (1.0, 1.0)), ("maxl", (None, None))]
+)
+def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tmp_path):
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(b"")  # KD checks that its teacher exists
+    config = TrainConfig(method=method, sources=[], teacher=str(teacher))
+    assert (config.alpha, config.temperature) == (None, None)  # unset: the method decides
+    validated = training_validate(config)
+    assert (validated.alpha, validated.temperature) == expected
+    assert methods.get(method).defaults == (
+        {} if expected == (None, None) else dict(zip(("alpha", "temperature"), expected))
+    )
+    # What the user set is kept, and the resolved values are what flags.txt records.
+    explicit = training_validate(dataclasses.replace(config, alpha=0.5, temperature=2.0))
+    assert (explicit.alpha, explicit.temperature) == (0.5, 2.0)
+    if expected != (None, None):
+        assert f"--alpha={expected[0]}" in to_flagfile(validated).splitlines()
 
 
 @pytest.mark.parametrize(

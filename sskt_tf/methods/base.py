@@ -6,15 +6,12 @@ and every baseline's ``train_step``/``test_step``; :class:`BaselineModel` is
 the train/test step of the baselines.
 """
 
-import logging
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.training.config import TrainConfig
 
 
 def num_replicas():
@@ -96,26 +93,6 @@ def skip_empty_batch(images, evaluate_batch, current_results):
         The metrics' results dict.
     """
     return tf.cond(tf.shape(images)[0] > 0, evaluate_batch, current_results)
-
-
-def warn_if_sskt_weights(config, usual):
-    """Warns when ``--alpha``/``--temperature`` are still SSKT's defaults for a method that usually differs.
-
-    Args:
-        config: the run's :class:`TrainConfig`.
-        usual: what the method usually takes, e.g. ``"--alpha=0.9 --temperature=4"``.
-    """
-    defaults = TrainConfig()
-    if (config.alpha, config.temperature) == (defaults.alpha, defaults.temperature):
-        logging.warning(
-            "--method=%s runs with --alpha=%s --temperature=%s, SSKT's defaults; it usually takes %s "
-            "(configs/paper/*/%s.flags).",
-            config.method,
-            config.alpha,
-            config.temperature,
-            usual,
-            config.method,
-        )
 
 
 class BaselineModel(keras.Model):

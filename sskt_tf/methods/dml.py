@@ -5,7 +5,7 @@ from keras import ops
 
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods.base import BaselineModel
 from sskt_tf.methods.sskt import build_target
 
 
@@ -61,13 +61,10 @@ class DMLModel(BaselineModel):
         self.peer2_accuracy.update_state(y, other_outputs[0], sample_weight=sample_weight)
 
 
-def build_dml(config, data):
+def build_dml(config, data, sources):
     """DMLModel of ``config``: two independently initialised ``--target`` networks."""
+    del sources
     return DMLModel(build_target(config, data), build_target(config, data))
-
-
-def _check(config):
-    warn_if_sskt_weights(config, "--alpha=1 --temperature=1")
 
 
 register(
@@ -76,6 +73,6 @@ register(
         summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
         build=build_dml,
         compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
-        check=_check,
+        defaults={"alpha": 1.0, "temperature": 1.0},
     )
 )

@@ -6,7 +6,7 @@ from sskt_tf import sources as sources_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods.base import BaselineModel
 from sskt_tf.methods.sskt import build_target
 
 
@@ -73,14 +73,14 @@ def _teacher_path(config):
 
 def _check(config):
     """``--teacher`` must exist and ``--alpha`` weigh a convex combination."""
-    warn_if_sskt_weights(config, "--alpha=0.9 --temperature=4")
     if not 0.0 <= config.alpha <= 1.0:
         raise ConfigError(f"--method=kd weighs (1-alpha)*CE + alpha*KD: --alpha must be in [0, 1], got {config.alpha}.")
     sources_lib.require_file(_teacher_path(config), "The KD teacher (--teacher)")
 
 
-def build_kd(config, data):
+def build_kd(config, data, sources):
     """KDModel of ``config``: the target as student, ``--teacher`` as the teacher."""
+    del sources  # the teacher is the only source
     teacher = sources_lib.from_file(_teacher_path(config), name="teacher", input_size=config.source_image_size or None)
     return KDModel(build_target(config, data), teacher)
 
@@ -92,5 +92,6 @@ register(
         build=build_kd,
         compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
         check=_check,
+        defaults={"alpha": 0.9, "temperature": 4.0},
     )
 )

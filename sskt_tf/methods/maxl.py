@@ -230,8 +230,9 @@ def _check(config):
         raise ConfigError("--maxl_entropy_weight must be >= 0 and --maxl_generator_lr > 0.")
 
 
-def build_maxl(config, data):
+def build_maxl(config, data, sources):
     """MAXLModel of ``config``: the target, and a generator of the same architecture."""
+    del sources
     target = build_target(config, data)
     generator = build_target(config, data, num_classes=data.num_classes * config.maxl_psi)
     return MAXLModel(target, generator, config.maxl_psi)

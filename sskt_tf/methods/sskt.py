@@ -17,7 +17,7 @@ from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import l2_penalty, results_without, skip_empty_batch, split_inputs, update_loss_trackers
 from sskt_tf.targets import get as get_target
-from sskt_tf.training import source_flags
+from sskt_tf.training.source_flags import check_source_flags
 
 
 def default_feature_layers(target, head):
@@ -302,11 +302,8 @@ def build_target(config, data, num_classes=None):
     )
 
 
-def build_sskt(config, data, sources=None):
-    """SSKTModel of ``config``: target, sources (or a cache's placeholders) and heads."""
-    if sources is None:
-        cache = source_flags.open_cache(config)
-        sources = cache.placeholder_sources() if cache else source_flags.build_sources(config, data.image_size)
+def build_sskt(config, data, sources):
+    """SSKTModel of ``config``: target, ``sources`` (or a cache's placeholders) and heads."""
     return SSKTModel(
         build_target(config, data), sources, head=config.head, feature_layers=config.feature_layers or None
     )
@@ -323,11 +320,9 @@ def sskt_compile_kwargs(config):
 
 
 def _check(config):
-    """The sources (or the soft-label cache standing for them) must be there."""
-    if config.soft_label_cache:
-        source_flags.open_cache(config)  # the sources are never built: only the cache must be there
-    else:
-        source_flags.check_source_flags(config)
+    """The sources must be there, unless a soft-label cache stands for them (opened when training starts)."""
+    if not config.soft_label_cache:
+        check_source_flags(config)
 
 
 register(
@@ -339,5 +334,6 @@ register(
         check=_check,
         uses_sources=True,
         multi_label=True,
+        defaults={"alpha": 0.1, "temperature": 3.0},
     )
 )

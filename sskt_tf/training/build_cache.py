@@ -4,9 +4,8 @@ import os
 
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
-from sskt_tf.sources import parse_scale
-from sskt_tf.training.checks import one_of
-from sskt_tf.training.precision import MIXED_PRECISION_POLICIES, dtype_policy
+from sskt_tf.training.checks import validate
+from sskt_tf.training.precision import dtype_policy
 from sskt_tf.training.run_data import load_splits
 from sskt_tf.training.source_flags import build_sources, check_source_flags
 
@@ -30,9 +29,8 @@ def build_soft_label_cache(
     """
     if not config.soft_label_cache:
         raise ConfigError("--soft_label_cache=DIR names the directory to write the cache to.")
-    one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
-    parse_scale(config.source_scale)
-    check_source_flags(config)
+    config = validate(config)
+    check_source_flags(config)  # validation leaves them to the cache a run names; here they run
     if not [spec for spec in config.sources if spec.strip()]:
         raise ConfigError("--sources is empty: there is nothing to cache.")
     splits = load_splits(config)

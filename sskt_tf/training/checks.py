@@ -1,5 +1,7 @@
 """Checks of a run's configuration, before and after its data is loaded."""
 
+import dataclasses
+
 from sskt_tf import methods as methods_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
@@ -17,8 +19,24 @@ def one_of(flag, value, choices):
 
 
 def validate(config):
-    """Rejects inconsistent settings before any data is loaded."""
+    """The one check of a configuration, before any data is loaded; fills in the method's defaults.
+
+    Training, the soft-label cache builder and the tools call it first.
+
+    Args:
+        config: a :class:`sskt_tf.TrainConfig`.
+
+    Returns:
+        A copy of ``config`` whose unset flags (None) the method gives a value
+        (:attr:`sskt_tf.methods.Method.defaults`) hold that value.
+
+    Raises:
+        ConfigError: naming the flag and what it accepts.
+    """
     method = methods_lib.get(config.method)
+    config = dataclasses.replace(
+        config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
+    )
     one_of("target", config.target, targets_lib.TARGETS)
     one_of("head", config.head, heads_lib.HEAD_KINDS)
     one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
@@ -33,18 +51,42 @@ def validate(config):
     method.check(config)
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch_size must be positive.")
-    if config.lr <= 0 or config.temperature <= 0:
+    if config.lr <= 0 or (config.temperature is not None and config.temperature <= 0):
         raise ConfigError("--lr and --temperature must be positive.")
-    if config.alpha < 0 or config.weight_decay < 0 or config.lr_decay <= 0:
+    if (config.alpha is not None and config.alpha < 0) or config.weight_decay < 0 or config.lr_decay <= 0:
         raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
     if any(m < 0 for m in config.lr_milestones):
         raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
     if config.validation_freq < 1:
         raise ConfigError(f"--validation_freq must be >= 1 (validate every N epochs), got {config.validation_freq}.")
     data_subset(config).check()
+    return config
 
 
-def check_labels(config, data):
+def check_data(config, data):
+    """The loaded data must suit the configuration: class count, batch size, label kind.
+
+    Args:
+        config: a validated :class:`sskt_tf.TrainConfig`.
+        data: its :class:`sskt_tf.data.Data`.
+
+    Raises:
+        ConfigError: saying which flag to change.
+    """
+    if config.num_classes and config.num_classes != data.num_classes:
+        raise ConfigError(
+            f"--num_classes={config.num_classes} but {config.dataset} has {data.num_classes} classes; "
+            "leave --num_classes at 0 to use the dataset's."
+        )
+    if data.train_examples is not None and data.train_examples < config.batch_size:
+        raise ConfigError(
+            f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
+            "(training drops partial batches, so no step would run): lower --batch_size."
+        )
+    _check_labels(config, data)
+
+
+def _check_labels(config, data):
     """The target loss and the method must suit the dataset's labels (single or multi-label)."""
     if data.multi_label and config.target_loss != "bce":
         raise ConfigError(f"{config.dataset} is multi-label (multi-hot labels): use --target_loss=bce.")

@@ -87,11 +87,14 @@ class TrainConfig:
     )
     aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
     target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
-    alpha: float = _f(
-        0.1,
-        "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml).",
+    alpha: Optional[float] = _f(
+        None,
+        "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml). Unset = the method's: 0.1 (sskt), 0.9 (kd), 1 (dml).",
     )
-    temperature: float = _f(3.0, "Temperature T of the auxiliary (sskt), distillation (kd) or mutual (dml) loss.")
+    temperature: Optional[float] = _f(
+        None,
+        "Temperature T of the auxiliary (sskt), distillation (kd) or mutual (dml) loss. Unset = the method's: 3 (sskt), 4 (kd), 1 (dml).",
+    )
     # Optimisation.
     epochs: int = _f(200, "Training epochs.")
     steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")

@@ -19,13 +19,13 @@ from sskt_tf.sources import require_file
 from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import history as history_lib
-from sskt_tf.training.checks import check_labels, validate
+from sskt_tf.training.checks import check_data, validate
 from sskt_tf.training.config import to_flagfile
 from sskt_tf.training.export import export_saved_model
 from sskt_tf.training.flags import config_from_flagfile
 from sskt_tf.training.precision import dtype_policy
 from sskt_tf.training.run_data import epoch_batches, load_data, monitored_metric, validation_epochs
-from sskt_tf.training.source_flags import open_cache
+from sskt_tf.training.source_flags import build_sources, open_cache
 
 
 def _default_model_dir(config):
@@ -40,23 +40,24 @@ def _seed(config):
         tf.config.experimental.enable_op_determinism()
 
 
-def build_model(config, data):
+def build_model(config, data, cache=None):
     """The model of ``config.method`` on ``data`` (e.g. SSKT: target + sources + heads).
 
     Args:
-        config: a :class:`TrainConfig`.
+        config: a validated :class:`TrainConfig`.
         data: the :class:`sskt_tf.data.Data` it will train on.
+        cache: the run's soft-label cache, whose placeholders then stand for
+            the sources (which are not built); None builds the sources.
 
     Returns:
         An uncompiled ``keras.Model`` whose ``target`` attribute is the network
         that is saved and exported.
     """
-    if config.num_classes and config.num_classes != data.num_classes:
-        raise ConfigError(
-            f"--num_classes={config.num_classes} but {config.dataset} has {data.num_classes} classes; "
-            "leave --num_classes at 0 to use the dataset's."
-        )
-    return methods_lib.get(config.method).build(config, data)
+    method = methods_lib.get(config.method)
+    sources = []
+    if method.uses_sources:
+        sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
+    return method.build(config, data, sources)
 
 
 def compile_model(model, config, multi_label=False):
@@ -210,8 +211,45 @@ def train(config):
         ConfigError: bad settings, missing data or weights.
         TrainingDivergedError: the loss became NaN or infinite.
     """
-    config = dataclasses.replace(config)
-    validate(config)
+    config = validate(config)
+    strategy = _strategy(config)
+    config = dataclasses.replace(config, model_dir=config.model_dir or _default_model_dir(config))
+    output_dir, resume_epoch = _prepare_run_directory(config, strategy)
+    _seed(config)
+    cache = open_cache(config)
+    data = load_data(config, cache, start_epoch=resume_epoch)
+    check_data(config, data)
+    if data.subset:
+        with open(os.path.join(output_dir, "subset.json"), "w") as f:
+            json.dump(data.subset, f)
+    with strategy.scope(), dtype_policy(config.mixed_precision):
+        model = build_model(config, data, cache)
+        compile_model(model, config, multi_label=data.multi_label)
+    _log_start(config, data, model, strategy, output_dir)
+    backup = callbacks_lib.FiniteBackupAndRestore(os.path.join(output_dir, "backup"))
+    nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
+    seconds = _fit(config, model, data, cache, callbacks, resume_epoch)
+    nan_guard.raise_if_failed(output_dir)
+    results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
+    results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
+    _write_results(output_dir, results)
+    backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
+    logging.info(
+        "Done: %s %.4f (best %.4f at epoch %s). Results in %s.",
+        saver.monitor,
+        results.get(saver.monitor, float("nan")),
+        results[f"best_{saver.monitor}"] or float("nan"),
+        results["best_epoch"],
+        output_dir,
+    )
+    if config.export_dir and distribute_lib.is_chief(strategy):
+        results["export_path"] = _export_best(output_dir, config.export_dir, data.class_names)
+        _write_results(output_dir, results)
+    return results
+
+
+def _strategy(config):
+    """The run's tf.distribute strategy; multi-worker runs need a fixed directory and seed."""
     # Multi-worker strategies must exist before any other TensorFlow work.
     strategy = distribute_lib.get_strategy(config.distribution_strategy, config.tpu)
     if distribute_lib.is_multi_worker(strategy) and (not config.model_dir or config.seed < 0):
@@ -219,28 +257,24 @@ def train(config):
             "Multi-worker training needs an explicit --model_dir (the default name holds each worker's start "
             "time) and --seed >= 0 (every worker must shuffle the data the same way)."
         )
-    config.model_dir = config.model_dir or _default_model_dir(config)
+    return strategy
+
+
+def _prepare_run_directory(config, strategy):
+    """Creates this process's output directory, finds the epoch to resume from, writes ``flags.txt``.
+
+    Returns:
+        ``(output_dir, resume_epoch)``.
+    """
     output_dir = _output_dir(config.model_dir, strategy)
-    backup_dir = os.path.join(output_dir, "backup")
     os.makedirs(output_dir, exist_ok=True)
-    resume_epoch = _prepare_resume(config, output_dir, backup_dir)
+    resume_epoch = _prepare_resume(config, output_dir, os.path.join(output_dir, "backup"))
     with open(os.path.join(output_dir, "flags.txt"), "w") as f:
         f.write(to_flagfile(config))
-    _seed(config)
+    return output_dir, resume_epoch
 
-    data = load_data(config, start_epoch=resume_epoch)
-    if data.train_examples is not None and data.train_examples < config.batch_size:
-        raise ConfigError(
-            f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
-            "(training drops partial batches, so no step would run): lower --batch_size."
-        )
-    check_labels(config, data)
-    if data.subset:
-        with open(os.path.join(output_dir, "subset.json"), "w") as f:
-            json.dump(data.subset, f)
-    with strategy.scope(), dtype_policy(config.mixed_precision):
-        model = build_model(config, data)
-        compile_model(model, config, multi_label=data.multi_label)
+
+def _log_start(config, data, model, strategy, output_dir):
     logging.info(
         "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
         "replica(s) in %s.",
@@ -256,9 +290,10 @@ def train(config):
         strategy.num_replicas_in_sync,
         output_dir,
     )
-    backup = callbacks_lib.FiniteBackupAndRestore(backup_dir)
-    nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
-    cache = open_cache(config)
+
+
+def _fit(config, model, data, cache, callbacks, resume_epoch):
+    """Runs ``model.fit`` over the epochs left after ``resume_epoch``; returns its seconds."""
     train_batches, steps_per_epoch = epoch_batches(config, data, cache)
     start = time.time()
     with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
@@ -279,8 +314,11 @@ def train(config):
                 verbose=config.verbose,
                 shuffle=False,  # the pipeline shuffles
             )
-    seconds = time.time() - start
-    nan_guard.raise_if_failed(output_dir)
+    return time.time() - start
+
+
+def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
+    """What ``results.json`` holds: the last epoch's metrics, the best epoch, and what was trained."""
     # The last epoch's metrics (its val_* are the final weights on the validation split),
     # from history.csv, which holds every epoch of a resumed run too.
     history = history_lib.read_history(os.path.join(output_dir, "history.csv"))
@@ -298,27 +336,14 @@ def train(config):
         validation_freq=config.validation_freq,
         method=config.method,
         sources=[s.name for s in model.sources],
-        replicas=strategy.num_replicas_in_sync,
-        soft_label_cache_views=cache.views if cache else None,
     )
-    _write_results(output_dir, results)
-    backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
-    monitor = saver.monitor
-    logging.info(
-        "Done: %s %.4f (best %.4f at epoch %s). Results in %s.",
-        monitor,
-        results.get(monitor, float("nan")),
-        results[f"best_{monitor}"] or float("nan"),
-        results["best_epoch"],
-        output_dir,
-    )
-    if config.export_dir and distribute_lib.is_chief(strategy):
-        best = os.path.join(output_dir, "best.keras")
-        require_file(best, "The target to export (no epoch had a finite validation accuracy)")
-        path = export_saved_model(
-            keras.saving.load_model(best, compile=False), config.export_dir, class_names=data.class_names
-        )
-        results["export_path"] = path
-        _write_results(output_dir, results)
-        logging.info("Exported %s as a SavedModel to %s.", best, path)
     return results
+
+
+def _export_best(output_dir, export_dir, class_names):
+    """Exports the run's ``best.keras`` as a SavedModel; returns the version directory."""
+    best = os.path.join(output_dir, "best.keras")
+    require_file(best, "The target to export (no epoch had a finite validation accuracy)")
+    path = export_saved_model(keras.saving.load_model(best, compile=False), export_dir, class_names=class_names)
+    logging.info("Exported %s as a SavedModel to %s.", best, path)
+    return path

@@ -2,7 +2,6 @@
 
 from sskt_tf import data as data_lib
 from sskt_tf.errors import ConfigError
-from sskt_tf.training.source_flags import open_cache
 
 
 def data_subset(config):
@@ -44,20 +43,21 @@ def load_splits(config, order_seed=None):
     )
 
 
-def load_data(config, start_epoch=0):
+def load_data(config, cache=None, start_epoch=0):
     """The :class:`sskt_tf.data.Data` (train and validation pipelines) of ``config``.
 
     Args:
         config: a :class:`TrainConfig`.
-        start_epoch: the first epoch to train (a resumed run's); with
-            ``--soft_label_cache`` it picks the views the training batches start with.
+        cache: the run's :class:`sskt_tf.soft_labels.SoftLabelCache`
+            (:func:`sskt_tf.training.source_flags.open_cache`), or None.
+        start_epoch: the first epoch to train (a resumed run's); with a cache
+            it picks the views the training batches start with.
 
     Returns:
         A :class:`sskt_tf.data.Data`. With ``--soft_label_cache`` its training
         batches cover every remaining epoch and carry the cached soft labels.
     """
     seed = config.seed if config.seed >= 0 else None
-    cache = open_cache(config)
     if cache is None:
         return data_lib.load(
             config.dataset,
