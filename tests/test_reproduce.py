@@ -366,3 +366,45 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
     assert len(cache_cells) == 2 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [[source_model], [random_model]]
+
+
+def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nested paths are relative to the working directory, as in absl
+    table = tmp_path / "toy"
+    table.mkdir()
+    (table / "common.flags").write_text("# shared\n--epochs=7\n--model_path={output_dir}/{dataset_slug}/shared\n")
+    (table / "a.flags").write_text("--flagfile=toy/common.flags\n--alpha=0.5\n")
+    (table / "table.json").write_text(
+        json.dumps(
+            {
+                "title": "Toy",
+                "metric": "best_val_accuracy",
+                "seeds": [0],
+                "rows": [{"name": "a", "label": "A"}],
+                "columns": [{"dataset": "c10", "target": "r20", "label": "c10"}],
+            }
+        )
+    )
+    assert harness.read_flagfile("toy/a.flags") == [
+        "--epochs=7",
+        "--model_path={output_dir}/{dataset_slug}/shared",
+        "--alpha=0.5",
+    ]
+    (cell,) = harness.plan([harness.load_table(str(table))], output_dir="out")
+    # The nested file's placeholder line reaches the command expanded, like the row's own lines.
+    assert "--model_path=out/c10/shared" in cell.command
+    (table / "a.flags").write_text("--flagfile=toy/missing.flags\n")
+    with pytest.raises(ConfigError, match="toy/missing.flags does not exist \\(included by toy/a.flags"):
+        harness.read_flagfile("toy/a.flags")
+    (table / "a.flags").write_text("--flagfile=toy/a.flags\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        harness.read_flagfile("toy/a.flags")
+
+
+def test_the_harness_reads_every_config_flagfile_as_training_does(monkeypatch):
+    monkeypatch.chdir(REPO)  # the row flagfiles include their common.flags relative to the repository root
+    paths = sorted(glob.glob(os.path.join("configs", "*", "*", "*.flags")))
+    nested = [path for path in paths if any(line.startswith("--flagfile=") for line in open(path))]
+    assert len(nested) >= 20
+    for path in nested:
+        assert _train_config([f"--flagfile={path}"]) == _train_config(harness.read_flagfile(path)), path

@@ -45,10 +45,11 @@ def _source_class_names(spec):
 
 def inspect(config, batch_size):
     """Per-source statistics (:func:`sskt_tf.soft_labels.stats.soft_label_statistics`) of ``config``'s sources."""
+    config = training.validate(config)
     specs = [spec for spec in config.sources if spec.strip()]
     if not specs:
         raise ConfigError("--sources is empty: there is nothing to inspect.")
-    check_source_flags(config)
+    check_source_flags(config)  # validation leaves them to a --soft_label_cache, which this tool ignores
     splits = training.load_splits(config)
     sources = build_sources(config, splits.image_size)
     logits, labels = [[] for _ in sources], []

@@ -199,18 +199,37 @@ def resolve_table_path(table):
     raise ConfigError(f"No table.json in {table!r} (nor in {os.path.join(PAPER_TABLES, table)}).")
 
 
-def read_flagfile(path):
+def read_flagfile(path, _including=()):
     """The flag lines of a flagfile, as absl reads them: comments and blank lines dropped.
+
+    A ``--flagfile=PATH`` line is replaced by the lines of ``PATH`` (relative to the
+    working directory, as absl resolves it), so the harness sees what training sees.
 
     Args:
         path: the flagfile.
 
     Returns:
         A list of ``--name=value`` strings.
+
+    Raises:
+        ConfigError: a nested flagfile that does not exist, or that includes itself.
     """
+    if path in _including:
+        raise ConfigError(f"{path} includes itself through {' -> '.join(_including)}.")
+    if not os.path.exists(path):
+        where = f" (included by {_including[-1]}; paths are relative to the working directory)" if _including else ""
+        raise ConfigError(f"Flagfile {path} does not exist{where}.")
     with open(path) as f:
         lines = [line.strip() for line in f]
-    return [line for line in lines if line and not line.startswith(("#", "//"))]
+    flag_lines = []
+    for line in lines:
+        if not line or line.startswith(("#", "//")):
+            continue
+        if _flag_name(line) == "flagfile":
+            flag_lines.extend(read_flagfile(line.split("=", 1)[1], (*_including, path)))
+        else:
+            flag_lines.append(line)
+    return flag_lines
 
 
 def _flag_name(flag):
