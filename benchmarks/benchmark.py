@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import training_steps as benchmark  # noqa: E402
 
-from sskt_tf.training.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_list("configs", list(benchmark.KERAS_CONFIGS), f"Configurations: {', '.join(benchmark.CONFIGS)}.")
 flags.DEFINE_list("jit_compile", ["false", "true"], "XLA settings to measure (Keras configurations): false, true.")

@@ -4,11 +4,14 @@ import csv
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
-from helpers.processes import run_python
+import tomllib
+from helpers.processes import REPO, run_python
 
 from sskt_tf import training
 from sskt_tf.errors import ConfigError
@@ -192,3 +195,32 @@ def test_same_seed_same_run(tmp_path, digits_folder, tiny_source_path):
     for key in ("loss", "aux_tiny_loss", "val_loss", "val_accuracy"):
         assert first[key] == second[key], key
     assert other["loss"] != first["loss"]
+
+
+def test_every_console_script_runs_its_tool():
+
+    with open(f"{REPO}/pyproject.toml", "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    assert {"sskt-train", "sskt-export", "sskt-cache-soft-labels"} <= set(scripts)
+    # What pip's generated script does: import the entry point and call it. An unknown flag shows
+    # that the tool's own flag parser runs (one error line, exit 2).
+    processes = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.argv = ['{name}', '--no_such_flag=1']; from {module} import {function}; {function}()",
+            ],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, entry in scripts.items()
+        for module, function in [entry.split(":")]
+    }
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (name, stderr[-2000:])
+        assert "no_such_flag" in stderr and "Run with --helpfull" in stderr, (name, stderr[-2000:])

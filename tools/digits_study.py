@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from studies import digits as digits_study  # noqa: E402
 from studies import harness  # noqa: E402
 
-from sskt_tf.training.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_list("seeds", [], "Seeds of the study table (empty = its table.json's: 0-4).")
 flags.DEFINE_list("rows", [], "Rows to run (scratch, kd, dml, maxl, sskt; empty = all).")

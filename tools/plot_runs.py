@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from studies import learning_curves  # noqa: E402
 
-from sskt_tf.training.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_multi_string("runs", None, "LABEL=GLOB of run directories forming one line (repeat for more lines).")
 flags.DEFINE_string("output", "curves.png", "Image to write (.png, .svg or .pdf).")

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from studies import harness  # noqa: E402
 
-from sskt_tf.training.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_list(
     "table", None, "Comma list of table directories (configs/paper/<table>) or names under configs/paper."
