@@ -105,10 +105,15 @@ def test_npz_conversion_needs_no_torch(csail_resnet18, resnet18_ref, tmp_path, m
     np.testing.assert_allclose(model.predict(images, verbose=0), _torch_logits(resnet18_ref, images), atol=1e-3, rtol=0)
 
 
-def test_missing_torch_is_a_clear_error(csail_resnet18, monkeypatch):
+def test_csail_checkpoints_convert_without_torch(csail_resnet18, resnet18_ref, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    model = torch_checkpoint.convert(csail_resnet18, "resnet18", 365)  # the legacy format of the 2017 files
+    images = _images(40)
+    monkeypatch.undo()
+    np.testing.assert_allclose(model.predict(images, verbose=0), _torch_logits(resnet18_ref, images), atol=1e-3, rtol=0)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ConfigError, match=r"needs torch.*pip install -e \"\.\[convert\]\".*\.npz"):
-        torch_checkpoint.convert(csail_resnet18)
+    with pytest.raises(ConfigError, match="--trust_pickle reads .* torch is not installed: pip install torch"):
+        torch_checkpoint.convert(csail_resnet18, trust_pickle=True)
 
 
 def _save_state(state, path):
@@ -160,7 +165,7 @@ def test_pickled_objects_need_trust(csail_resnet18, tmp_path):
     checkpoint = {"state_dict": torch.load(csail_resnet18, weights_only=True)["state_dict"], "extra": _Opaque()}
     path = str(tmp_path / "pickled.pth.tar")
     torch.save(checkpoint, path)
-    with pytest.raises(ConfigError, match=r"If you trust its origin.*--trust_pickle"):
+    with pytest.raises(ConfigError, match=r"(?s)holds a \S*_Opaque object.*If you trust its origin.*--trust_pickle"):
         torch_checkpoint.convert(path)
     assert torch_checkpoint.convert(path, trust_pickle=True).name == "resnet18"
 
@@ -308,6 +313,6 @@ def test_places365_download_failure_and_unpublished_arch(tmp_path, monkeypatch):
         sources.places365("resnet50", cache_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="CSAIL publishes Places365 weights for resnet18 and resnet50 only"):
         sources.places365("resnet34", cache_dir=str(tmp_path))
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ConfigError, match="needs torch"):
+    monkeypatch.setitem(sys.modules, "torch", None)  # the download is converted without torch
+    with pytest.raises(ConfigError, match="Could not download the Places365 resnet50"):
         sources.places365("resnet50", cache_dir=str(tmp_path))

@@ -3,13 +3,13 @@
     python tools/convert_torch_resnet.py --checkpoint resnet50_places365.pth.tar \
         --arch resnet50 --num_classes 365 --output ~/.keras/models/resnet50_places365.keras
 
-Reads .pth/.pth.tar files written by torch.save (a bare state dict or one under
+Reads .pth/.pth.tar files written by torch.save, without torch (a bare state dict or one under
 "state_dict", with or without DataParallel's "module." prefix) or a .npz of the
 same arrays. Writes, by the suffix of --output:
   .keras        the complete Keras model (input: preprocessed NHWC images, or raw
                 [0, 255] pixels with --raw_pixels); same logits as the torch model
   .weights.h5   its weights only (sskt_tf.targets.torchvision_resnet.build(arch, classes) loads them)
-  .npz          the state dict as numpy arrays, to convert later on a machine without torch
+  .npz          the state dict as numpy arrays
 """
 
 from absl import app, flags
@@ -32,7 +32,12 @@ flags.DEFINE_bool(
     "Put torchvision's preprocessing inside the .keras model, so it takes RGB pixels in "
     "[0, 255] and can be passed as --sources=PATH to tools/train.py.",
 )
-flags.DEFINE_bool("trust_pickle", False, "Let torch unpickle arbitrary objects (only for checkpoints you trust).")
+flags.DEFINE_bool(
+    "trust_pickle",
+    False,
+    "Read the checkpoint with torch's full unpickler, which builds any object in it "
+    "(needs torch; only for checkpoints you trust).",
+)
 flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
 flags.mark_flags_as_required(["checkpoint", "output"])
 

@@ -44,7 +44,7 @@ def check_places365_download(arch, cache_dir=None):
     """Checks that ``places365(arch, weights="places365")`` can get its weights.
 
     Either the converted checkpoint is cached, or CSAIL publishes one for
-    ``arch`` and torch is installed to convert it.
+    ``arch`` (it is downloaded and converted without torch).
 
     Args:
         arch: a torchvision ResNet name.
@@ -60,7 +60,6 @@ def check_places365_download(arch, cache_dir=None):
             f"CSAIL publishes Places365 weights for {' and '.join(PLACES365_PUBLISHED)} only, not {arch}; "
             "pass --places365_weights=PATH with a checkpoint of your own."
         )
-    torch_checkpoint.require_torch(PLACES365_URL.format(arch=arch))
 
 
 def _published_places365(arch, cache_dir):
@@ -130,7 +129,7 @@ def places365(arch="resnet50", weights="places365", input_size=224, name=None, c
     Args:
         arch: a torchvision ResNet (``resnet18`` .. ``resnet152``).
         weights: ``"places365"`` downloads the CSAIL checkpoint (resnet18 and
-            resnet50 only; needs torch) and converts it once into
+            resnet50 only) and converts it once (without torch) into
             :func:`places365_cache_path`; a path to a converted ``.keras`` or
             ``.weights.h5`` file, or to a ``.pth.tar``/``.npz`` checkpoint; None
             for random weights (tests only).

@@ -15,12 +15,10 @@ import keras
 import numpy as np
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources import torch_pickle
 from sskt_tf.targets.torchvision_resnet import ARCHS, arch_key, build, with_raw_pixel_input
 
 _TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".tar", ".bin", ".ckpt")
-
-
-_INSTALL_TORCH = 'pip install -e ".[convert]"'
 
 
 OUTPUT_SUFFIXES = (".keras", ".weights.h5", ".npz")
@@ -29,51 +27,43 @@ OUTPUT_SUFFIXES = (".keras", ".weights.h5", ".npz")
 # Keys under which training scripts keep the state dict (CSAIL: "state_dict"; torchvision
 # reference scripts: "model").
 _STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state_dict")
+_TRUST_HINT = (
+    "\nIf you trust its origin, convert it with full unpickling (needs torch: pip install torch): "
+    "python tools/convert_torch_resnet.py --checkpoint {path} --trust_pickle --output OUT.keras "
+    "(trust_pickle=True in Python)."
+)
 
 
-def require_torch(path):
-    """Imports torch, or raises a ConfigError saying how to read ``path`` without it.
-
-    Args:
-        path: the PyTorch checkpoint that needs reading (named in the message).
-
-    Returns:
-        The ``torch`` module.
-    """
+def _torch_load(path):
+    """``torch.load`` with full unpickling, for a checkpoint the user trusts."""
     try:
         import torch
     except ImportError as error:
         raise ConfigError(
-            f"Reading the PyTorch checkpoint {path!r} needs torch, which is not installed: {_INSTALL_TORCH}. "
-            "Or, on a machine with torch, write its state dict as .npz "
-            f"(python tools/convert_torch_resnet.py --checkpoint {os.path.basename(path)} --output state.npz) "
-            "and use the .npz here instead (as --checkpoint, or as --places365_weights)."
+            f"--trust_pickle reads {path!r} with torch's full unpickler, and torch is not installed: pip install torch."
         ) from error
-    return torch
-
-
-def _torch_load(path, trust_pickle):
-    torch = require_torch(path)
     try:
         with warnings.catch_warnings():
             # torch warns that `encoding` is for full unpickling only, yet passes it on.
             warnings.filterwarnings("ignore", message="pickle_load_args only works")
             # latin1 decodes checkpoints pickled by Python 2 (the CSAIL files are from 2017).
-            return torch.load(path, map_location="cpu", weights_only=not trust_pickle, encoding="latin1")
+            return torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
     except Exception as error:
-        message = str(error).strip().rstrip(".")
-        hint = ""
-        if not trust_pickle and "weights_only" in message:
-            # Refused by the safe loader: other objects inside, or torch's pre-2017 tar format.
-            hint = (
-                f"\nIf you trust its origin, convert it with full unpickling: python tools/convert_torch_resnet.py "
-                f"--checkpoint {path} --trust_pickle --output OUT.keras (trust_pickle=True in Python)."
-            )
-        raise ConfigError(f"Could not read PyTorch checkpoint {path!r}: {message}.{hint}") from error
+        raise ConfigError(f"Could not read PyTorch checkpoint {path!r}: {str(error).strip().rstrip('.')}.") from error
+
+
+def _read_checkpoint(path, trust_pickle):
+    """The object a ``torch.save`` file holds: read without torch, or with it when trusted."""
+    if trust_pickle:
+        return _torch_load(path)
+    try:
+        return torch_pickle.load(path)
+    except torch_pickle.UntrustedObjectError as error:
+        raise ConfigError(f"{error}{_TRUST_HINT.format(path=path)}") from error
 
 
 def _to_numpy(value):
-    if hasattr(value, "detach"):  # a torch.Tensor
+    if hasattr(value, "detach"):  # a torch.Tensor (from --trust_pickle)
         value = value.detach().cpu().float().numpy()
     return np.asarray(value)
 
@@ -81,16 +71,18 @@ def _to_numpy(value):
 def read_state_dict(path, trust_pickle=False):
     """Reads a torchvision-layout state dict from a checkpoint file.
 
-    Accepts ``.pth``/``.pth.tar``/``.pt`` files written by ``torch.save`` (a bare
-    state dict or a dict holding one under ``state_dict``, ``model`` or
-    ``model_state_dict``, keys with or without the ``module.`` prefix of
-    ``DataParallel``; non-tensor entries are ignored) and ``.npz`` files of the
-    same arrays, which need no torch.
+    Accepts ``.pth``/``.pth.tar``/``.pt`` files written by ``torch.save`` in its
+    zip or its legacy (pre-1.6) format, read without torch by
+    :mod:`sskt_tf.sources.torch_pickle` (a bare state dict or a dict holding one
+    under ``state_dict``, ``model`` or ``model_state_dict``, keys with or without
+    the ``module.`` prefix of ``DataParallel``; non-tensor entries are ignored),
+    and ``.npz`` files of the same arrays.
 
     Args:
         path: the checkpoint file.
-        trust_pickle: let torch unpickle arbitrary objects (only for trusted
-            files; by default torch loads tensors and plain containers only).
+        trust_pickle: read the file with torch's full unpickler, which builds
+            any object it holds (needs torch; only for files you trust). By
+            default only tensors and plain containers are read, without torch.
 
     Returns:
         ``{torch key without "module.": float32 numpy array}``, without the
@@ -105,7 +97,7 @@ def read_state_dict(path, trust_pickle=False):
         except Exception as error:
             raise ConfigError(f"Could not read {path!r} as a .npz of arrays: {error}") from error
     elif path.endswith(_TORCH_SUFFIXES):
-        state = _torch_load(path, trust_pickle)
+        state = _read_checkpoint(path, trust_pickle)
     else:
         raise ConfigError(
             f"Unknown checkpoint format {path!r}: use a PyTorch {'/'.join(_TORCH_SUFFIXES)} file or a .npz."

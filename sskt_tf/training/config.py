@@ -70,7 +70,7 @@ class TrainConfig:
     )
     places365_weights: str = _f(
         "places365",
-        "Weights of places365/<arch> sources: places365 (the CSAIL checkpoint converted once into ~/.keras/models/<arch>_places365.keras, downloaded if missing; needs torch), a converted .keras/.weights.h5, a .pth.tar/.npz checkpoint, or none (random).",
+        "Weights of places365/<arch> sources: places365 (the CSAIL checkpoint converted once into ~/.keras/models/<arch>_places365.keras, downloaded if missing), a converted .keras/.weights.h5, a .pth.tar/.npz checkpoint, or none (random).",
     )
     source_scale: str = _f(
         "7/3",
