@@ -38,6 +38,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits
         np.testing.assert_array_equal(saved.numpy(), weight)
 
 
+@pytest.mark.slow
 def test_backup_skips_diverged_epochs_and_is_kept_for_a_restart(tmp_path, digits):
     train_x, train_y, _, _ = digits
     x, y = train_x[:32].astype("float32"), train_y[:32]

@@ -23,6 +23,8 @@ def _history_rows(model_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     # README's flow: convert the CSAIL Places365 checkpoint into ~/.keras/models with one
     # command, then train with the unchanged flagfile's P+I sources. The checkpoint is a
@@ -85,6 +87,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     assert "--sources=places365/resnet50,imagenet/resnet50\n" in flags_text and "--lr_milestones=1\n" in flags_text
 
 
+@pytest.mark.slow
 def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "folder_run"
     result = run_python(
@@ -118,6 +121,7 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
     result = run_python(
         [
@@ -179,6 +183,7 @@ def test_train_lib_rejects_class_count_mismatch(tmp_path, digits_folder):
         )
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path, digits_folder, tiny_source_path):
     def run(name, seed):
         return training.train(
@@ -197,6 +202,7 @@ def test_same_seed_same_run(tmp_path, digits_folder, tiny_source_path):
     assert other["loss"] != first["loss"]
 
 
+@pytest.mark.slow
 def test_every_console_script_runs_its_tool():
 
     with open(f"{REPO}/pyproject.toml", "rb") as f:

@@ -26,6 +26,7 @@ def replica_runs():
         ("dml", ("loss", "target_loss", "mutual_loss", "peer2_target_loss", "accuracy", "peer2_accuracy")),
     ],
 )
+@pytest.mark.slow
 def test_one_and_two_replicas_agree(method, keys, replica_runs):
     one, two = replica_runs[method]
     for key in keys:

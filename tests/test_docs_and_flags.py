@@ -3,11 +3,12 @@
 import dataclasses
 import re
 
+import pytest
 from absl import flags
 from helpers.processes import REPO, run_python
 
-from sskt_tf.training.config import TrainConfig, to_flagfile
-from sskt_tf.training.flags import config_from_flags, define_flags
+from sskt_tf.training.config import TrainConfig
+from sskt_tf.training.flags import config_from_flags, define_flags, to_flagfile
 
 
 def _readme():
@@ -20,6 +21,7 @@ def test_every_flag_is_documented_in_readme():
     assert documented == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path):
     api_section = _readme().split("## Python API", 1)[1]
     code = re.search(r"```python\n(.*?)```", api_section, flags=re.S).group(1)

@@ -66,6 +66,7 @@ print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
 """
 
 
+@pytest.mark.slow
 def test_saved_model_serves_the_target_in_a_fresh_process(finished_run, target, tmp_path):
     result = training.export_run(str(finished_run), str(tmp_path / "export"))
     path = result["path"]
@@ -91,6 +92,7 @@ def test_saved_model_serves_the_target_in_a_fresh_process(finished_run, target, 
     np.testing.assert_allclose(outputs["bytes_probabilities"], expected[:2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_saved_model_holds_only_the_target_and_checks_its_inputs(finished_run, target, tmp_path):
     path = export.export_saved_model(target, str(tmp_path / "export"))
     stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
@@ -124,6 +126,7 @@ def test_saved_model_holds_only_the_target_and_checks_its_inputs(finished_run, t
         serving(images=tf.constant(np.zeros((2, 8, 8, 3), np.uint8)))
 
 
+@pytest.mark.slow
 def test_versions_follow_tf_serving_layout(target, tmp_path):
     base = str(tmp_path / "export")
     assert export.next_version(base) == 1
@@ -136,6 +139,7 @@ def test_versions_follow_tf_serving_layout(target, tmp_path):
         training.export_run(str(tmp_path / "no_run"), base)
 
 
+@pytest.mark.slow
 def test_tflite_float_matches_keras_and_reports_accuracy(finished_run, target, tmp_path):
     result = training.export_run(str(finished_run), str(tmp_path / "tflite"), export_format="tflite")
     assert result["path"].endswith(os.path.join("tflite", "1", "model.tflite"))
@@ -147,6 +151,7 @@ def test_tflite_float_matches_keras_and_reports_accuracy(finished_run, target, t
     assert saved["tflite_val_accuracy"] == pytest.approx(saved["keras_val_accuracy"], abs=0.011)
 
 
+@pytest.mark.slow
 def test_export_tool_int8_reports_both_accuracies(finished_run, tmp_path):
     exported = run_python(
         [

@@ -73,6 +73,7 @@ def test_a_run_without_history_is_a_clear_error(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_plot_runs_tool_and_reproduce_plot(tmp_path):
     for row in ("a", "b"):
         for seed in (0, 1):

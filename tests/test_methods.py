@@ -14,7 +14,8 @@ from sskt_tf.methods.dml import DMLModel
 from sskt_tf.methods.kd import KDModel
 from sskt_tf.methods.maxl import MAXLModel, hierarchy_mask, mask_softmax
 from sskt_tf.training.checks import validate as training_validate
-from sskt_tf.training.config import TrainConfig, to_flagfile
+from sskt_tf.training.config import TrainConfig
+from sskt_tf.training.flags import to_flagfile
 
 
 def tiny_target(num_classes, seed, size=16, dtype=None):
@@ -255,6 +256,7 @@ def test_each_baseline_fits_with_validation(method, terms, batch):
     assert not all(np.allclose(b, v.numpy()) for b, v in zip(before, model.target.trainable_variables))
 
 
+@pytest.mark.slow
 def test_kd_trains_through_train_lib_and_saves_the_student(tmp_path, digits_folder):
     from sskt_tf import training
 

@@ -40,6 +40,7 @@ def test_only_target_and_heads_are_trainable(tiny_source_path):
     assert not trainable & {id(v) for v in source.weights}
 
 
+@pytest.mark.slow
 def test_fit_trains_target_and_heads_but_never_sources(tiny_source_path, batch):
     x, y = batch
     # Unfolded, so the source keeps BatchNorm moving statistics that must not move.
@@ -117,6 +118,7 @@ def test_feature_layer_and_name_errors(tiny_source_path):
     assert SSKTModel(plain, [source], head="linear").feature_layers == ["flatten"]
 
 
+@pytest.mark.slow
 def test_whole_model_saves_and_resumes_identically(tiny_source_path, batch, tmp_path):
     x, y = batch
     model = SSKTModel(small_target(), [sources.from_file(tiny_source_path)])

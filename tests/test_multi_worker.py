@@ -20,6 +20,8 @@ import sskt_tf  # noqa: F401  (registers the custom layers of saved targets)
 from sskt_tf.errors import ConfigError
 from sskt_tf.training import distribute, history
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]

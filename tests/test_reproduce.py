@@ -128,6 +128,7 @@ def test_dry_run_lists_required_teachers_then_the_grid_with_placeholders_expande
     )
 
 
+@pytest.mark.slow
 def test_cli_dry_run_with_column_flags():
     result = run_python(
         [

@@ -28,6 +28,7 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "run"
     command = _train_command(model_dir, digits_folder, tiny_source_path, epochs=12)
@@ -65,7 +66,8 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     from sskt_tf import training
     from sskt_tf.errors import ConfigError
-    from sskt_tf.training.config import TrainConfig, to_flagfile
+    from sskt_tf.training.config import TrainConfig
+    from sskt_tf.training.flags import to_flagfile
 
     run = tmp_path / "run"
     (run / "backup").mkdir(parents=True)

@@ -100,6 +100,7 @@ def _identical_models(soft_source):
     return model
 
 
+@pytest.mark.slow
 def test_training_from_the_cache_matches_online_training_on_the_same_views(config, splits, tmp_path):
     _write(config, splits, tmp_path, dtype="float32")
     cache = soft_labels.SoftLabelCache(str(tmp_path))
@@ -246,6 +247,7 @@ def test_cached_source_placeholder_refuses_to_run_without_soft_labels(config, sp
         model.train_on_batch(digits[0][:8].astype("float32"), digits[1][:8])
 
 
+@pytest.mark.slow
 def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_path):
     cache_dir, run_dir = tmp_path / "cache", tmp_path / "run"
     common = [
@@ -279,6 +281,7 @@ def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_p
     assert refused.returncode == 2 and "was made for another run" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(
     digits_folder, tiny_source_path, tmp_path, monkeypatch
 ):

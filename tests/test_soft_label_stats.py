@@ -32,6 +32,7 @@ def test_a_constant_source_carries_nothing_and_temperature_softens():
     assert hot["max_entropy"] - hot["mean_entropy"] < 1e-3
 
 
+@pytest.mark.slow
 def test_inspect_tool_on_a_folder_with_a_keras_source(digits_folder, tiny_source_path, tmp_path):
     result = run_python(
         [

@@ -118,6 +118,7 @@ def test_imagenet_builder_uses_keras_applications_at_any_size():
     assert source(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 1000)
 
 
+@pytest.mark.slow
 def test_resized_imagenet_model_keeps_every_layer_and_weight(monkeypatch, tmp_path):
     # EfficientNet adds an input-rescaling layer only when it loads ImageNet weights: a
     # rebuild at another size must keep it. Serve "ImageNet" weights from a local file.

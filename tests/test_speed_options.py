@@ -37,6 +37,7 @@ def _model(tiny_source_path, policy="float32", small=False, **compile_kwargs):
     return model
 
 
+@pytest.mark.slow
 def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
     x, y = batch
     plain = _model(tiny_source_path, small=True).train_on_batch(x, y, return_dict=True)
@@ -46,6 +47,7 @@ def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.slow
 def test_mixed_precision_keeps_float32_variables_logits_and_losses(tiny_source_path, batch, policy):
     x, y = batch
     model = _model(tiny_source_path, policy)
@@ -60,6 +62,7 @@ def test_mixed_precision_keeps_float32_variables_logits_and_losses(tiny_source_p
     assert all(output.dtype == "float32" for output in model._forward(x[:2], training=False))
 
 
+@pytest.mark.slow
 def test_batches_can_carry_the_soft_labels(tiny_source_path, batch):
     x, y = batch
     online = _model(tiny_source_path)
@@ -74,6 +77,7 @@ def test_batches_can_carry_the_soft_labels(tiny_source_path, batch):
         given.train_on_batch({"images": x, "soft_labels": (soft, soft)}, y)
 
 
+@pytest.mark.slow
 def test_validation_without_the_sources(tiny_source_path, batch):
     x, y = batch
     with_aux = _model(tiny_source_path).evaluate(x, y, return_dict=True, verbose=0)
@@ -88,6 +92,8 @@ def test_unknown_precision_is_refused():
         training.validate(TrainConfig(mixed_precision="float8", sources=[]))
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     result = run_python(
         [

@@ -56,6 +56,7 @@ def test_bad_subsets_are_refused(kwargs, message):
         _plan(**kwargs)
 
 
+@pytest.mark.slow
 def test_folder_subset_relabels_keeps_every_validation_image_and_is_the_same_in_another_process(digits_folder):
     wanted = subset.Subset(classes=("digit7", "digit2"), examples_per_class=5, seed=3)
     splits = data.load_splits(f"folder:{digits_folder}", image_size=16, subset=wanted)
@@ -120,6 +121,7 @@ def subset_run(digits_folder, tmp_path_factory):
     return root, results
 
 
+@pytest.mark.slow
 def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_images(
     digits_folder, tmp_path, subset_run
 ):
@@ -145,6 +147,7 @@ def test_bad_subset_flags_fail_before_anything_is_loaded(tmp_path):
             training.train(dataclasses.replace(config, **overrides))
 
 
+@pytest.mark.slow
 def test_a_cache_built_for_another_subset_is_refused(digits_folder, tiny_source_path, tmp_path):
     config = _config(
         digits_folder,

@@ -16,6 +16,8 @@ from sskt_tf.sources import csail_places365 as places365_lib
 from sskt_tf.sources import torch_checkpoint
 from sskt_tf.targets import torchvision_resnet
 
+pytestmark = pytest.mark.torch
+
 TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -170,6 +172,7 @@ def test_pickled_objects_need_trust(csail_resnet18, tmp_path):
     assert torch_checkpoint.convert(path, trust_pickle=True).name == "resnet18"
 
 
+@pytest.mark.slow
 def test_convert_tool_command_line(csail_resnet18, tmp_path):
     output = tmp_path / "converted" / "resnet18_places365.keras"
     args = [
@@ -190,6 +193,7 @@ def test_convert_tool_command_line(csail_resnet18, tmp_path):
     assert missing.returncode == 2 and "--checkpoint must have a value" in missing.stderr
 
 
+@pytest.mark.slow
 def test_every_output_format_reloads_to_the_torch_logits(resnet18_ref, csail_resnet18, tmp_path):
     outputs = [str(tmp_path / f"places{suffix}") for suffix in torch_checkpoint.OUTPUT_SUFFIXES]
     for output in outputs:
@@ -205,6 +209,7 @@ def test_every_output_format_reloads_to_the_torch_logits(resnet18_ref, csail_res
         torch_checkpoint.load(outputs[1], "resnet18", 10)
 
 
+@pytest.mark.slow
 def test_raw_pixel_model_applies_torchvision_normalize(resnet18_ref, csail_resnet18, tmp_path):
     raw = str(tmp_path / "places_raw.keras")
     torch_checkpoint.convert_file(csail_resnet18, raw, raw_pixels=True)
@@ -257,6 +262,7 @@ def _fake_get_file(checkpoint, calls):
     return get_file
 
 
+@pytest.mark.slow
 def test_places365_download_is_converted_once_and_cached(csail_resnet18, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(keras.utils, "get_file", _fake_get_file(csail_resnet18, calls))

@@ -10,6 +10,8 @@ import torch
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import torch_pickle
 
+pytestmark = pytest.mark.torch
+
 
 def _checkpoint():
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)

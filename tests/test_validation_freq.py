@@ -50,6 +50,7 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder, tmp_path, monkeypatch):
     config = TrainConfig(
         dataset=f"folder:{digits_folder}",
@@ -99,6 +100,7 @@ def test_bad_validation_freq_is_refused(tmp_path):
         training.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))
 
 
+@pytest.mark.slow
 def test_every_epoch_of_a_dataset_of_unknown_length_counts_its_real_steps(digits_folder, tmp_path, monkeypatch):
     # Keras 3.15 adds a phantom step to each epoch of a dataset of unknown length (folder
     # datasets skip unreadable files), diluting the epoch's training metrics by one batch.

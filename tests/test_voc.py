@@ -153,6 +153,7 @@ def test_map_callback_matches_metric(tmp_path):
     assert report["epoch"] == 2 and report["ap"]["a"] == pytest.approx(ap[0], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_sskt_trains_on_mock_voc_and_picks_best_on_map(tmp_path, tiny_source_path):
     # (The four-stage ImageNet-style targets train in tests/test_imagenet_resnet.py.)
     from sskt_tf import training

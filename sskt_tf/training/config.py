@@ -16,7 +16,7 @@ class TrainConfig:
     """Every setting of a training run; defaults are the paper's CIFAR settings.
 
     ``tools/train.py`` defines one flag per field (same name, same default),
-    and :func:`to_flagfile` writes a config back as a flagfile.
+    and :func:`sskt_tf.training.flags.to_flagfile` writes a config back as a flagfile.
     """
 
     # Data.
@@ -140,27 +140,3 @@ class TrainConfig:
         "", "After training, export best.keras as a SavedModel for TF Serving into <export_dir>/<next version>/."
     )
     verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
-
-
-def to_flagfile(config):
-    """The config as absl flagfile text (one ``--name=value`` line a field).
-
-    Args:
-        config: a :class:`TrainConfig`.
-
-    Returns:
-        Text that ``tools/train.py --flagfile=...`` reads back to the same config
-        (an unset optional field has no line: its flag's default is unset).
-    """
-    lines = []
-    for item in dataclasses.fields(config):
-        value = getattr(config, item.name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            lines.append(f"--{item.name}" if value else f"--no{item.name}")
-        elif isinstance(value, list):
-            lines.append(f"--{item.name}={','.join(str(v) for v in value)}")
-        else:
-            lines.append(f"--{item.name}={value}")
-    return "\n".join(lines) + "\n"

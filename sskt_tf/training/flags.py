@@ -1,7 +1,9 @@
-"""absl flags generated from :class:`sskt_tf.training.config.TrainConfig`.
+"""A :class:`sskt_tf.training.config.TrainConfig` on the command line: absl flags and flagfiles.
 
 One flag per config field, same name, default and help, so the flag list, the
-Python API and the ``flags.txt`` a run writes can never drift apart.
+Python API and the ``flags.txt`` a run writes can never drift apart:
+:func:`to_flagfile` writes a configuration as a flagfile, :func:`config_from_flagfile`
+reads one back.
 """
 
 import dataclasses
@@ -81,3 +83,27 @@ def config_from_flagfile(path):
     except flags.Error as error:
         raise ConfigError(f"Could not read the run's flags from {path}: {error}") from error
     return config_from_flags(flag_values)
+
+
+def to_flagfile(config):
+    """The config as absl flagfile text (one ``--name=value`` line a field).
+
+    Args:
+        config: a :class:`TrainConfig`.
+
+    Returns:
+        Text that ``tools/train.py --flagfile=...`` reads back to the same config
+        (an unset optional field has no line: its flag's default is unset).
+    """
+    lines = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"--{item.name}" if value else f"--no{item.name}")
+        elif isinstance(value, list):
+            lines.append(f"--{item.name}={','.join(str(v) for v in value)}")
+        else:
+            lines.append(f"--{item.name}={value}")
+    return "\n".join(lines) + "\n"

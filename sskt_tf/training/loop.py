@@ -20,9 +20,8 @@ from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import history as history_lib
 from sskt_tf.training.checks import check_data, validate
-from sskt_tf.training.config import to_flagfile
 from sskt_tf.training.export import export_saved_model
-from sskt_tf.training.flags import config_from_flagfile
+from sskt_tf.training.flags import config_from_flagfile, to_flagfile
 from sskt_tf.training.precision import dtype_policy
 from sskt_tf.training.run_data import epoch_batches, load_data, monitored_metric, validation_epochs
 from sskt_tf.training.source_flags import build_sources, open_cache
