@@ -95,7 +95,47 @@ def skip_empty_batch(images, evaluate_batch, current_results):
     return tf.cond(tf.shape(images)[0] > 0, evaluate_batch, current_results)
 
 
-class BaselineModel(keras.Model):
+class MethodModel(keras.Model):
+    """What every method's Keras model is: a target network, called alone, trained with ``fit``.
+
+    ``call(x)`` returns the target's logits, so ``predict``, ``evaluate`` and
+    export see a plain classifier; ``compile`` takes the target's loss and the
+    coupled weight decay besides Keras' own arguments. Subclasses add their
+    networks and ``train_step``/``test_step``, built from the helpers above
+    (replica scaling, L2, loss trackers, empty batches).
+
+    Args:
+        target: functional ``keras.Model`` taking raw images, returning logits.
+        name: model name.
+    """
+
+    def __init__(self, target, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.target = target
+
+    def call(self, inputs, training=None):
+        images, _ = split_inputs(inputs)
+        return self.target(images, training=training)
+
+    def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, **kwargs):
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: the target's ground-truth loss: ``"ce"``, ``"bce"``, ``"focal"``
+                or a ``keras.losses.Loss`` on logits.
+            weight_decay: coupled L2 coefficient, ``0.5 * wd * sum(w^2)`` on the
+                trainable variables, whose gradient ``wd * w`` is exactly
+                PyTorch's ``SGD(weight_decay=wd)``.
+            metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ...).
+        """
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.target_loss_fn = losses_lib.get_target(loss)
+        self.weight_decay = float(weight_decay)
+
+
+class BaselineModel(MethodModel):
     """A target network trained with a method-specific loss; ``call(x)`` = target logits.
 
     Subclasses implement :meth:`loss_terms`. ``train_step`` minimises its
@@ -112,8 +152,7 @@ class BaselineModel(keras.Model):
     """
 
     def __init__(self, target, term_names, name, validation_terms=None, **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.target = target
+        super().__init__(target, name=name, **kwargs)
         self.term_names = tuple(term_names)
         self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss") for term in term_names]
         self.validation_terms = tuple(validation_terms or term_names)
@@ -125,26 +164,6 @@ class BaselineModel(keras.Model):
     def sources(self):
         """Frozen sources (none: only SSKT has them)."""
         return []
-
-    def call(self, inputs, training=None):
-        images, _ = split_inputs(inputs)
-        return self.target(images, training=training)
-
-    def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, **kwargs):
-        """Configures training.
-
-        Args:
-            optimizer: a Keras optimizer or its name.
-            loss: the target's ground-truth loss: ``"ce"``, ``"focal"`` or a
-                ``keras.losses.Loss`` on logits.
-            weight_decay: coupled L2 coefficient on every trainable variable
-                (PyTorch ``SGD(weight_decay=...)`` semantics).
-            metrics: metrics on ``(y, target logits)``.
-            **kwargs: passed to ``keras.Model.compile``.
-        """
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.target_loss_fn = losses_lib.get_target(loss)
-        self.weight_decay = float(weight_decay)
 
     def loss_terms(self, images, y, sample_weight, training):
         """The method's loss on one batch, per replica.

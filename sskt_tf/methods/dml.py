@@ -33,7 +33,7 @@ class DMLModel(BaselineModel):
         self.peer2_accuracy = keras.metrics.SparseCategoricalAccuracy(name="peer2_accuracy")
 
     def compile(self, optimizer="sgd", alpha=1.0, temperature=1.0, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.

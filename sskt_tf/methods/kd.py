@@ -42,7 +42,7 @@ class KDModel(BaselineModel):
         teacher(student.inputs[0])  # builds the teacher on the student's image spec
 
     def compile(self, optimizer="sgd", alpha=0.9, temperature=4.0, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.

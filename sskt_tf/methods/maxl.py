@@ -101,7 +101,7 @@ class MAXLModel(BaselineModel):
         self.hierarchy = hierarchy_mask(self.num_classes, self.psi)
 
     def compile(self, optimizer="sgd", entropy_weight=0.2, generator_lr=1e-3, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: the multi-task network's optimizer (its learning rate is

@@ -15,7 +15,14 @@ from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import l2_penalty, results_without, skip_empty_batch, split_inputs, update_loss_trackers
+from sskt_tf.methods.base import (
+    MethodModel,
+    l2_penalty,
+    results_without,
+    skip_empty_batch,
+    split_inputs,
+    update_loss_trackers,
+)
 from sskt_tf.targets import get as get_target
 from sskt_tf.training.source_flags import check_source_flags
 
@@ -56,7 +63,7 @@ def _classifier_input_layer(target):
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
-class SSKTModel(keras.Model):
+class SSKTModel(MethodModel):
     """Self-Supervised Knowledge Transfer around any functional target network.
 
     ``call(x)`` returns the target's logits only, so ``predict``, ``evaluate``
@@ -91,10 +98,9 @@ class SSKTModel(keras.Model):
     """
 
     def __init__(self, target, sources=(), head="transfer", feature_layers=None, name="sskt", **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(target, name=name, **kwargs)
         if head not in heads_lib.HEAD_KINDS:
             raise ConfigError(f"Unknown head {head!r}; choose one of {', '.join(heads_lib.HEAD_KINDS)}.")
-        self.target = target
         self.sources = list(sources)
         source_names = [source.name for source in self.sources]
         if len(set(source_names)) != len(source_names):
@@ -129,10 +135,6 @@ class SSKTModel(keras.Model):
         outputs = self._network(x, training=training)
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
-    def call(self, inputs, training=None):
-        images, _ = split_inputs(inputs)
-        return self.target(images, training=training)
-
     def compile(
         self,
         optimizer="sgd",
@@ -166,7 +168,7 @@ class SSKTModel(keras.Model):
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
                 ``steps_per_execution``, ...).
         """
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=loss, weight_decay=weight_decay, metrics=metrics, **kwargs)
         self._sskt_compile_args = dict(
             optimizer=optimizer,
             loss=loss,
@@ -178,10 +180,8 @@ class SSKTModel(keras.Model):
             val_aux_losses=val_aux_losses,
             **kwargs,
         )
-        self.target_loss_fn = losses_lib.get_target(loss)
         self.aux_loss_fn = losses_lib.get(aux_loss, temperature=temperature)
         self.alpha = float(alpha)
-        self.weight_decay = float(weight_decay)
         self.val_aux_losses = bool(val_aux_losses)
 
     def get_compile_config(self):
