@@ -114,7 +114,9 @@ def test_csail_checkpoints_convert_without_torch(csail_resnet18, resnet18_ref, m
     monkeypatch.undo()
     np.testing.assert_allclose(model.predict(images, verbose=0), _torch_logits(resnet18_ref, images), atol=1e-3, rtol=0)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ConfigError, match="--trust_pickle reads .* torch is not installed: pip install torch"):
+    with pytest.raises(
+        ConfigError, match=r"--trust_pickle reads .* torch is not installed: pip install -e \"\.\[convert\]\""
+    ):
         torch_checkpoint.convert(csail_resnet18, trust_pickle=True)
 
 

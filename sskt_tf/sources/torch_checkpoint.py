@@ -40,7 +40,8 @@ def _torch_load(path):
         import torch
     except ImportError as error:
         raise ConfigError(
-            f"--trust_pickle reads {path!r} with torch's full unpickler, and torch is not installed: pip install torch."
+            f"--trust_pickle reads {path!r} with torch's full unpickler, and torch is not installed: "
+            'pip install -e ".[convert]" (or pip install torch).'
         ) from error
     try:
         with warnings.catch_warnings():
