@@ -1,11 +1,21 @@
-"""sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras."""
+"""sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras.
 
-from sskt_tf import data, distribute, export, heads, losses, sources, targets, torch_resnet, train_lib
-from sskt_tf.config import TrainConfig
+=================  ===============================================================
+``methods``        SSKT (:class:`SSKTModel`, its heads and losses) and the baselines
+``sources``        frozen source networks (:class:`Source`), ImageNet, Places365, files
+``soft_labels``    the soft-label cache: the sources' logits computed once
+``targets``        the networks SSKT trains (CIFAR ResNets, VGG, torchvision ResNets)
+``data``           tfds and folder datasets, subsets, augmentation, pipelines
+``training``       configuration, the training loop, callbacks, distribution, export
+=================  ===============================================================
+"""
+
+from sskt_tf import data, methods, soft_labels, sources, targets, training
 from sskt_tf.errors import ConfigError, TrainingDivergedError
-from sskt_tf.heads import LinearHead, TransferModule
-from sskt_tf.model import SSKTModel
+from sskt_tf.methods.heads import LinearHead, TransferModule
+from sskt_tf.methods.sskt import SSKTModel
 from sskt_tf.sources import Source
+from sskt_tf.training import TrainConfig, train
 
 __version__ = "0.1.0"
 
@@ -18,12 +28,10 @@ __all__ = [
     "TrainingDivergedError",
     "TransferModule",
     "data",
-    "distribute",
-    "export",
-    "heads",
-    "losses",
+    "methods",
+    "soft_labels",
     "sources",
     "targets",
-    "torch_resnet",
-    "train_lib",
+    "train",
+    "training",
 ]

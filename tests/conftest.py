@@ -1,28 +1,19 @@
 """Shared fixtures: small real-image datasets and a tiny saved source model."""
 
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def digits_arrays(image_size=16):
-    """scikit-learn's 8x8 digits as uint8 RGB images of ``image_size`` and labels."""
-    from sskt_tf.digits_study import digits_images
-
-    return digits_images(image_size)
-
 
 @pytest.fixture(scope="session")
 def digits():
     """``(train_x, train_y, val_x, val_y)``: 1437/360 split of the digits, 16x16 RGB uint8."""
-    images, labels = digits_arrays()
+    from studies.digits import digits_images
+
+    images, labels = digits_images(16)
     order = np.random.RandomState(0).permutation(len(images))
     images, labels = images[order], labels[order]
     return images[:1437], labels[:1437], images[1437:], labels[1437:]
@@ -59,12 +50,3 @@ def tiny_source_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("sources") / "tiny.keras"
     model.save(path)
     return str(path)
-
-
-def run_python(args, timeout=600, env=None):
-    """Runs ``python args...`` from the repository root; returns the CompletedProcess.
-
-    ``env`` adds to (or overrides) the inherited environment.
-    """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, **(env or {}))
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

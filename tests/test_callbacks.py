@@ -6,14 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf import SSKTModel, callbacks, targets
+from sskt_tf import SSKTModel, targets
 from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.training import callbacks, history
 
 
 def test_step_schedule_matches_pytorch_multisteplr():
     schedule = callbacks.step_schedule(0.1, [60, 120, 160], 0.2)
     assert [schedule(e) for e in (0, 59, 60, 119, 120, 160, 199)] == pytest.approx(
-        [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.0008])
+        [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.0008]
+    )
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits):
@@ -36,6 +38,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits
         np.testing.assert_array_equal(saved.numpy(), weight)
 
 
+@pytest.mark.slow
 def test_backup_skips_diverged_epochs_and_is_kept_for_a_restart(tmp_path, digits):
     train_x, train_y, _, _ = digits
     x, y = train_x[:32].astype("float32"), train_y[:32]
@@ -51,8 +54,15 @@ def test_backup_skips_diverged_epochs_and_is_kept_for_a_restart(tmp_path, digits
     bad_x[3] = np.nan
     # The restart resumes at epoch 2; its third epoch diverges: the backup stays at 2.
     diverging = callbacks.FiniteBackupAndRestore(backup_dir)
-    model.fit(bad_x, y, batch_size=16, epochs=3, shuffle=False,
-              callbacks=[diverging, callbacks.StopOnNonFiniteLoss()], verbose=0)
+    model.fit(
+        bad_x,
+        y,
+        batch_size=16,
+        epochs=3,
+        shuffle=False,
+        callbacks=[diverging, callbacks.StopOnNonFiniteLoss()],
+        verbose=0,
+    )
     assert diverging.diverged and callbacks.FiniteBackupAndRestore.saved_epoch(backup_dir) == 2
     # A fresh model restores the last good epoch's weights and optimizer state.
     restored = SSKTModel(targets.get("resnet20", 10, image_size=16), [])
@@ -78,14 +88,19 @@ def test_damaged_backups_are_clear_errors(tmp_path):
     model = SSKTModel(targets.get("resnet20", 10, image_size=16), [])
     model.compile("sgd")
     with pytest.raises(ConfigError, match="Could not restore the backup"):
-        model.fit(np.zeros((4, 16, 16, 3)), np.zeros(4), epochs=2, verbose=0,
-                  callbacks=[callbacks.FiniteBackupAndRestore(str(backup_dir))])
+        model.fit(
+            np.zeros((4, 16, 16, 3)),
+            np.zeros(4),
+            epochs=2,
+            verbose=0,
+            callbacks=[callbacks.FiniteBackupAndRestore(str(backup_dir))],
+        )
 
 
 def test_history_truncation_keeps_the_epochs_a_backup_covers(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
-    callbacks.truncate_history(str(path), 2)
-    assert [row["epoch"] for row in callbacks.read_history(str(path))] == ["0", "1"]
-    callbacks.truncate_history(str(path), 0)
-    assert not path.exists() and callbacks.read_history(str(path)) == []
+    history.truncate_history(str(path), 2)
+    assert [row["epoch"] for row in history.read_history(str(path))] == ["0", "1"]
+    history.truncate_history(str(path), 0)
+    assert not path.exists() and history.read_history(str(path)) == []

@@ -4,16 +4,18 @@ import csv
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
+import tomllib
+from helpers.processes import REPO, run_python
 
-from sskt_tf import train_lib
-from sskt_tf.config import TrainConfig
+from sskt_tf import training
 from sskt_tf.errors import ConfigError
-
-from conftest import run_python
+from sskt_tf.training.config import TrainConfig
 
 
 def _history_rows(model_dir):
@@ -21,32 +23,57 @@ def _history_rows(model_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     # README's flow: convert the CSAIL Places365 checkpoint into ~/.keras/models with one
     # command, then train with the unchanged flagfile's P+I sources. The checkpoint is a
     # random-weight ResNet-50 saved the CSAIL way; the ImageNet ResNet-50 has random
     # weights too (no downloads here).
-    from sskt_tf.torch_reference import random_resnet, save_like_csail
+    from torch_reference import random_resnet, save_like_csail
 
     keras_home = tmp_path / "keras_home"
     checkpoint = tmp_path / "resnet50_places365.pth.tar"
     save_like_csail(random_resnet("resnet50", 365), checkpoint, "resnet50")
-    converted = run_python([
-        "tools/convert_torch_resnet.py", f"--checkpoint={checkpoint}", "--arch=resnet50", "--num_classes=365",
-        f"--output={keras_home / 'models' / 'resnet50_places365.keras'}",
-    ])
+    converted = run_python(
+        [
+            "tools/convert_torch_resnet.py",
+            f"--checkpoint={checkpoint}",
+            "--arch=resnet50",
+            "--num_classes=365",
+            f"--output={keras_home / 'models' / 'resnet50_places365.keras'}",
+        ]
+    )
     assert converted.returncode == 0, converted.stderr[-3000:]
     model_dir = tmp_path / "run"
-    result = run_python([
-        "tests/mock_tfds_train.py", "48", "--flagfile=configs/cifar10.flags", "--source_weights=none",
-        "--epochs=2", "--batch_size=16", "--lr_milestones=1", "--verbose=2", f"--model_dir={model_dir}",
-    ], env={"KERAS_HOME": str(keras_home)})
+    result = run_python(
+        [
+            "tests/helpers/mock_tfds_train.py",
+            "48",
+            "--flagfile=configs/cifar10.flags",
+            "--source_weights=none",
+            "--epochs=2",
+            "--batch_size=16",
+            "--lr_milestones=1",
+            "--verbose=2",
+            f"--model_dir={model_dir}",
+        ],
+        env={"KERAS_HOME": str(keras_home)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Source places365_resnet50: 365 classes at (74, 74) input" in result.stderr
     rows = _history_rows(model_dir)
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert {"loss", "target_loss", "aux_places365_resnet50_loss", "aux_imagenet_resnet50_loss", "accuracy",
-            "val_accuracy", "val_loss", "learning_rate"} <= set(rows[0])
+    assert {
+        "loss",
+        "target_loss",
+        "aux_places365_resnet50_loss",
+        "aux_imagenet_resnet50_loss",
+        "accuracy",
+        "val_accuracy",
+        "val_loss",
+        "learning_rate",
+    } <= set(rows[0])
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1, 0.02])
     results = json.loads((model_dir / "results.json").read_text())
     assert 0.0 <= results["val_accuracy"] <= 1.0 and np.isfinite(results["val_loss"])
@@ -60,13 +87,23 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     assert "--sources=places365/resnet50,imagenet/resnet50\n" in flags_text and "--lr_milestones=1\n" in flags_text
 
 
+@pytest.mark.slow
 def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "folder_run"
-    result = run_python([
-        "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}",
-        "--epochs=1", "--batch_size=32", "--verbose=0", f"--model_dir={model_dir}",
-        "--distribution_strategy=mirrored", f"--export_dir={tmp_path / 'serving'}",
-    ])
+    result = run_python(
+        [
+            "tools/train.py",
+            f"--dataset=folder:{digits_folder}",
+            "--image_size=16",
+            f"--sources={tiny_source_path}",
+            "--epochs=1",
+            "--batch_size=32",
+            "--verbose=0",
+            f"--model_dir={model_dir}",
+            "--distribution_strategy=mirrored",
+            f"--export_dir={tmp_path / 'serving'}",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((model_dir / "results.json").read_text())
     assert results["num_classes"] == 10 and "val_aux_tiny_loss" in results
@@ -84,11 +121,19 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
     ],
 )
+@pytest.mark.slow
 def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
-    result = run_python([
-        "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16", "--sources=",
-        "--epochs=1", f"--model_dir={tmp_path / 'bad'}", *flags,
-    ])
+    result = run_python(
+        [
+            "tools/train.py",
+            f"--dataset=folder:{digits_folder}",
+            "--image_size=16",
+            "--sources=",
+            "--epochs=1",
+            f"--model_dir={tmp_path / 'bad'}",
+            *flags,
+        ]
+    )
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -120,26 +165,68 @@ def _config(**overrides):
 def test_bad_settings_fail_before_any_training(overrides, message, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))  # no converted Places365 weights cached
     with pytest.raises(ConfigError, match=message):
-        train_lib.train(_config(model_dir=str(tmp_path), **overrides))
+        training.train(_config(model_dir=str(tmp_path), **overrides))
     assert not (tmp_path / "history.csv").exists()
 
 
 def test_batch_larger_than_the_training_set_is_rejected(tmp_path, digits_folder):
     with pytest.raises(ConfigError, match="--batch_size=512 is larger than the 300 training examples"):
-        train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, batch_size=512, model_dir=str(tmp_path)))
+        training.train(
+            _config(dataset=f"folder:{digits_folder}", image_size=16, batch_size=512, model_dir=str(tmp_path))
+        )
 
 
 def test_train_lib_rejects_class_count_mismatch(tmp_path, digits_folder):
     with pytest.raises(ConfigError, match="--num_classes=3 but .* has 10 classes"):
-        train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, num_classes=3, model_dir=str(tmp_path)))
+        training.train(
+            _config(dataset=f"folder:{digits_folder}", image_size=16, num_classes=3, model_dir=str(tmp_path))
+        )
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path, digits_folder, tiny_source_path):
     def run(name, seed):
-        return train_lib.train(_config(dataset=f"folder:{digits_folder}", image_size=16, sources=[tiny_source_path],
-                                       seed=seed, model_dir=str(tmp_path / name)))
+        return training.train(
+            _config(
+                dataset=f"folder:{digits_folder}",
+                image_size=16,
+                sources=[tiny_source_path],
+                seed=seed,
+                model_dir=str(tmp_path / name),
+            )
+        )
 
     first, second, other = run("a", 3), run("b", 3), run("c", 4)
     for key in ("loss", "aux_tiny_loss", "val_loss", "val_accuracy"):
         assert first[key] == second[key], key
     assert other["loss"] != first["loss"]
+
+
+@pytest.mark.slow
+def test_every_console_script_runs_its_tool():
+
+    with open(f"{REPO}/pyproject.toml", "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    assert {"sskt-train", "sskt-export", "sskt-cache-soft-labels"} <= set(scripts)
+    # What pip's generated script does: import the entry point and call it. An unknown flag shows
+    # that the tool's own flag parser runs (one error line, exit 2).
+    processes = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.argv = ['{name}', '--no_such_flag=1']; from {module} import {function}; {function}()",
+            ],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, entry in scripts.items()
+        for module, function in [entry.split(":")]
+    }
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (name, stderr[-2000:])
+        assert "no_such_flag" in stderr and "Run with --helpfull" in stderr, (name, stderr[-2000:])

@@ -4,19 +4,18 @@ import os
 
 import numpy as np
 from absl import flags
+from helpers.processes import REPO
+from studies import digits, harness
 
-from sskt_tf import digits_study, reproduce
-from sskt_tf.flags import config_from_flags, define_flags
-
-from conftest import REPO
+from sskt_tf.training.flags import config_from_flags, define_flags
 
 STUDY = os.path.join(REPO, "configs", "study")
 
 
 def test_splits_keep_source_and_target_classes_apart_with_few_target_labels():
     labels = np.repeat(np.arange(10), 30)
-    source_train, source_val = digits_study.split_indices(labels, digits_study.SOURCE_CLASSES)
-    target_train, target_val = digits_study.split_indices(labels, digits_study.TARGET_CLASSES, train_per_class=4)
+    source_train, source_val = digits.split_indices(labels, digits.SOURCE_CLASSES)
+    target_train, target_val = digits.split_indices(labels, digits.TARGET_CLASSES, train_per_class=4)
     assert (len(source_train), len(source_val)) == (5 * 24, 5 * 6)
     assert (len(target_train), len(target_val)) == (5 * 4, 5 * 26)
     assert set(labels[source_train]) | set(labels[source_val]) == {0, 1, 2, 3, 4}
@@ -27,10 +26,10 @@ def test_splits_keep_source_and_target_classes_apart_with_few_target_labels():
 
 
 def test_study_cells_parse_as_train_flags_and_sskt_reads_the_source_run():
-    source_table = reproduce.load_table(os.path.join(STUDY, "digits_source"))
-    table = reproduce.load_table(os.path.join(STUDY, "digits"))
-    (source_cell,) = reproduce.plan([source_table], output_dir="out")
-    cells = reproduce.plan([table], output_dir="out")
+    source_table = harness.load_table(os.path.join(STUDY, "digits_source"))
+    table = harness.load_table(os.path.join(STUDY, "digits"))
+    (source_cell,) = harness.plan([source_table], output_dir="out")
+    cells = harness.plan([table], output_dir="out")
     assert [cell.table.name for cell in cells[:1]] == ["digits_teachers"]  # KD's teacher first
     assert len(cells) == 1 + 5 * 5
     for cell in [source_cell, *cells]:

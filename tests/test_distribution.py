@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
-
-from conftest import run_python
+from helpers.processes import run_python
 
 
 @pytest.fixture(scope="module")
 def replica_runs():
     """Each method trained with 1 and with 2 replicas, in one process."""
-    result = run_python(["tests/mirrored_check.py", "sskt", "kd", "dml", "maxl"])
+    result = run_python(["tests/helpers/mirrored_check.py", "sskt", "kd", "dml", "maxl"])
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(result.stdout.strip().splitlines()[-1])
     for one, two in runs.values():
@@ -19,11 +18,15 @@ def replica_runs():
     return runs
 
 
-@pytest.mark.parametrize("method, keys", [
-    ("sskt", ("loss", "target_loss", "aux_src_loss", "accuracy")),
-    ("kd", ("loss", "target_loss", "kd_loss", "accuracy")),
-    ("dml", ("loss", "target_loss", "mutual_loss", "peer2_target_loss", "accuracy", "peer2_accuracy")),
-])
+@pytest.mark.parametrize(
+    "method, keys",
+    [
+        ("sskt", ("loss", "target_loss", "aux_src_loss", "accuracy")),
+        ("kd", ("loss", "target_loss", "kd_loss", "accuracy")),
+        ("dml", ("loss", "target_loss", "mutual_loss", "peer2_target_loss", "accuracy", "peer2_accuracy")),
+    ],
+)
+@pytest.mark.slow
 def test_one_and_two_replicas_agree(method, keys, replica_runs):
     one, two = replica_runs[method]
     for key in keys:

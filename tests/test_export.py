@@ -10,21 +10,30 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers.processes import run_python
 from PIL import Image
 
-from sskt_tf import export, train_lib
-from sskt_tf.config import TrainConfig
+from sskt_tf import training
 from sskt_tf.errors import ConfigError
-
-from conftest import run_python
+from sskt_tf.training import export
+from sskt_tf.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, digits_folder, tiny_source_path):
     """A one-epoch SSKT run on the digits folder: its model_dir."""
     model_dir = tmp_path_factory.mktemp("export_run") / "run"
-    train_lib.train(TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[tiny_source_path],
-                                epochs=1, batch_size=32, verbose=0, model_dir=str(model_dir)))
+    training.train(
+        TrainConfig(
+            dataset=f"folder:{digits_folder}",
+            image_size=16,
+            sources=[tiny_source_path],
+            epochs=1,
+            batch_size=32,
+            verbose=0,
+            model_dir=str(model_dir),
+        )
+    )
     return model_dir
 
 
@@ -57,8 +66,9 @@ print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
 """
 
 
+@pytest.mark.slow
 def test_saved_model_serves_the_target_in_a_fresh_process(finished_run, target, tmp_path):
-    result = train_lib.export_run(str(finished_run), str(tmp_path / "export"))
+    result = training.export_run(str(finished_run), str(tmp_path / "export"))
     path = result["path"]
     assert path == str(tmp_path / "export" / "1")
     images = _images()
@@ -75,11 +85,14 @@ def test_saved_model_serves_the_target_in_a_fresh_process(finished_run, target, 
     expected = _expected_probabilities(target, images)
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
     assert outputs["classes"] == np.argmax(expected, axis=-1).tolist()
-    np.testing.assert_allclose(outputs["logits"], target.predict(images.astype("float32"), verbose=0), rtol=1e-5, atol=1e-4)  # logits reach thousands here
+    np.testing.assert_allclose(
+        outputs["logits"], target.predict(images.astype("float32"), verbose=0), rtol=1e-5, atol=1e-4
+    )  # logits reach thousands here
     # PNG bytes of the same 16x16 pixels: decoding is lossless and no resize happens.
     np.testing.assert_allclose(outputs["bytes_probabilities"], expected[:2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_saved_model_holds_only_the_target_and_checks_its_inputs(finished_run, target, tmp_path):
     path = export.export_saved_model(target, str(tmp_path / "export"))
     stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
@@ -91,11 +104,20 @@ def test_saved_model_holds_only_the_target_and_checks_its_inputs(finished_run, t
             per_list[name.split("/")[0]] = per_list.get(name.split("/")[0], 0) + int(np.prod(shape))
     assert per_list == {"variables": target.count_params(), "_all_variables": target.count_params()}
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default"],
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        [cli, "show", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True,
+        text=True,
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
-    for expected in ("inputs['images']", "dtype: DT_UINT8", "shape: (-1, 16, 16, 3)", "outputs['probabilities']",
-                     "outputs['classes']", "outputs['logits']"):
+    for expected in (
+        "inputs['images']",
+        "dtype: DT_UINT8",
+        "shape: (-1, 16, 16, 3)",
+        "outputs['probabilities']",
+        "outputs['classes']",
+        "outputs['logits']",
+    ):
         assert expected in shown.stdout, shown.stdout
     serving = tf.saved_model.load(path).signatures["serving_default"]
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError), match="uint8"):
@@ -104,6 +126,7 @@ def test_saved_model_holds_only_the_target_and_checks_its_inputs(finished_run, t
         serving(images=tf.constant(np.zeros((2, 8, 8, 3), np.uint8)))
 
 
+@pytest.mark.slow
 def test_versions_follow_tf_serving_layout(target, tmp_path):
     base = str(tmp_path / "export")
     assert export.next_version(base) == 1
@@ -113,11 +136,12 @@ def test_versions_follow_tf_serving_layout(target, tmp_path):
     with pytest.raises(ConfigError, match="exists; TF Serving versions are immutable"):
         export.export_saved_model(target, base, version=7)
     with pytest.raises(ConfigError, match="does not exist"):
-        train_lib.export_run(str(tmp_path / "no_run"), base)
+        training.export_run(str(tmp_path / "no_run"), base)
 
 
+@pytest.mark.slow
 def test_tflite_float_matches_keras_and_reports_accuracy(finished_run, target, tmp_path):
-    result = train_lib.export_run(str(finished_run), str(tmp_path / "tflite"), export_format="tflite")
+    result = training.export_run(str(finished_run), str(tmp_path / "tflite"), export_format="tflite")
     assert result["path"].endswith(os.path.join("tflite", "1", "model.tflite"))
     images = _images(6, seed=1)
     probabilities = export.TFLiteClassifier(result["path"])(images)["probabilities"]
@@ -127,15 +151,26 @@ def test_tflite_float_matches_keras_and_reports_accuracy(finished_run, target, t
     assert saved["tflite_val_accuracy"] == pytest.approx(saved["keras_val_accuracy"], abs=0.011)
 
 
+@pytest.mark.slow
 def test_export_tool_int8_reports_both_accuracies(finished_run, tmp_path):
-    exported = run_python(["tools/export.py", f"--model_dir={finished_run}", f"--export_dir={tmp_path / 'int8'}",
-                           "--format=tflite", "--quantize=int8", "--representative_examples=64"])
+    exported = run_python(
+        [
+            "tools/export.py",
+            f"--model_dir={finished_run}",
+            f"--export_dir={tmp_path / 'int8'}",
+            "--format=tflite",
+            "--quantize=int8",
+            "--representative_examples=64",
+        ]
+    )
     assert exported.returncode == 0, exported.stderr[-3000:]
     result = json.loads(exported.stdout.strip().splitlines()[-1])
     assert result["quantize"] == "int8" and result["val_examples"] == 100
     assert 0.0 <= result["tflite_val_accuracy"] <= 1.0 and 0.0 <= result["keras_val_accuracy"] <= 1.0
     assert os.path.getsize(result["path"]) < os.path.getsize(finished_run / "best.keras") / 2  # int8 weights
-    bad = run_python(["tools/export.py", f"--model_dir={finished_run}", f"--export_dir={tmp_path / 'x'}", "--quantize=int4"])
+    bad = run_python(
+        ["tools/export.py", f"--model_dir={finished_run}", f"--export_dir={tmp_path / 'x'}", "--quantize=int4"]
+    )
     assert bad.returncode == 2 and "int4" in bad.stderr
 
 

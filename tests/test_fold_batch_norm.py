@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf import sources, torch_resnet
-from sskt_tf.fold_batch_norm import FoldedBatchNorm, fold_batch_norm
+from sskt_tf import sources
+from sskt_tf.sources.fold_batch_norm import FoldedBatchNorm, fold_batch_norm
+from sskt_tf.targets import torchvision_resnet
 
 
 def _randomize_batch_norm(model, seed=0):
@@ -13,7 +14,9 @@ def _randomize_batch_norm(model, seed=0):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.moving_mean.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n), rng.uniform(0.5, 2, n)])
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n), rng.uniform(0.5, 2, n)]
+            )
     return model
 
 
@@ -22,7 +25,7 @@ def _count(model, layer_type):
 
 
 def test_a_resnet_folds_completely_and_keeps_its_logits():
-    model = _randomize_batch_norm(torch_resnet.build("resnet18", 20))
+    model = _randomize_batch_norm(torchvision_resnet.build("resnet18", 20))
     folded = fold_batch_norm(model)
     assert _count(folded, keras.layers.BatchNormalization) == 0
     assert _count(folded, FoldedBatchNorm) == _count(model, keras.layers.BatchNormalization)
@@ -40,8 +43,9 @@ def test_only_batch_norms_that_follow_a_private_linear_convolution_fold():
     after_activated = keras.layers.BatchNormalization(name="after_activated")(activated)  # relu in between
     depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="depthwise")(after_activated)
     after_depthwise = keras.layers.BatchNormalization(name="after_depthwise")(depthwise)  # folds
-    outputs = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(after_depthwise),
-                                          keras.layers.GlobalAveragePooling2D()(shared)])
+    outputs = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(after_depthwise), keras.layers.GlobalAveragePooling2D()(shared)]
+    )
     model = _randomize_batch_norm(keras.Model(inputs, outputs))
     folded = fold_batch_norm(model)
     kinds = {layer.name: type(layer).__name__ for layer in folded.layers}
@@ -84,10 +88,9 @@ def test_models_without_a_graph_are_returned_unchanged():
 def test_folding_keeps_the_layers_dtype_policy(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = torch_resnet.build("resnet18", 5)
+        model = torchvision_resnet.build("resnet18", 5)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     folded = fold_batch_norm(model)
     conv = folded.get_layer("conv1")
     assert conv.dtype_policy.name == policy and folded.get_layer("bn1").dtype_policy.name == policy
-

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf.targets.cifar_resnet import ZeroPadShortcut
-from sskt_tf import heads, targets
+from sskt_tf import targets
 from sskt_tf.errors import ConfigError
+from sskt_tf.methods import heads
+from sskt_tf.targets.cifar_resnet import ZeroPadShortcut
 
 
 def trainable_count(layer):
@@ -30,7 +31,9 @@ def test_transfer_module_matches_design_parameter_count():
     head = heads.TransferModule(365)
     maps = [keras.ops.zeros((2, 32, 32, 16)), keras.ops.zeros((2, 16, 16, 32)), keras.ops.zeros((2, 8, 8, 64))]
     assert head(maps).shape == (2, 365)
-    expected = sum(_conv_bn(c, 32, 1) + _conv_bn(32, 32, 3) + _conv_bn(32, 64, 1) for c in (16, 32, 64)) + 64 * 365 + 365
+    expected = (
+        sum(_conv_bn(c, 32, 1) + _conv_bn(32, 32, 3) + _conv_bn(32, 64, 1) for c in (16, 32, 64)) + 64 * 365 + 365
+    )
     assert trainable_count(head) == expected
     assert len(head.branches) == 3
 
@@ -56,9 +59,7 @@ def test_unknown_head_kind():
         heads.build("mlp", 10)
 
 
-@pytest.mark.parametrize(
-    "depth,params", [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)]
-)
+@pytest.mark.parametrize("depth,params", [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)])
 def test_cifar_resnet_standard_parameter_counts(depth, params):
     # 0.27M, 0.46M, 0.66M, 0.85M, 1.7M: the counts of He et al.'s option-A CIFAR ResNets.
     model = targets.cifar_resnet(depth, num_classes=10)

@@ -1,27 +1,26 @@
-"""ImageNet-style ResNet-18/34/50 targets: torchvision's size and layout, registry, SSKT, saving.
+"""torchvision-layout ResNet targets: torchvision's size and layout, registry, SSKT, saving.
 
 Models are built at 64x64 (parameter counts do not depend on the input size)
 to keep the file fast.
 """
 
 import functools
-import re
 
 import keras
 import numpy as np
 import pytest
 
-from sskt_tf import SSKTModel, sources, targets, torch_resnet
-from sskt_tf.targets.imagenet_resnet import imagenet_resnet
+from sskt_tf import SSKTModel, sources, targets
+from sskt_tf.targets import torchvision_resnet
 
 SIZE = 64
 STAGE_WIDTHS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imagenet_1000(depth):
     """One read-only 1000-class model per depth, shared by the size and shape tests."""
-    return imagenet_resnet(depth, 1000, input_shape=(SIZE, SIZE, 3))
+    return torchvision_resnet.target(depth, 1000, input_shape=(SIZE, SIZE, 3))
 
 
 def trainable_count(model):
@@ -39,58 +38,51 @@ def test_parameter_counts_equal_torchvision(depth, params):
 @pytest.mark.parametrize("depth", [18, 34, 50])
 def test_stage_outputs_have_strides_4_to_32(depth):
     model = imagenet_1000(depth)
-    shapes = [tuple(model.get_layer(f"stage{i}").output.shape[1:]) for i in (1, 2, 3, 4)]
+    shapes = [tuple(model.get_layer(f"layer{i}").output.shape[1:]) for i in (1, 2, 3, 4)]
     expected = [(SIZE // stride, SIZE // stride, width) for stride, width in zip((4, 8, 16, 32), STAGE_WIDTHS[depth])]
     assert shapes == expected
-    assert model.get_layer("pool").output.shape[-1] == STAGE_WIDTHS[depth][-1]
-    assert model.get_layer("logits").dtype_policy.compute_dtype == "float32"
-
-
-def _torch_resnet_name(name):
-    """Our layer name for a layer of :func:`sskt_tf.torch_resnet.build` (torch module names)."""
-    if name in ("conv1", "bn1"):
-        return f"stem_{name[:-1]}"
-    if name == "fc":
-        return "logits"
-    block = re.fullmatch(r"layer(\d)\.(\d+)\.(conv|bn)(\d)", name)
-    if block:
-        stage, index, kind, position = block.groups()
-        return f"stage{stage}_block{int(index) + 1}_{'abc'[int(position) - 1]}_{kind}"
-    stage, index, position = re.fullmatch(r"layer(\d)\.(\d+)\.downsample\.(\d)", name).groups()
-    return f"stage{stage}_block{int(index) + 1}_shortcut_{('conv', 'bn')[int(position)]}"
+    assert model.get_layer("avgpool").output.shape[-1] == STAGE_WIDTHS[depth][-1]
+    assert model.get_layer("fc").dtype_policy.compute_dtype == "float32"
 
 
 @pytest.mark.parametrize("depth", [18, 50])
-def test_same_function_as_the_torchvision_layout(depth):
-    # sskt_tf.torch_resnet reproduces torchvision's logits (tests/test_torch_convert.py);
-    # with its weights our target must compute the same function, padding included.
+def test_target_computes_what_the_converted_network_behind_torch_preprocessing_does(depth):
+    # A converted checkpoint reproduces torchvision's logits (tests/test_torch_convert.py). The
+    # target variant (its own input normalisation, synchronized BatchNorm) must compute the same
+    # function from raw pixels with the same weights.
     keras.utils.set_random_seed(0)
-    reference = torch_resnet.build(f"resnet{depth}", 10, (SIZE, SIZE, 3))
-    ours = imagenet_resnet(depth, 10, input_shape=(SIZE, SIZE, 3))
+    reference = torchvision_resnet.build(f"resnet{depth}", 10, (SIZE, SIZE, 3))
+    ours = torchvision_resnet.target(depth, 10, input_shape=(SIZE, SIZE, 3))
+    # The same torch-named layers; the target's "normalize" holds constants, not weights.
+    assert [layer.name for layer in ours.layers if layer.weights] == [
+        layer.name for layer in reference.layers if layer.weights
+    ]
     rng = np.random.RandomState(0)
     for layer in reference.layers:
         weights = layer.get_weights()
         if isinstance(layer, keras.layers.BatchNormalization):
             # gamma, beta, moving mean, moving variance away from their initial 1, 0, 0, 1
-            weights = [rng.uniform(low, high, w.shape).astype("float32")
-                       for w, (low, high) in zip(weights, [(0.5, 1.5), (-0.2, 0.2), (-0.2, 0.2), (0.5, 1.5)])]
+            weights = [
+                rng.uniform(low, high, w.shape).astype("float32")
+                for w, (low, high) in zip(weights, [(0.5, 1.5), (-0.2, 0.2), (-0.2, 0.2), (0.5, 1.5)])
+            ]
             layer.set_weights(weights)
         if weights:
-            ours.get_layer(_torch_resnet_name(layer.name)).set_weights(weights)
+            ours.get_layer(layer.name).set_weights(weights)
     images = rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
-    expected = torch_resnet.with_raw_pixel_input(reference)(images)
+    expected = torchvision_resnet.with_raw_pixel_input(reference)(images)
     np.testing.assert_allclose(ours(images), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_registry_builds_imagenet_resnets_and_keeps_cifar_ones():
-    assert {"resnet18", "resnet34", "resnet50", "resnet20"} <= set(targets.TARGETS)
+def test_registry_builds_torchvision_resnets_and_keeps_cifar_ones():
+    assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20"} <= set(targets.TARGETS)
     model = targets.get("resnet18", 20, image_size=SIZE)
     assert model.name == "resnet18" and model.output_shape == (None, 20)
-    assert model.get_layer("stage4").output.shape[1:] == (2, 2, 512)
+    assert model.get_layer("layer4").output.shape[1:] == (2, 2, 512)
     cifar = targets.get("resnet20", 10)
     assert cifar.name == "resnet20" and len(cifar.get_layer("stage3").output.shape) == 4
-    with pytest.raises(ValueError, match="18, 34, 50"):
-        imagenet_resnet(101, 10)
+    with pytest.raises(ValueError, match="18, 34, 50, 101, 152"):
+        torchvision_resnet.target(26, 10)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +100,7 @@ def trained(tiny_source_path):
 
 def test_transfer_module_taps_four_stages_and_trains(trained):
     model, _, loss = trained
-    assert model.feature_layers == ["stage1", "stage2", "stage3", "stage4"]
+    assert model.feature_layers == ["layer1", "layer2", "layer3", "layer4"]
     assert len(model.heads[0].branches) == 4 and model.heads[0].width == 512
     assert np.isfinite(float(np.asarray(loss).ravel()[0]))
 

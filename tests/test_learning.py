@@ -8,6 +8,7 @@ import tensorflow as tf
 from sskt_tf import SSKTModel, data, sources, targets
 
 
+@pytest.mark.slow
 def test_sskt_learns_digits_far_above_chance(digits, tiny_source_path):
     train_x, train_y, val_x, val_y = digits
     keras.utils.set_random_seed(0)

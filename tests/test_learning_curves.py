@@ -6,12 +6,11 @@ import os
 
 import numpy as np
 import pytest
+from helpers.processes import run_python
+from studies import harness, learning_curves
 
-from sskt_tf import learning_curves, reproduce
-from sskt_tf.callbacks import write_history
 from sskt_tf.errors import ConfigError
-
-from conftest import run_python
+from sskt_tf.training.history import write_history
 
 
 def _fake_run(run_dir, accuracy_offset, epochs=6, validation_freq=2):
@@ -28,8 +27,10 @@ def _fake_run(run_dir, accuracy_offset, epochs=6, validation_freq=2):
 
 
 def test_aggregate_averages_over_runs_and_skips_epochs_without_validation(tmp_path):
-    histories = [learning_curves.load_history(_fake_run(tmp_path / f"s{seed}", offset, validation_freq=3))
-                 for seed, offset in enumerate((0.0, 0.1))]
+    histories = [
+        learning_curves.load_history(_fake_run(tmp_path / f"s{seed}", offset, validation_freq=3))
+        for seed, offset in enumerate((0.0, 0.1))
+    ]
     epochs, mean, std, count = learning_curves.aggregate(histories, "val_accuracy")
     np.testing.assert_array_equal(epochs, [3, 6])
     np.testing.assert_allclose(mean, [0.65, 0.8])
@@ -39,14 +40,19 @@ def test_aggregate_averages_over_runs_and_skips_epochs_without_validation(tmp_pa
 
 
 def test_plot_has_one_mean_line_per_group_in_each_panel(tmp_path):
-    groups = {"Scratch": [_fake_run(tmp_path / "a" / f"seed{s}", 0.01 * s) for s in range(3)],
-              "SSKT": [_fake_run(tmp_path / "b" / f"seed{s}", 0.1 + 0.01 * s) for s in range(2)]}
+    groups = {
+        "Scratch": [_fake_run(tmp_path / "a" / f"seed{s}", 0.01 * s) for s in range(3)],
+        "SSKT": [_fake_run(tmp_path / "b" / f"seed{s}", 0.1 + 0.01 * s) for s in range(2)],
+    }
     output = tmp_path / "curves.png"
     figure = learning_curves.plot_groups(groups, str(output), title="toy")
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     visible = [axis for axis in figure.axes if axis.get_visible()]
     assert [axis.get_title() for axis in visible] == [
-        "Training loss (loss)", "Validation (val_accuracy %)", "Learning rate (learning_rate)"]
+        "Training loss (loss)",
+        "Validation (val_accuracy %)",
+        "Learning rate (learning_rate)",
+    ]
     for axis in visible:
         assert [line.get_label() for line in axis.get_lines()] == ["Scratch (n=3)", "SSKT (n=2)"]
     validation = visible[1].get_lines()[1]
@@ -62,27 +68,44 @@ def test_a_run_without_history_is_a_clear_error(tmp_path):
     _fake_run(tmp_path / "r1", 0.0)
     _fake_run(tmp_path / "r2", 0.0)
     assert learning_curves.groups_from_patterns([f"A={tmp_path}/r2", f"{tmp_path}/r1", f"A={tmp_path}/r1"]) == {
-        "A": [f"{tmp_path}/r2", f"{tmp_path}/r1"], f"{tmp_path}/r1": [f"{tmp_path}/r1"]}
+        "A": [f"{tmp_path}/r2", f"{tmp_path}/r1"],
+        f"{tmp_path}/r1": [f"{tmp_path}/r1"],
+    }
 
 
+@pytest.mark.slow
 def test_plot_runs_tool_and_reproduce_plot(tmp_path):
     for row in ("a", "b"):
         for seed in (0, 1):
             run = _fake_run(tmp_path / "runs" / "toy" / row / "c10-r20" / f"seed{seed}", 0.1 * seed)
             with open(os.path.join(run, "results.json"), "w") as f:
                 json.dump({"best_val_accuracy": 0.5}, f)
-    result = run_python(["tools/plot_runs.py", f"--runs=A={tmp_path}/runs/toy/a/*/seed*",
-                         f"--runs={tmp_path}/runs/toy/b/*/seed*", f"--output={tmp_path}/tool.png"], timeout=120)
+    result = run_python(
+        [
+            "tools/plot_runs.py",
+            f"--runs=A={tmp_path}/runs/toy/a/*/seed*",
+            f"--runs={tmp_path}/runs/toy/b/*/seed*",
+            f"--output={tmp_path}/tool.png",
+        ],
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "A (2 runs)" in result.stdout and (tmp_path / "tool.png").exists()
     table = tmp_path / "toy"
     table.mkdir()
     for row in ("a", "b"):
         (table / f"{row}.flags").write_text("--alpha=0.5\n")
-    (table / "table.json").write_text(json.dumps({
-        "title": "Toy", "metric": "best_val_accuracy", "seeds": [0, 1],
-        "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
-        "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}]}))
+    (table / "table.json").write_text(
+        json.dumps(
+            {
+                "title": "Toy",
+                "metric": "best_val_accuracy",
+                "seeds": [0, 1],
+                "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
+                "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}],
+            }
+        )
+    )
     out = io.StringIO()
-    reproduce.reproduce([str(table)], output_dir=str(tmp_path / "runs"), collect_only=True, plot=True, out=out)
+    harness.reproduce([str(table)], output_dir=str(tmp_path / "runs"), collect_only=True, plot=True, out=out)
     assert (tmp_path / "runs" / "toy" / "curves.png").exists() and "curves.png" in out.getvalue()

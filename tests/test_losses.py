@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sskt_tf import losses
+from sskt_tf.methods import losses
 
 SOURCE = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
 HEAD = np.array([[0.0, 1.0, 0.0], [1.0, -2.0, 0.5]], np.float32)

@@ -1,5 +1,6 @@
 """The method registry and the baselines (KD, DML, MAXL): loss formulas, meta-gradient, training."""
 
+import dataclasses
 import json
 
 import keras
@@ -8,11 +9,13 @@ import pytest
 import tensorflow as tf
 
 from sskt_tf import methods, sources
-from sskt_tf.config import TrainConfig
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods.dml import DMLModel
 from sskt_tf.methods.kd import KDModel
 from sskt_tf.methods.maxl import MAXLModel, hierarchy_mask, mask_softmax
+from sskt_tf.training.checks import validate as training_validate
+from sskt_tf.training.config import TrainConfig
+from sskt_tf.training.flags import to_flagfile
 
 
 def tiny_target(num_classes, seed, size=16, dtype=None):
@@ -83,12 +86,19 @@ def test_dml_peers_each_get_ce_plus_kl_towards_the_other(batch):
     z1, z2 = model.target(images).numpy(), model.peer2(images).numpy()
     assert not np.allclose(z1, z2)  # independently initialised
     _, total, terms = model.loss_terms(images, labels, None, training=False)
-    expected = {"target": _ce(labels, z1), "peer2_target": _ce(labels, z2),
-                "mutual": _kd(z2, z1, 2.0), "peer2_mutual": _kd(z1, z2, 2.0)}
+    expected = {
+        "target": _ce(labels, z1),
+        "peer2_target": _ce(labels, z2),
+        "mutual": _kd(z2, z1, 2.0),
+        "peer2_mutual": _kd(z1, z2, 2.0),
+    }
     for name, value in expected.items():
         np.testing.assert_allclose(terms[name], value, rtol=1e-4, err_msg=name)
-    np.testing.assert_allclose(total, expected["target"] + expected["peer2_target"]
-                               + 0.5 * (expected["mutual"] + expected["peer2_mutual"]), rtol=1e-4)
+    np.testing.assert_allclose(
+        total,
+        expected["target"] + expected["peer2_target"] + 0.5 * (expected["mutual"] + expected["peer2_mutual"]),
+        rtol=1e-4,
+    )
     # Each peer's gradient is that of its own loss only: the other peer is a constant.
     for peer, own_terms in ((model.target, ("target", "mutual")), (model.peer2, ("peer2_target", "peer2_mutual"))):
         with tf.GradientTape() as tape:
@@ -178,8 +188,9 @@ def test_maxl_train_step_updates_both_networks(batch):
     images, labels = batch
     model = MAXLModel(tiny_target(3, seed=1), tiny_target(6, seed=2), psi=2)
     # No entropy term and no decay: only the meta gradient can move the generator.
-    model.compile(keras.optimizers.SGD(0.1), entropy_weight=0.0, generator_lr=0.5, weight_decay=0.0,
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.SGD(0.1), entropy_weight=0.0, generator_lr=0.5, weight_decay=0.0, metrics=["accuracy"]
+    )
     before = [v.numpy() for v in (*model.multi_task.trainable_variables, *model.generator.trainable_variables)]
     logs = model.train_on_batch(images, labels, return_dict=True)
     after = [v.numpy() for v in (*model.multi_task.trainable_variables, *model.generator.trainable_variables)]
@@ -196,8 +207,18 @@ def test_maxl_train_step_updates_both_networks(batch):
 
 def _digits_config(tmp_path, digits_folder, **overrides):
     settings = dict(
-        dataset=f"folder:{digits_folder}", image_size=16, target="resnet20", sources=[], epochs=1, steps_per_epoch=2,
-        batch_size=16, lr=0.05, lr_milestones=[], seed=0, verbose=0, model_dir=str(tmp_path / "run"),
+        dataset=f"folder:{digits_folder}",
+        image_size=16,
+        target="resnet20",
+        sources=[],
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=16,
+        lr=0.05,
+        lr_milestones=[],
+        seed=0,
+        verbose=0,
+        model_dir=str(tmp_path / "run"),
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -217,11 +238,14 @@ def _tiny_model(method):
     return model
 
 
-@pytest.mark.parametrize("method, terms", [
-    ("kd", ("target_loss", "kd_loss")),
-    ("dml", ("target_loss", "mutual_loss", "peer2_target_loss", "peer2_mutual_loss", "peer2_accuracy")),
-    ("maxl", ("primary_loss", "auxiliary_loss", "meta_loss", "entropy_loss")),
-])
+@pytest.mark.parametrize(
+    "method, terms",
+    [
+        ("kd", ("target_loss", "kd_loss")),
+        ("dml", ("target_loss", "mutual_loss", "peer2_target_loss", "peer2_mutual_loss", "peer2_accuracy")),
+        ("maxl", ("primary_loss", "auxiliary_loss", "meta_loss", "entropy_loss")),
+    ],
+)
 def test_each_baseline_fits_with_validation(method, terms, batch):
     images, labels = batch
     model = _tiny_model(method)
@@ -232,13 +256,17 @@ def test_each_baseline_fits_with_validation(method, terms, batch):
     assert not all(np.allclose(b, v.numpy()) for b, v in zip(before, model.target.trainable_variables))
 
 
+@pytest.mark.slow
 def test_kd_trains_through_train_lib_and_saves_the_student(tmp_path, digits_folder):
-    from sskt_tf import train_lib
+    from sskt_tf import training
 
     teacher = tiny_target(10, seed=3)
     teacher.save(tmp_path / "teacher.keras")
-    results = train_lib.train(_digits_config(tmp_path, digits_folder, method="kd", alpha=0.9, temperature=4.0,
-                                             teacher=str(tmp_path / "teacher.keras")))
+    results = training.train(
+        _digits_config(
+            tmp_path, digits_folder, method="kd", alpha=0.9, temperature=4.0, teacher=str(tmp_path / "teacher.keras")
+        )
+    )
     assert results["method"] == "kd" and results["sources"] == []
     assert np.isfinite(results["val_kd_loss"]) and 0.0 <= results["val_accuracy"] <= 1.0
     with open(tmp_path / "run" / "results.json") as f:
@@ -250,12 +278,12 @@ def test_kd_trains_through_train_lib_and_saves_the_student(tmp_path, digits_fold
 @pytest.mark.parametrize("method", ["dml", "maxl"])
 def test_registry_builds_the_baselines_from_flags(method, digits_folder):
     from sskt_tf import data as data_lib
-    from sskt_tf import train_lib
+    from sskt_tf import training
 
     data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
     config = TrainConfig(method=method, target="resnet20", sources=[], maxl_psi=3, alpha=1.0, temperature=1.0)
-    model = train_lib.build_model(config, data)
-    train_lib.compile_model(model, config)
+    model = training.loop.build_model(config, data)
+    training.loop.compile_model(model, config)
     assert model.target.name == "resnet20" and model.target.output_shape == (None, 10)
     if method == "dml":
         assert model.peer2.output_shape == (None, 10) and model.alpha == 1.0
@@ -267,24 +295,48 @@ def test_registry_builds_the_baselines_from_flags(method, digits_folder):
 
 def test_scratch_ignores_the_sources_flag(digits_folder):
     from sskt_tf import data as data_lib
+    from sskt_tf import training
 
     data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
     config = TrainConfig(method="scratch", sources=["/nonexistent/source.keras"], target="resnet20")
-    model = methods.get("scratch").build(config, data)
+    model = training.loop.build_model(training.validate(config), data)  # the source is neither checked nor built
     assert model.sources == [] and model.target.output_shape == (None, 10)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(method="kd"), "--method=kd needs --teacher=PATH"),
-    (dict(method="kd", teacher="/nonexistent/t.keras"), "The KD teacher"),
-    (dict(method="kd", teacher="x.keras", alpha=1.5), "--alpha must be in \\[0, 1\\]"),
-    (dict(method="maxl", maxl_psi=0), "--maxl_psi must be >= 1"),
-    (dict(method="maxl", mixed_precision="mixed_float16"), "does not support --mixed_precision=mixed_float16"),
-    (dict(method="dml", soft_label_cache="/tmp/cache"), "does not use"),
-    (dict(method="boost"), "Unknown --method=boost"),
-])
+@pytest.mark.parametrize(
+    "method,expected", [("sskt", (0.1, 3.0)), ("kd", (0.9, 4.0)), ("dml", (1.0, 1.0)), ("maxl", (None, None))]
+)
+def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tmp_path):
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(b"")  # KD checks that its teacher exists
+    config = TrainConfig(method=method, sources=[], teacher=str(teacher))
+    assert (config.alpha, config.temperature) == (None, None)  # unset: the method decides
+    validated = training_validate(config)
+    assert (validated.alpha, validated.temperature) == expected
+    assert methods.get(method).defaults == (
+        {} if expected == (None, None) else dict(zip(("alpha", "temperature"), expected))
+    )
+    # What the user set is kept, and the resolved values are what flags.txt records.
+    explicit = training_validate(dataclasses.replace(config, alpha=0.5, temperature=2.0))
+    assert (explicit.alpha, explicit.temperature) == (0.5, 2.0)
+    if expected != (None, None):
+        assert f"--alpha={expected[0]}" in to_flagfile(validated).splitlines()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(method="kd"), "--method=kd needs --teacher=PATH"),
+        (dict(method="kd", teacher="/nonexistent/t.keras"), "The KD teacher"),
+        (dict(method="kd", teacher="x.keras", alpha=1.5), "--alpha must be in \\[0, 1\\]"),
+        (dict(method="maxl", maxl_psi=0), "--maxl_psi must be >= 1"),
+        (dict(method="maxl", mixed_precision="mixed_float16"), "does not support --mixed_precision=mixed_float16"),
+        (dict(method="dml", soft_label_cache="/tmp/cache"), "does not use"),
+        (dict(method="boost"), "Unknown --method=boost"),
+    ],
+)
 def test_method_flag_errors(overrides, message, tmp_path, digits_folder):
-    from sskt_tf import train_lib
+    from sskt_tf import training
 
     with pytest.raises(ConfigError, match=message):
-        train_lib.train(_digits_config(tmp_path, digits_folder, **overrides))
+        training.train(_digits_config(tmp_path, digits_folder, **overrides))

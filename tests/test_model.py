@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf import SSKTModel, losses, sources, targets
+from sskt_tf import SSKTModel, sources, targets
 from sskt_tf.errors import ConfigError
+from sskt_tf.methods import losses
 
 
 def small_target(num_classes=10):
@@ -39,6 +40,7 @@ def test_only_target_and_heads_are_trainable(tiny_source_path):
     assert not trainable & {id(v) for v in source.weights}
 
 
+@pytest.mark.slow
 def test_fit_trains_target_and_heads_but_never_sources(tiny_source_path, batch):
     x, y = batch
     # Unfolded, so the source keeps BatchNorm moving statistics that must not move.
@@ -55,8 +57,16 @@ def test_fit_trains_target_and_heads_but_never_sources(tiny_source_path, batch):
         np.testing.assert_array_equal(before, weight.numpy(), err_msg=weight.path)
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(target_before, model.target.trainable_weights))
     assert all(not np.allclose(b, w.numpy()) for b, w in zip(head_before, model.heads[0].trainable_weights))
-    assert {"loss", "target_loss", "aux_tiny_loss", "accuracy", "val_loss", "val_target_loss",
-            "val_aux_tiny_loss", "val_accuracy"} <= set(history.history)
+    assert {
+        "loss",
+        "target_loss",
+        "aux_tiny_loss",
+        "accuracy",
+        "val_loss",
+        "val_target_loss",
+        "val_aux_tiny_loss",
+        "val_accuracy",
+    } <= set(history.history)
 
 
 def test_loss_is_target_plus_alpha_times_aux_plus_l2(tiny_source_path, batch):
@@ -108,6 +118,7 @@ def test_feature_layer_and_name_errors(tiny_source_path):
     assert SSKTModel(plain, [source], head="linear").feature_layers == ["flatten"]
 
 
+@pytest.mark.slow
 def test_whole_model_saves_and_resumes_identically(tiny_source_path, batch, tmp_path):
     x, y = batch
     model = SSKTModel(small_target(), [sources.from_file(tiny_source_path)])

@@ -1,7 +1,7 @@
 """Two worker processes on localhost (TF_CONFIG) train with tools/train.py to identical weights,
 the same as one process trains to.
 
-Keras 3.15.1's fit crashes with several workers unless sskt_tf.distribute's fix is
+Keras 3.15.1's fit crashes with several workers unless sskt_tf.training.distribute's fix is
 installed; this test fails if that crash comes back.
 """
 
@@ -14,12 +14,13 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers.processes import REPO, run_python
 
 import sskt_tf  # noqa: F401  (registers the custom layers of saved targets)
-from sskt_tf import callbacks, distribute
 from sskt_tf.errors import ConfigError
+from sskt_tf.training import distribute, history
 
-from conftest import REPO, run_python
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
 def _free_ports(count):
@@ -41,8 +42,14 @@ def _run_two_workers(tmp_path, flags):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         # One thread pool each: two TensorFlow processes share this machine's few cores, and a
         # starved worker can miss the coordination service's heartbeats.
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, TF_CONFIG=json.dumps(tf_config),
-                   TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1")
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            PYTHONPATH=REPO,
+            TF_CONFIG=json.dumps(tf_config),
+            TF_NUM_INTEROP_THREADS="1",
+            TF_NUM_INTRAOP_THREADS="1",
+        )
         # Logs go to files: an undrained pipe would block one worker and, through the
         # collectives, the other.
         logs.append(tmp_path / f"worker{index}.log")
@@ -55,22 +62,34 @@ def _run_two_workers(tmp_path, flags):
         for process in processes:
             process.kill()
     if any(process.returncode != 0 for process in processes):
-        pytest.fail("\n\n".join(f"worker {i} exit {p.returncode}:\n{log.read_text()[-3000:]}"
-                                  for i, (p, log) in enumerate(zip(processes, logs))))
+        pytest.fail(
+            "\n\n".join(
+                f"worker {i} exit {p.returncode}:\n{log.read_text()[-3000:]}"
+                for i, (p, log) in enumerate(zip(processes, logs))
+            )
+        )
     return logs
 
 
 def test_two_workers_train_to_identical_weights(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "run"
-    logs = _run_two_workers(tmp_path, [
-        f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}", "--epochs=2",
-        "--batch_size=32", "--verbose=2", f"--model_dir={model_dir}",
-    ])
+    logs = _run_two_workers(
+        tmp_path,
+        [
+            f"--dataset=folder:{digits_folder}",
+            "--image_size=16",
+            f"--sources={tiny_source_path}",
+            "--epochs=2",
+            "--batch_size=32",
+            "--verbose=2",
+            f"--model_dir={model_dir}",
+        ],
+    )
     assert "on 2 replica(s)" in logs[0].read_text()
 
     chief_dir, worker_dir = model_dir, model_dir / "worker_1"
-    chief_rows = callbacks.read_history(str(chief_dir / "history.csv"))
-    worker_rows = callbacks.read_history(str(worker_dir / "history.csv"))
+    chief_rows = history.read_history(str(chief_dir / "history.csv"))
+    worker_rows = history.read_history(str(worker_dir / "history.csv"))
     assert [row["epoch"] for row in chief_rows] == ["0", "1"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # global metrics: the same on both
         np.testing.assert_allclose([float(r[key]) for r in worker_rows], [float(r[key]) for r in chief_rows], rtol=1e-5)
@@ -87,13 +106,20 @@ def test_one_process_and_two_workers_take_the_same_first_step(tmp_path, digits_f
     # weights, the same global batch split between the workers, global-batch BatchNorm, and
     # no batch lost to Keras' multi-worker symbolic build. (Later batches of the two input
     # pipelines can come in a different order; see README.)
-    flags = [f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}", "--epochs=1",
-             "--steps_per_epoch=1", "--batch_size=32", "--verbose=0"]
+    flags = [
+        f"--dataset=folder:{digits_folder}",
+        "--image_size=16",
+        f"--sources={tiny_source_path}",
+        "--epochs=1",
+        "--steps_per_epoch=1",
+        "--batch_size=32",
+        "--verbose=0",
+    ]
     _run_two_workers(tmp_path, [*flags, f"--model_dir={tmp_path / 'workers'}"])
     single = run_python(["tools/train.py", *flags, f"--model_dir={tmp_path / 'single'}"])
     assert single.returncode == 0, single.stderr[-3000:]
-    chief_rows = callbacks.read_history(str(tmp_path / "workers" / "history.csv"))
-    single_rows = callbacks.read_history(str(tmp_path / "single" / "history.csv"))
+    chief_rows = history.read_history(str(tmp_path / "workers" / "history.csv"))
+    single_rows = history.read_history(str(tmp_path / "single" / "history.csv"))
     for key in ("loss", "accuracy", "target_loss", "aux_tiny_loss"):
         assert float(chief_rows[0][key]) == pytest.approx(float(single_rows[0][key]), rel=1e-5), key
     workers = keras.saving.load_model(tmp_path / "workers" / "last.keras")

@@ -8,12 +8,11 @@ import sys
 
 import pytest
 from absl import flags
+from helpers.processes import REPO, run_python
+from studies import harness
 
-from sskt_tf import reproduce
 from sskt_tf.errors import ConfigError
-from sskt_tf.flags import config_from_flags, define_flags
-
-from conftest import REPO, run_python
+from sskt_tf.training.flags import config_from_flags, define_flags
 
 PAPER = os.path.join(REPO, "configs", "paper")
 
@@ -37,12 +36,19 @@ def _write_table(root, columns=(("c10", "r20"), ("c100", "r20")), seeds=(0, 1, 2
     table.mkdir()
     for row in ("a", "b"):
         (table / f"{row}.flags").write_text(f"# row {row}\n--alpha=0.5\n--model_path={{output_dir}}/{{dataset_slug}}\n")
-    (table / "table.json").write_text(json.dumps({
-        "title": "Toy", "metric": "best_val_accuracy", "scale": 100, "seeds": list(seeds),
-        "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
-        "columns": [{"dataset": d, "target": t, "label": f"{d}/{t}"} for d, t in columns],
-        "paper": paper or {},
-    }))
+    (table / "table.json").write_text(
+        json.dumps(
+            {
+                "title": "Toy",
+                "metric": "best_val_accuracy",
+                "scale": 100,
+                "seeds": list(seeds),
+                "rows": [{"name": "a", "label": "A"}, {"name": "b", "label": "B"}],
+                "columns": [{"dataset": d, "target": t, "label": f"{d}/{t}"} for d, t in columns],
+                "paper": paper or {},
+            }
+        )
+    )
     return str(table)
 
 
@@ -63,7 +69,7 @@ def test_results_table_from_fake_runs(tmp_path):
     _fake_result(output_dir, "b", "c10-r20", 1, 0.6)
     _fake_result(output_dir, "b", "c10-r20", 7, 0.0)  # a seed the table does not ask for: ignored
     out = io.StringIO()
-    assert reproduce.reproduce([table], output_dir=output_dir, collect_only=True, out=out) == []
+    assert harness.reproduce([table], output_dir=output_dir, collect_only=True, out=out) == []
     text = (tmp_path / "runs" / "toy" / "results.md").read_text()
     assert text in out.getvalue()
     assert "| Method | c10/r20 | c100/r20 |\n|---|---|---|\n" in text
@@ -71,24 +77,38 @@ def test_results_table_from_fake_runs(tmp_path):
     assert "| B | 55.00 ± 7.07 (n=2) | – (paper: 70.00±1.00) |\n" in text
     records = json.loads((tmp_path / "runs" / "toy" / "results.json").read_text())
     assert len(records) == 6
-    assert records[0] == {"row": "a", "column": "c10-r20", "dataset": "c10", "target": "r20", "seed": 0,
-                          "metric": "best_val_accuracy", "value": 0.9,
-                          "path": os.path.join(output_dir, "toy", "a", "c10-r20", "seed0", "results.json")}
+    assert records[0] == {
+        "row": "a",
+        "column": "c10-r20",
+        "dataset": "c10",
+        "target": "r20",
+        "seed": 0,
+        "metric": "best_val_accuracy",
+        "value": 0.9,
+        "path": os.path.join(output_dir, "toy", "a", "c10-r20", "seed0", "results.json"),
+    }
 
 
 def test_format_cell():
-    assert reproduce.format_cell([92.0, 93.0, 94.0], 3) == "93.00 ± 1.00"
-    assert reproduce.format_cell([92.0, 93.0, 94.0], 3, digits=1, paper="92.46±0.15") == "93.0 ± 1.0 (paper: 92.46±0.15)"
-    assert reproduce.format_cell([91.234], 1) == "91.23 (n=1)"
-    assert reproduce.format_cell([None], 3) == "–"
+    assert harness.format_cell([92.0, 93.0, 94.0], 3) == "93.00 ± 1.00"
+    assert harness.format_cell([92.0, 93.0, 94.0], 3, digits=1, paper="92.46±0.15") == "93.0 ± 1.0 (paper: 92.46±0.15)"
+    assert harness.format_cell([91.234], 1) == "91.23 (n=1)"
+    assert harness.format_cell([None], 3) == "–"
 
 
 def test_dry_run_lists_required_teachers_then_the_grid_with_placeholders_expanded(tmp_path):
     output_dir = str(tmp_path / "runs")
     out = io.StringIO()
-    reproduce.reproduce([f"{PAPER}/cifar"], seeds=[0, 1], rows=["kd", "sskt_pi"],
-                        columns=["cifar10-resnet20", "cifar100-resnet32"], output_dir=output_dir,
-                        extra_flags="--epochs=1 --steps_per_epoch=2", dry_run=True, out=out)
+    harness.reproduce(
+        [f"{PAPER}/cifar"],
+        seeds=[0, 1],
+        rows=["kd", "sskt_pi"],
+        columns=["cifar10-resnet20", "cifar100-resnet32"],
+        output_dir=output_dir,
+        extra_flags="--epochs=1 --steps_per_epoch=2",
+        dry_run=True,
+        out=out,
+    )
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 + 2 * 2 * 2  # two teachers (seed 0), then kd and sskt_pi x 2 columns x 2 seeds
     assert "{" not in out.getvalue() and not os.path.exists(output_dir)
@@ -108,9 +128,20 @@ def test_dry_run_lists_required_teachers_then_the_grid_with_placeholders_expande
     )
 
 
+@pytest.mark.slow
 def test_cli_dry_run_with_column_flags():
-    result = run_python(["tools/reproduce.py", "--table=voc2007", "--rows=sskt_p", "--columns=voc_2007-resnet50",
-                         "--seeds=3", "--dry_run", "--output_dir=out"], timeout=120)
+    result = run_python(
+        [
+            "tools/reproduce.py",
+            "--table=voc2007",
+            "--rows=sskt_p",
+            "--columns=voc_2007-resnet50",
+            "--seeds=3",
+            "--dry_run",
+            "--output_dir=out",
+        ],
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(
         "/voc2007/sskt_p.flags --image_size=224 --target_loss=bce --dataset=voc/2007 --target=resnet50 --seed=3 "
@@ -125,7 +156,7 @@ def test_grid_skips_finished_cells_and_goes_on_after_a_failure(tmp_path):
     output_dir = str(tmp_path / "runs")
     _fake_result(output_dir, "a", "good-r20", 0, 0.7)
     out = io.StringIO()
-    failed = reproduce.reproduce([table], output_dir=output_dir, train_command=(sys.executable, str(script)), out=out)
+    failed = harness.reproduce([table], output_dir=output_dir, train_command=(sys.executable, str(script)), out=out)
     text = out.getvalue()
     assert sorted(cell.description for cell, _ in failed) == [
         f"toy/{row} bad-r20 seed{seed}" for row in ("a", "b") for seed in (0, 1)
@@ -145,24 +176,26 @@ def test_bad_tables_are_refused(tmp_path):
     with open(os.path.join(table, "a.flags"), "a") as f:
         f.write("--seed=3\n")
     with pytest.raises(ConfigError, match="--seed"):
-        reproduce.load_table(table)
+        harness.load_table(table)
     spec = json.loads((tmp_path / "toy" / "table.json").read_text())
     (tmp_path / "toy" / "a.flags").write_text("--alpha=1\n")
     (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, metrc="x")))
     with pytest.raises(ConfigError, match="unknown keys"):
-        reproduce.load_table(table)
+        harness.load_table(table)
     (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, paper={"a": {"c10-r32": "1"}})))
     with pytest.raises(ConfigError, match="c10-r32"):
-        reproduce.load_table(table)
+        harness.load_table(table)
     (tmp_path / "toy" / "a.flags").write_text("--model_path={outputdir}\n")
     (tmp_path / "toy" / "table.json").write_text(json.dumps(spec))
     with pytest.raises(ConfigError, match="outputdir"):
-        reproduce.reproduce([table], dry_run=True, out=io.StringIO())
+        harness.reproduce([table], dry_run=True, out=io.StringIO())
 
 
 def _paper_tables():
-    return {os.path.basename(os.path.dirname(path)): reproduce.load_table(os.path.dirname(path))
-            for path in sorted(glob.glob(f"{PAPER}/*/table.json"))}
+    return {
+        os.path.basename(os.path.dirname(path)): harness.load_table(os.path.dirname(path))
+        for path in sorted(glob.glob(f"{PAPER}/*/table.json"))
+    }
 
 
 def test_paper_tables_are_valid():
@@ -172,7 +205,11 @@ def test_paper_tables_are_valid():
     assert [row.name for row in tables["cifar"].rows] == [row.name for row in tables["stl10"].rows] == methods
     assert [row.name for row in tables["voc2007"].rows] == ["scratch", "sskt_i", "sskt_p", "sskt_pi"]
     assert [c.slug for c in tables["cifar"].columns] == [
-        "cifar10-resnet20", "cifar10-resnet32", "cifar100-resnet20", "cifar100-resnet32"]
+        "cifar10-resnet20",
+        "cifar10-resnet32",
+        "cifar100-resnet20",
+        "cifar100-resnet32",
+    ]
     assert tables["voc2007"].metric == "best_val_mAP"
     assert tables["cifar"].paper["sskt_pi"]["cifar10-resnet20"] == "92.46±0.15"
     for table in tables.values():
@@ -181,7 +218,7 @@ def test_paper_tables_are_valid():
             with open(row.flagfile) as f:
                 assert f.read().startswith("# "), row.flagfile  # a comment explains the row
     # Every kd cell's --teacher is the best.keras of a cell the teachers table trains first.
-    cells = reproduce.plan([tables["cifar"], tables["stl10"]], rows=["kd"], output_dir="out")
+    cells = harness.plan([tables["cifar"], tables["stl10"]], rows=["kd"], output_dir="out")
     position = {cell.model_dir: index for index, cell in enumerate(cells)}
     kd_cells = [cell for cell in cells if cell.row.name == "kd"]
     assert len(kd_cells) == 5 * 3 and len(cells) == len(kd_cells) + 3
@@ -203,10 +240,13 @@ def test_paper_flagfiles_parse_as_train_flags():
     for table in _paper_tables().values():
         for row in table.rows:
             for column in table.columns:
-                cell = reproduce.make_cell(table, row, column, 0, "out", train_command=("python", "train.py"))
+                cell = harness.make_cell(table, row, column, 0, "out", train_command=("python", "train.py"))
                 config = _train_config(cell.command[2:])
-                assert (config.dataset, config.target, config.model_dir) == (column.dataset, column.target,
-                                                                             cell.model_dir)
+                assert (config.dataset, config.target, config.model_dir) == (
+                    column.dataset,
+                    column.target,
+                    cell.model_dir,
+                )
                 for name in ("epochs", "batch_size", "lr", "lr_milestones", "lr_decay", "momentum", "weight_decay"):
                     assert getattr(config, name) == getattr(reference, name), (row.flagfile, name)
                 if row.name.startswith("sskt_"):
@@ -236,38 +276,58 @@ def test_cache_rows_build_their_cache_once_before_their_runs_and_extra_metrics_a
     table.mkdir()
     for row in ("a", "b"):
         (table / f"{row}.flags").write_text("--soft_label_cache={output_dir}/cache/{dataset_slug}\n")
-    (table / "table.json").write_text(json.dumps({
-        "title": "Toy", "metric": "best_val_accuracy", "scale": 100, "seeds": [0, 1],
-        "rows": [{"name": "a", "label": "A", "cache_views": 7}, {"name": "b", "label": "B", "cache_views": 7}],
-        "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}],
-        "extra_metrics": [{"metric": "val_accuracy", "label": "last", "scale": 100, "digits": 1},
-                          {"metric": "train_seconds", "label": "minutes", "scale": 1 / 60, "digits": 1}]}))
+    (table / "table.json").write_text(
+        json.dumps(
+            {
+                "title": "Toy",
+                "metric": "best_val_accuracy",
+                "scale": 100,
+                "seeds": [0, 1],
+                "rows": [{"name": "a", "label": "A", "cache_views": 7}, {"name": "b", "label": "B", "cache_views": 7}],
+                "columns": [{"dataset": "c10", "target": "r20", "label": "C10"}],
+                "extra_metrics": [
+                    {"metric": "val_accuracy", "label": "last", "scale": 100, "digits": 1},
+                    {"metric": "train_seconds", "label": "minutes", "scale": 1 / 60, "digits": 1},
+                ],
+            }
+        )
+    )
     script = tmp_path / "fake_tools.py"
     script.write_text(FAKE_TOOLS)
     output_dir = str(tmp_path / "runs")
-    cells = reproduce.plan([reproduce.load_table(str(table))], output_dir=output_dir)
-    assert [(cell.kind, cell.row.name) for cell in cells] == [("cache", "a"), ("train", "a"), ("train", "a"),
-                                                            ("train", "b"), ("train", "b")]
+    cells = harness.plan([harness.load_table(str(table))], output_dir=output_dir)
+    assert [(cell.kind, cell.row.name) for cell in cells] == [
+        ("cache", "a"),
+        ("train", "a"),
+        ("train", "a"),
+        ("train", "b"),
+        ("train", "b"),
+    ]
     assert cells[0].model_dir == f"{output_dir}/cache/c10" and cells[0].command[-2:] == ("--seed=0", "--views=7")
     out = io.StringIO()
-    assert reproduce.reproduce([str(table)], output_dir=output_dir, train_command=(sys.executable, str(script)),
-                               out=out) == []
+    assert (
+        harness.reproduce([str(table)], output_dir=output_dir, train_command=(sys.executable, str(script)), out=out)
+        == []
+    )
     text = out.getvalue()
     assert "[1/5] toy/a c10-r20 soft-label cache ... done in" in text and "cache.log" in os.listdir(cells[0].model_dir)
     assert "| Method | C10 | last | minutes |" in text
     assert "| A | 50.50 ± 0.71 | 40.0 ± 0.0 | 2.0 ± 0.0 |" in text
-    (table / "table.json").write_text((table / "table.json").read_text().replace('"cache_views": 7}, {"name": "b"',
-                                                                                 '"cache_views": -1}, {"name": "b"'))
+    (table / "table.json").write_text(
+        (table / "table.json")
+        .read_text()
+        .replace('"cache_views": 7}, {"name": "b"', '"cache_views": -1}, {"name": "b"')
+    )
     with pytest.raises(ConfigError, match="cache_views must be a positive number"):
-        reproduce.load_table(str(table))
+        harness.load_table(str(table))
 
 
 STUDY = os.path.join(REPO, "configs", "study")
 
 
 def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cache_and_teacher():
-    table = reproduce.load_table(f"{STUDY}/cifar10")
-    cells = reproduce.plan([table], seeds=[0], output_dir="out")
+    table = harness.load_table(f"{STUDY}/cifar10")
+    cells = harness.plan([table], seeds=[0], output_dir="out")
     kinds = [(cell.table.name, cell.row.name, cell.kind) for cell in cells]
     assert kinds[0] == ("cifar10_source", "source", "train") and ("cifar10_teachers", "scratch", "train") in kinds
     source_model = "out/cifar10_source/source/cifar10_0to4-resnet20/seed0/best.keras"
@@ -281,8 +341,19 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     reference = _train_config(targets[0].command[2:])
     for cell in targets:
         config = _train_config(cell.command[2:])
-        for name in ("classes", "train_examples_per_class", "subset_seed", "epochs", "batch_size", "lr",
-                     "lr_milestones", "lr_decay", "weight_decay", "validation_freq", "dataset"):
+        for name in (
+            "classes",
+            "train_examples_per_class",
+            "subset_seed",
+            "epochs",
+            "batch_size",
+            "lr",
+            "lr_milestones",
+            "lr_decay",
+            "weight_decay",
+            "validation_freq",
+            "dataset",
+        ):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
         if config.method == "sskt":
             expected = random_model if cell.row.name == "sskt_random_source" else source_model
@@ -296,3 +367,45 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
     assert len(cache_cells) == 2 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [[source_model], [random_model]]
+
+
+def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nested paths are relative to the working directory, as in absl
+    table = tmp_path / "toy"
+    table.mkdir()
+    (table / "common.flags").write_text("# shared\n--epochs=7\n--model_path={output_dir}/{dataset_slug}/shared\n")
+    (table / "a.flags").write_text("--flagfile=toy/common.flags\n--alpha=0.5\n")
+    (table / "table.json").write_text(
+        json.dumps(
+            {
+                "title": "Toy",
+                "metric": "best_val_accuracy",
+                "seeds": [0],
+                "rows": [{"name": "a", "label": "A"}],
+                "columns": [{"dataset": "c10", "target": "r20", "label": "c10"}],
+            }
+        )
+    )
+    assert harness.read_flagfile("toy/a.flags") == [
+        "--epochs=7",
+        "--model_path={output_dir}/{dataset_slug}/shared",
+        "--alpha=0.5",
+    ]
+    (cell,) = harness.plan([harness.load_table(str(table))], output_dir="out")
+    # The nested file's placeholder line reaches the command expanded, like the row's own lines.
+    assert "--model_path=out/c10/shared" in cell.command
+    (table / "a.flags").write_text("--flagfile=toy/missing.flags\n")
+    with pytest.raises(ConfigError, match="toy/missing.flags does not exist \\(included by toy/a.flags"):
+        harness.read_flagfile("toy/a.flags")
+    (table / "a.flags").write_text("--flagfile=toy/a.flags\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        harness.read_flagfile("toy/a.flags")
+
+
+def test_the_harness_reads_every_config_flagfile_as_training_does(monkeypatch):
+    monkeypatch.chdir(REPO)  # the row flagfiles include their common.flags relative to the repository root
+    paths = sorted(glob.glob(os.path.join("configs", "*", "*", "*.flags")))
+    nested = [path for path in paths if any(line.startswith("--flagfile=") for line in open(path))]
+    assert len(nested) >= 20
+    for path in nested:
+        assert _train_config([f"--flagfile={path}"]) == _train_config(harness.read_flagfile(path)), path

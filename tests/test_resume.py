@@ -8,20 +8,27 @@ import sys
 import time
 
 import pytest
+from helpers.processes import REPO
 
-from sskt_tf import callbacks
-
-from conftest import REPO
+from sskt_tf.training import callbacks, history
 
 
 def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
     return [
-        sys.executable, "tools/train.py", f"--dataset=folder:{digits_folder}", "--image_size=16",
-        f"--sources={tiny_source_path}", f"--epochs={epochs}", "--lr_milestones=3", "--batch_size=32",
-        "--verbose=0", f"--model_dir={model_dir}",
+        sys.executable,
+        "tools/train.py",
+        f"--dataset=folder:{digits_folder}",
+        "--image_size=16",
+        f"--sources={tiny_source_path}",
+        f"--epochs={epochs}",
+        "--lr_milestones=3",
+        "--batch_size=32",
+        "--verbose=0",
+        f"--model_dir={model_dir}",
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "run"
     command = _train_command(model_dir, digits_folder, tiny_source_path, epochs=12)
@@ -44,7 +51,7 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from the backup in {backup} after epoch {killed_at}" in resumed.stderr
-    rows = callbacks.read_history(str(model_dir / "history.csv"))
+    rows = history.read_history(str(model_dir / "history.csv"))
     assert [int(row["epoch"]) for row in rows] == list(range(12))  # every epoch exactly once
     # The learning-rate schedule continued where it was: x0.2 from epoch 3 on.
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1] * 3 + [0.1 * 0.2] * 9)
@@ -57,9 +64,10 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
 
 
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
-    from sskt_tf import train_lib
-    from sskt_tf.config import TrainConfig, to_flagfile
+    from sskt_tf import training
     from sskt_tf.errors import ConfigError
+    from sskt_tf.training.config import TrainConfig
+    from sskt_tf.training.flags import to_flagfile
 
     run = tmp_path / "run"
     (run / "backup").mkdir(parents=True)
@@ -67,11 +75,14 @@ def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     (run / "flags.txt").write_text(to_flagfile(TrainConfig(target="resnet20", model_dir=str(run))))
     (run / "history.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
     with pytest.raises(ConfigError, match="backup of a run with other --target"):
-        train_lib._prepare_resume(TrainConfig(target="resnet32", model_dir=str(run)), str(run), str(run / "backup"))
+        training.loop._prepare_resume(TrainConfig(target="resnet32", model_dir=str(run)), str(run), str(run / "backup"))
     # Online sources instead of cached ones, or a loss-scaled optimizer instead of plain SGD.
     for changed in (dict(soft_label_cache="caches/x"), dict(mixed_precision="mixed_float16")):
         with pytest.raises(ConfigError, match=f"backup of a run with other --{next(iter(changed))}"):
-            train_lib._prepare_resume(TrainConfig(target="resnet20", model_dir=str(run), **changed), str(run),
-                                      str(run / "backup"))
-    resumed = train_lib._prepare_resume(TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup"))
-    assert resumed == 3 and [r["epoch"] for r in callbacks.read_history(str(run / "history.csv"))] == ["0", "1", "2"]
+            training.loop._prepare_resume(
+                TrainConfig(target="resnet20", model_dir=str(run), **changed), str(run), str(run / "backup")
+            )
+    resumed = training.loop._prepare_resume(
+        TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup")
+    )
+    assert resumed == 3 and [r["epoch"] for r in history.read_history(str(run / "history.csv"))] == ["0", "1", "2"]

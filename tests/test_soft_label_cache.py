@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers.processes import run_python
 
-from conftest import run_python
-from sskt_tf import SSKTModel, TrainConfig, data, soft_label_cache, sources, targets, train_lib
+from sskt_tf import SSKTModel, TrainConfig, data, soft_labels, sources, targets, training
 from sskt_tf.data import views
 from sskt_tf.errors import ConfigError
 
@@ -40,15 +40,16 @@ def _source(config):
 
 def _write(config, splits, directory, **kwargs):
     kwargs.setdefault("examples_per_shard", 40)
-    return soft_label_cache.write(config, splits, [_source(config)], str(directory), kwargs.pop("views", 2), verbose=0,
-                                  **kwargs)
+    return soft_labels.write(
+        config, splits, [_source(config)], str(directory), kwargs.pop("views", 2), verbose=0, **kwargs
+    )
 
 
 def _records(cache, view):
     """``{index: [logits per source]}`` of one view, read back through the cache's own parser."""
     files = [os.path.join(cache.directory, shard["file"]) for shard in cache.manifest["shards"][view]]
     parsed = tf.data.TFRecordDataset(files).map(cache._parse)
-    return {int(index): [l.numpy() for l in logits] for index, _, logits in parsed}
+    return {int(index): [source_logits.numpy() for source_logits in logits] for index, _, logits in parsed}
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-6), ("float16", 2e-3)])
@@ -56,34 +57,39 @@ def test_cached_logits_are_the_sources_outputs_on_the_same_views(config, splits,
     manifest = _write(config, splits, tmp_path, dtype=dtype)
     assert [sum(s["examples"] for s in shards) for shards in manifest["shards"]] == [EXAMPLES, EXAMPLES]
     assert len(manifest["shards"][0]) == 3  # 40 + 40 + 16 records
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path))
+    cache = soft_labels.SoftLabelCache(str(tmp_path))
     source = _source(config)
     images = np.stack([image for image, _ in splits.train.as_numpy_iterator()])
     for view in range(2):
-        augmented = np.stack([
-            views.augment_view(tf.constant(image), tf.constant(i, tf.int64), tf.constant(view, tf.int64), config.seed).numpy()
-            for i, image in enumerate(images)
-        ])
+        augmented = np.stack(
+            [
+                views.augment_view(
+                    tf.constant(image), tf.constant(i, tf.int64), tf.constant(view, tf.int64), config.seed
+                ).numpy()
+                for i, image in enumerate(images)
+            ]
+        )
         expected = source(augmented.astype("float32")).numpy()
         cached = _records(cache, view)
         assert sorted(cached) == list(range(EXAMPLES))
         got = np.stack([cached[i][0] for i in range(EXAMPLES)])
         np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
     # The two views really are different augmentations.
-    assert not np.allclose(np.stack([_records(cache, 0)[i][0] for i in range(8)]),
-                           np.stack([_records(cache, 1)[i][0] for i in range(8)]))
+    assert not np.allclose(
+        np.stack([_records(cache, 0)[i][0] for i in range(8)]), np.stack([_records(cache, 1)[i][0] for i in range(8)])
+    )
 
 
 def test_top_k_keeps_the_largest_logits_and_fills_the_rest(config, splits, tmp_path):
     _write(config, splits, tmp_path / "full", views=1, dtype="float32")
     _write(config, splits, tmp_path / "top2", views=1, dtype="float32", top_k=2)
-    full = _records(soft_label_cache.SoftLabelCache(str(tmp_path / "full")), 0)
-    top2 = _records(soft_label_cache.SoftLabelCache(str(tmp_path / "top2")), 0)
+    full = _records(soft_labels.SoftLabelCache(str(tmp_path / "full")), 0)
+    top2 = _records(soft_labels.SoftLabelCache(str(tmp_path / "top2")), 0)
     for index in range(EXAMPLES):
         logits, kept = full[index][0], top2[index][0]
         best = np.argsort(-logits)[:2]
         np.testing.assert_allclose(kept[best], logits[best], rtol=1e-6)
-        assert np.all(np.delete(kept, best) == soft_label_cache.TOP_K_FILL)
+        assert np.all(np.delete(kept, best) == soft_labels.TOP_K_FILL)
 
 
 def _identical_models(soft_source):
@@ -94,9 +100,10 @@ def _identical_models(soft_source):
     return model
 
 
+@pytest.mark.slow
 def test_training_from_the_cache_matches_online_training_on_the_same_views(config, splits, tmp_path):
     _write(config, splits, tmp_path, dtype="float32")
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path))
+    cache = soft_labels.SoftLabelCache(str(tmp_path))
     cached_batches = cache.train_pipeline(splits.train, 32, seed=7, start_epoch=0, epochs=2, steps_per_epoch=3)
     (cached_inputs, cached_labels), *_ = cached_batches.take(1).as_numpy_iterator()
 
@@ -119,10 +126,12 @@ def test_training_from_the_cache_matches_online_training_on_the_same_views(confi
 
 def test_epochs_cycle_through_the_views_in_a_fixed_order(config, splits, tmp_path):
     _write(config, splits, tmp_path, dtype="float32", views=2)
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path))
+    cache = soft_labels.SoftLabelCache(str(tmp_path))
 
     def first_batch_per_epoch(start_epoch):
-        batches = list(cache.train_pipeline(splits.train, 32, seed=1, start_epoch=start_epoch, epochs=4).as_numpy_iterator())
+        batches = list(
+            cache.train_pipeline(splits.train, 32, seed=1, start_epoch=start_epoch, epochs=4).as_numpy_iterator()
+        )
         assert len(batches) == 3 * (4 - start_epoch)  # 96 // 32 batches per epoch
         return [batches[i][0]["soft_labels"][0] for i in range(0, len(batches), 3)]
 
@@ -136,10 +145,12 @@ def test_epochs_cycle_through_the_views_in_a_fixed_order(config, splits, tmp_pat
 
 def test_mismatched_caches_are_refused_with_every_difference(config, splits, tmp_path):
     _write(config, splits, tmp_path)
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path))
+    cache = soft_labels.SoftLabelCache(str(tmp_path))
     cache.check(config, 16, EXAMPLES)  # the run it was made for
     other = dataclasses.replace(config, dataset="cifar10", source_scale="2", sources=["imagenet/resnet50"])
-    with pytest.raises(ConfigError, match=r"--dataset: cache 'digits_test', this run 'cifar10'.*--sources.*--source_scale"):
+    with pytest.raises(
+        ConfigError, match=r"--dataset: cache 'digits_test', this run 'cifar10'.*--sources.*--source_scale"
+    ):
         cache.check(other, 16, EXAMPLES)
     with pytest.raises(ConfigError, match="image_size"):
         cache.check(config, 32, EXAMPLES)
@@ -153,50 +164,63 @@ def test_a_source_file_replaced_by_one_of_the_same_size_is_refused(config, split
     teacher.save(str(source_file))
     teacher_config = dataclasses.replace(config, sources=[str(source_file)])
     _write(teacher_config, splits, tmp_path / "cache", views=1)
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path / "cache"))
+    cache = soft_labels.SoftLabelCache(str(tmp_path / "cache"))
     cache.check(teacher_config, 16, EXAMPLES)
     # "Fine-tune" the teacher: same architecture, same file size, other weights.
     size = source_file.stat().st_size
     teacher.set_weights([w * 1.01 for w in teacher.get_weights()])
     teacher.save(str(source_file))
     assert source_file.stat().st_size == size  # only the content tells
-    with pytest.raises(ConfigError, match="file_sha256"):
+    with pytest.raises(ConfigError, match=r"--sources: cache \['sha256:[0-9a-f]{64}'\], this run \['sha256:"):
         cache.check(teacher_config, 16, EXAMPLES)
+
+
+def test_the_same_source_file_under_another_path_is_accepted(config, splits, tmp_path, tiny_source_path, monkeypatch):
+    # A cache built with a relative path serves a run that names the file absolutely (or
+    # from another checkout): files are compared by content.
+    monkeypatch.chdir(os.path.dirname(tiny_source_path))
+    relative = dataclasses.replace(config, sources=[os.path.basename(tiny_source_path)])
+    _write(relative, splits, tmp_path / "cache", views=1)
+    cache = soft_labels.SoftLabelCache(str(tmp_path / "cache"))
+    cache.check(dataclasses.replace(config, sources=[tiny_source_path]), 16, EXAMPLES)
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(open(tiny_source_path, "rb").read())
+    cache.check(dataclasses.replace(config, sources=[str(copy)]), 16, EXAMPLES)
 
 
 def test_other_images_under_the_same_settings_fail_the_fingerprint_check(config, splits, tmp_path):
     _write(config, splits, tmp_path, views=1)
-    cache = soft_label_cache.SoftLabelCache(str(tmp_path))
+    cache = soft_labels.SoftLabelCache(str(tmp_path))
     flipped = splits.train.map(lambda image, label: (tf.image.flip_up_down(image), label))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=soft_label_cache.MISMATCH_MARKER):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=soft_labels.MISMATCH_MARKER):
         list(cache.train_pipeline(flipped, 32, seed=1).take(1))
 
 
 def test_missing_unfinished_and_damaged_caches_are_clear_errors(config, splits, tmp_path):
     with pytest.raises(ConfigError, match="No soft-label cache.*cache_soft_labels.py"):
-        soft_label_cache.SoftLabelCache(str(tmp_path / "nothing"))
+        soft_labels.SoftLabelCache(str(tmp_path / "nothing"))
     _write(config, splits, tmp_path, views=2)
-    os.remove(tmp_path / soft_label_cache.MANIFEST)
+    os.remove(tmp_path / soft_labels.MANIFEST)
     with pytest.raises(ConfigError, match="unfinished"):
-        soft_label_cache.SoftLabelCache(str(tmp_path))
+        soft_labels.SoftLabelCache(str(tmp_path))
     # Rerunning the same command finishes it; other settings are refused.
     with pytest.raises(ConfigError, match="other settings"):
         _write(config, splits, tmp_path, views=3)
     with pytest.raises(ConfigError, match="other settings"):  # views must share one shard layout
         _write(config, splits, tmp_path, views=2, examples_per_shard=30)
     _write(config, splits, tmp_path, views=2)
-    shard = tmp_path / soft_label_cache.SoftLabelCache(str(tmp_path)).manifest["shards"][1][0]["file"]
+    shard = tmp_path / soft_labels.SoftLabelCache(str(tmp_path)).manifest["shards"][1][0]["file"]
     with open(shard, "ab") as f:
         f.write(b"junk")
     with pytest.raises(ConfigError, match="missing or damaged"):
-        soft_label_cache.SoftLabelCache(str(tmp_path))
+        soft_labels.SoftLabelCache(str(tmp_path))
     with pytest.raises(ConfigError, match="already holds a complete"):
         _write(config, splits, tmp_path, views=2)
 
 
 def test_an_interrupted_write_resumes_with_the_unfinished_views(config, splits, tmp_path, monkeypatch):
     written = []
-    original = soft_label_cache._write_view
+    original = soft_labels.writer._write_view
 
     def fail_on_second_view(directory, view, *args):
         if view == 1:
@@ -204,25 +228,37 @@ def test_an_interrupted_write_resumes_with_the_unfinished_views(config, splits, 
         written.append(view)
         return original(directory, view, *args)
 
-    monkeypatch.setattr(soft_label_cache, "_write_view", fail_on_second_view)
+    monkeypatch.setattr(soft_labels.writer, "_write_view", fail_on_second_view)
     with pytest.raises(KeyboardInterrupt):
         _write(config, splits, tmp_path, views=3)
-    monkeypatch.setattr(soft_label_cache, "_write_view", lambda directory, view, *args: written.append(view) or original(directory, view, *args))
+    monkeypatch.setattr(
+        soft_labels.writer,
+        "_write_view",
+        lambda directory, view, *args: written.append(view) or original(directory, view, *args),
+    )
     _write(config, splits, tmp_path, views=3)
     assert written == [0, 1, 2]  # view 0 was not computed again
-    assert soft_label_cache.SoftLabelCache(str(tmp_path)).views == 3
+    assert soft_labels.SoftLabelCache(str(tmp_path)).views == 3
 
 
 def test_cached_source_placeholder_refuses_to_run_without_soft_labels(config, splits, tmp_path, digits):
-    model = _identical_models(soft_label_cache.CachedSource(5, name="tiny"))
+    model = _identical_models(soft_labels.CachedSource(5, name="tiny"))
     with pytest.raises(ConfigError, match="placeholder for cached soft labels"):
         model.train_on_batch(digits[0][:8].astype("float32"), digits[1][:8])
 
 
+@pytest.mark.slow
 def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_path):
     cache_dir, run_dir = tmp_path / "cache", tmp_path / "run"
-    common = [f"--dataset=folder:{digits_folder}", "--image_size=16", f"--sources={tiny_source_path}", "--seed=2",
-              "--batch_size=50", f"--soft_label_cache={cache_dir}", "--verbose=0"]
+    common = [
+        f"--dataset=folder:{digits_folder}",
+        "--image_size=16",
+        f"--sources={tiny_source_path}",
+        "--seed=2",
+        "--batch_size=50",
+        f"--soft_label_cache={cache_dir}",
+        "--verbose=0",
+    ]
     made = run_python(["tools/cache_soft_labels.py", *common, "--views=2", "--cache_batch_size=128"])
     assert made.returncode == 0, made.stderr[-3000:]
     summary = json.loads(made.stdout.strip().splitlines()[-1])
@@ -233,22 +269,40 @@ def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_p
     assert results["soft_label_cache_views"] == 2 and results["epochs"] == 3
     assert "aux_tiny_loss" in results and "val_aux_tiny_loss" not in results
     # Another source set is refused before any training, with exit code 2.
-    refused = run_python(["tools/train.py", *[f for f in common if not f.startswith("--sources")],
-                          "--sources=imagenet/resnet50", "--epochs=1", f"--model_dir={tmp_path / 'other'}"])
+    refused = run_python(
+        [
+            "tools/train.py",
+            *[f for f in common if not f.startswith("--sources")],
+            "--sources=imagenet/resnet50",
+            "--epochs=1",
+            f"--model_dir={tmp_path / 'other'}",
+        ]
+    )
     assert refused.returncode == 2 and "was made for another run" in refused.stderr
 
 
-def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(digits_folder, tiny_source_path, tmp_path,
-                                                                    monkeypatch):
+@pytest.mark.slow
+def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(
+    digits_folder, tiny_source_path, tmp_path, monkeypatch
+):
     # Killed between the last epoch's backup and results.json: the rerun has no epoch left
     # (and no batch left in the cache pipeline), under a strategy whose fit would need one.
-    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[tiny_source_path], seed=2,
-                         batch_size=50, epochs=1, soft_label_cache=str(tmp_path / "cache"), verbose=0,
-                         model_dir=str(tmp_path / "run"), distribution_strategy="one_device")
-    train_lib.build_soft_label_cache(config, views=1)
-    monkeypatch.setattr(train_lib.callbacks_lib.FiniteBackupAndRestore, "delete", lambda self: None)
-    first = train_lib.train(config)
+    config = TrainConfig(
+        dataset=f"folder:{digits_folder}",
+        image_size=16,
+        sources=[tiny_source_path],
+        seed=2,
+        batch_size=50,
+        epochs=1,
+        soft_label_cache=str(tmp_path / "cache"),
+        verbose=0,
+        model_dir=str(tmp_path / "run"),
+        distribution_strategy="one_device",
+    )
+    training.build_soft_label_cache(config, views=1)
+    monkeypatch.setattr(training.callbacks.FiniteBackupAndRestore, "delete", lambda self: None)
+    first = training.train(config)
     os.remove(tmp_path / "run" / "results.json")
-    again = train_lib.train(config)
+    again = training.train(config)
     assert again["resumed_from_epoch"] == 1 and again["epochs"] == 1
     assert again["val_accuracy"] == pytest.approx(first["val_accuracy"])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from sskt_tf import sources
-from sskt_tf.fold_batch_norm import fold_batch_norm
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources.fold_batch_norm import fold_batch_norm
 
 
 def _recording_model(input_shape=(None, None, 3), classes=4):
@@ -60,10 +60,18 @@ def test_preprocessing_modes_follow_their_formulas(mode):
 
 # Each keras.applications architecture and the module whose preprocess_input its weights expect.
 _APPLICATION_MODULES = {
-    "resnet50": "resnet50", "resnet101": "resnet", "resnet152": "resnet",
-    "resnet50v2": "resnet_v2", "resnet101v2": "resnet_v2", "resnet152v2": "resnet_v2",
-    "vgg16": "vgg16", "vgg19": "vgg19", "mobilenetv2": "mobilenet_v2",
-    "efficientnetb0": "efficientnet", "efficientnetb1": "efficientnet", "densenet121": "densenet",
+    "resnet50": "resnet50",
+    "resnet101": "resnet",
+    "resnet152": "resnet",
+    "resnet50v2": "resnet_v2",
+    "resnet101v2": "resnet_v2",
+    "resnet152v2": "resnet_v2",
+    "vgg16": "vgg16",
+    "vgg19": "vgg19",
+    "mobilenetv2": "mobilenet_v2",
+    "efficientnetb0": "efficientnet",
+    "efficientnetb1": "efficientnet",
+    "densenet121": "densenet",
 }
 
 
@@ -110,6 +118,7 @@ def test_imagenet_builder_uses_keras_applications_at_any_size():
     assert source(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 1000)
 
 
+@pytest.mark.slow
 def test_resized_imagenet_model_keeps_every_layer_and_weight(monkeypatch, tmp_path):
     # EfficientNet adds an input-rescaling layer only when it loads ImageNet weights: a
     # rebuild at another size must keep it. Serve "ImageNet" weights from a local file.
@@ -120,7 +129,9 @@ def test_resized_imagenet_model_keeps_every_layer_and_weight(monkeypatch, tmp_pa
     # The source folds its BatchNorm layers: compare with the folded full-size network.
     full = fold_batch_norm(keras.applications.EfficientNetB0(weights="imagenet", classifier_activation=None))
     source = sources.imagenet("efficientnetb0", input_size=74)
-    assert [type(layer).__name__ for layer in source.model.layers[1:]] == [type(layer).__name__ for layer in full.layers[1:]]
+    assert [type(layer).__name__ for layer in source.model.layers[1:]] == [
+        type(layer).__name__ for layer in full.layers[1:]
+    ]
     assert sum(isinstance(layer, keras.layers.Rescaling) for layer in source.model.layers) == 2
     for a, b in zip(source.model.weights, full.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -5,9 +5,9 @@ import json
 import keras
 import numpy as np
 import pytest
+from helpers.processes import run_python
 
-from conftest import run_python
-from sskt_tf import SSKTModel, TrainConfig, sources, targets, train_lib
+from sskt_tf import SSKTModel, TrainConfig, sources, targets, training
 from sskt_tf.errors import ConfigError
 
 
@@ -30,13 +30,14 @@ def _small_target():
 
 def _model(tiny_source_path, policy="float32", small=False, **compile_kwargs):
     keras.utils.set_random_seed(11)
-    with train_lib.dtype_policy(policy):
+    with training.dtype_policy(policy):
         target = _small_target() if small else targets.get("resnet20", 10, image_size=16)
         model = SSKTModel(target, [sources.from_file(tiny_source_path)])
         model.compile(keras.optimizers.SGD(0.05, momentum=0.9), weight_decay=5e-4, **compile_kwargs)
     return model
 
 
+@pytest.mark.slow
 def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
     x, y = batch
     plain = _model(tiny_source_path, small=True).train_on_batch(x, y, return_dict=True)
@@ -46,6 +47,7 @@ def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.slow
 def test_mixed_precision_keeps_float32_variables_logits_and_losses(tiny_source_path, batch, policy):
     x, y = batch
     model = _model(tiny_source_path, policy)
@@ -60,6 +62,7 @@ def test_mixed_precision_keeps_float32_variables_logits_and_losses(tiny_source_p
     assert all(output.dtype == "float32" for output in model._forward(x[:2], training=False))
 
 
+@pytest.mark.slow
 def test_batches_can_carry_the_soft_labels(tiny_source_path, batch):
     x, y = batch
     online = _model(tiny_source_path)
@@ -67,11 +70,14 @@ def test_batches_can_carry_the_soft_labels(tiny_source_path, batch):
     soft = online.sources[0](x).numpy()
     a = online.train_on_batch(x, y, return_dict=True)
     b = given.train_on_batch({"images": x, "soft_labels": (soft,)}, y, return_dict=True)
-    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["aux_tiny_loss"] == pytest.approx(a["aux_tiny_loss"], rel=1e-6)
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6) and b["aux_tiny_loss"] == pytest.approx(
+        a["aux_tiny_loss"], rel=1e-6
+    )
     with pytest.raises(ConfigError, match="soft labels of 2 sources for 1 auxiliary heads"):
         given.train_on_batch({"images": x, "soft_labels": (soft, soft)}, y)
 
 
+@pytest.mark.slow
 def test_validation_without_the_sources(tiny_source_path, batch):
     x, y = batch
     with_aux = _model(tiny_source_path).evaluate(x, y, return_dict=True, verbose=0)
@@ -83,15 +89,26 @@ def test_validation_without_the_sources(tiny_source_path, batch):
 
 def test_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="--mixed_precision=float8"):
-        train_lib._check(TrainConfig(mixed_precision="float8", sources=[]))
+        training.validate(TrainConfig(mixed_precision="float8", sources=[]))
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
-    result = run_python([
-        "tools/benchmark.py", "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch", "--jit_compile=false",
-        f"--sources={tiny_source_path},{tiny_source_path}", "--image_size=16", "--batch_size=16", "--steps=2",
-        "--warmup=1", "--head=linear", "--markdown",
-    ])
+    result = run_python(
+        [
+            "benchmarks/benchmark.py",
+            "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch",
+            "--jit_compile=false",
+            f"--sources={tiny_source_path},{tiny_source_path}",
+            "--image_size=16",
+            "--batch_size=16",
+            "--steps=2",
+            "--warmup=1",
+            "--head=linear",
+            "--markdown",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [line["config"] for line in lines] == ["scratch", "sskt_online_1", "sskt_cached", "torch_scratch"]
@@ -102,5 +119,5 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     assert [line["head"] for line in lines] == [None, "linear", "linear", None]
     assert [len(line["sources"]) for line in lines] == [0, 1, 2, 0]
     assert "| sskt_cached | off | float32 |" in result.stdout
-    bad = run_python(["tools/benchmark.py", "--configs=warp_drive"])
+    bad = run_python(["benchmarks/benchmark.py", "--configs=warp_drive"])
     assert bad.returncode == 2 and "Unknown --configs entry 'warp_drive'" in bad.stderr

@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from helpers.processes import run_python
 
-from sskt_tf import TrainConfig, data, train_lib
+from sskt_tf import TrainConfig, data, training
 from sskt_tf.data import subset
 from sskt_tf.errors import ConfigError
-
-from conftest import run_python
 
 NAMES = [f"c{i}" for i in range(6)]
 # 20 examples of each of 6 classes, interleaved (labels 0..5, 0..5, ...).
@@ -40,20 +39,24 @@ def test_the_draw_is_class_balanced_and_depends_only_on_the_subset_seed():
     assert list(_plan(classes=("5", "0")).train_positions) == [i for i in range(120) if LABELS[i] in (0, 5)]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(classes=("c9",)), "unknown class 'c9'; the dataset's classes are 0=c0"),
-    (dict(classes=("7",)), "unknown class '7'"),
-    (dict(classes=("c1", "1")), "names a class twice"),
-    (dict(classes=("c1", "c1")), r"names \['c1'\] more than once"),
-    (dict(examples_per_class=21), r"--train_examples_per_class=21 is more than these classes hold: c0 \(20\)"),
-    (dict(examples_per_class=0), "keep at least 1 example a class"),
-    (dict(examples_per_class=2, seed=-1), "--subset_seed must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(classes=("c9",)), "unknown class 'c9'; the dataset's classes are 0=c0"),
+        (dict(classes=("7",)), "unknown class '7'"),
+        (dict(classes=("c1", "1")), "names a class twice"),
+        (dict(classes=("c1", "c1")), r"names \['c1'\] more than once"),
+        (dict(examples_per_class=21), r"--train_examples_per_class=21 is more than these classes hold: c0 \(20\)"),
+        (dict(examples_per_class=0), "keep at least 1 example a class"),
+        (dict(examples_per_class=2, seed=-1), "--subset_seed must be >= 0"),
+    ],
+)
 def test_bad_subsets_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         _plan(**kwargs)
 
 
+@pytest.mark.slow
 def test_folder_subset_relabels_keeps_every_validation_image_and_is_the_same_in_another_process(digits_folder):
     wanted = subset.Subset(classes=("digit7", "digit2"), examples_per_class=5, seed=3)
     splits = data.load_splits(f"folder:{digits_folder}", image_size=16, subset=wanted)
@@ -66,9 +69,11 @@ def test_folder_subset_relabels_keeps_every_validation_image_and_is_the_same_in_
     expected_val = len(list((val_dir / "digit7").glob("*.png"))) + len(list((val_dir / "digit2").glob("*.png")))
     val_labels = [int(label) for _, label in splits.val]
     assert len(val_labels) == expected_val and set(val_labels) == {0, 1}
-    script = (f"from sskt_tf import data\nfrom sskt_tf.data import subset\n"
-              f"s = data.load_splits('folder:{digits_folder}', image_size=16, subset=subset.{wanted!r})\n"
-              "print(s.info['subset']['train_files'])")
+    script = (
+        f"from sskt_tf import data\nfrom sskt_tf.data import subset\n"
+        f"s = data.load_splits('folder:{digits_folder}', image_size=16, subset=subset.{wanted!r})\n"
+        "print(s.info['subset']['train_files'])"
+    )
     other_process = run_python(["-c", script], timeout=120)
     assert other_process.returncode == 0, other_process.stderr[-2000:]
     assert other_process.stdout.strip().splitlines()[-1] == repr(files)
@@ -93,9 +98,18 @@ def test_tfds_subset_with_mock_data():
 
 
 def _config(digits_folder, tmp_path, name, **overrides):
-    base = dict(dataset=f"folder:{digits_folder}", image_size=16, sources=[], method="scratch", epochs=1,
-                batch_size=10, verbose=0, classes=["digit3", "digit8", "digit1"], train_examples_per_class=6,
-                model_dir=str(tmp_path / name))
+    base = dict(
+        dataset=f"folder:{digits_folder}",
+        image_size=16,
+        sources=[],
+        method="scratch",
+        epochs=1,
+        batch_size=10,
+        verbose=0,
+        classes=["digit3", "digit8", "digit1"],
+        train_examples_per_class=6,
+        model_dir=str(tmp_path / name),
+    )
     return dataclasses.replace(TrainConfig(**base), **overrides)
 
 
@@ -103,41 +117,56 @@ def _config(digits_folder, tmp_path, name, **overrides):
 def subset_run(digits_folder, tmp_path_factory):
     """A finished 1-epoch run on 3 classes, 6 images each, exported: ``(directory, results)``."""
     root = tmp_path_factory.mktemp("subset_run")
-    results = train_lib.train(_config(digits_folder, root, "run", seed=1, export_dir=str(root / "export")))
+    results = training.train(_config(digits_folder, root, "run", seed=1, export_dir=str(root / "export")))
     return root, results
 
 
-def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_images(digits_folder, tmp_path,
-                                                                                     subset_run):
+@pytest.mark.slow
+def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_images(
+    digits_folder, tmp_path, subset_run
+):
     root, first = subset_run
-    second = train_lib.train(_config(digits_folder, tmp_path, "b", seed=2, method="dml", alpha=1.0, temperature=1.0))
+    second = training.train(_config(digits_folder, tmp_path, "b", seed=2, method="dml", alpha=1.0, temperature=1.0))
     assert first["class_names"] == ["digit3", "digit8", "digit1"] and first["num_classes"] == 3
     assert first["train_examples"] == 18 and second["method"] == "dml"
     chosen = [json.loads((run / "subset.json").read_text()) for run in (root / "run", tmp_path / "b")]
     assert chosen[0]["train_files"] == chosen[1]["train_files"]
     assert chosen[0]["classes"] == first["class_names"] and chosen[0]["train_examples_per_class"] == 6
-    other_seed = train_lib.load_splits(_config(digits_folder, tmp_path, "c", subset_seed=5))
+    other_seed = training.load_splits(_config(digits_folder, tmp_path, "c", subset_seed=5))
     assert other_seed.info["subset"]["train_files"] != chosen[0]["train_files"]
 
 
 def test_bad_subset_flags_fail_before_anything_is_loaded(tmp_path):
     config = TrainConfig(dataset="folder:/nonexistent", sources=[], method="scratch", model_dir=str(tmp_path / "x"))
-    for overrides, message in ((dict(train_examples_per_class=0), "keep at least 1"),
-                               (dict(classes=["a", "a"]), "more than once"),
-                               (dict(subset_seed=-2), "--subset_seed")):
+    for overrides, message in (
+        (dict(train_examples_per_class=0), "keep at least 1"),
+        (dict(classes=["a", "a"]), "more than once"),
+        (dict(subset_seed=-2), "--subset_seed"),
+    ):
         with pytest.raises(ConfigError, match=message):  # not "does not exist": checked before the data
-            train_lib.train(dataclasses.replace(config, **overrides))
+            training.train(dataclasses.replace(config, **overrides))
 
 
+@pytest.mark.slow
 def test_a_cache_built_for_another_subset_is_refused(digits_folder, tiny_source_path, tmp_path):
-    config = _config(digits_folder, tmp_path, "run", method="sskt", sources=[tiny_source_path], seed=0,
-                     soft_label_cache=str(tmp_path / "cache"))
-    train_lib.build_soft_label_cache(config, views=1)
-    for overrides, flag in ((dict(subset_seed=1), "--subset_seed"), (dict(train_examples_per_class=5), "--train_examples"),
-                            (dict(classes=["digit3", "digit8"]), "--classes")):
+    config = _config(
+        digits_folder,
+        tmp_path,
+        "run",
+        method="sskt",
+        sources=[tiny_source_path],
+        seed=0,
+        soft_label_cache=str(tmp_path / "cache"),
+    )
+    training.build_soft_label_cache(config, views=1)
+    for overrides, flag in (
+        (dict(subset_seed=1), "--subset_seed"),
+        (dict(train_examples_per_class=5), "--train_examples"),
+        (dict(classes=["digit3", "digit8"]), "--classes"),
+    ):
         with pytest.raises(ConfigError, match=f"was made for another run: .*{flag}"):
-            train_lib.train(dataclasses.replace(config, **overrides))
-    assert train_lib.train(config)["soft_label_cache_views"] == 1
+            training.train(dataclasses.replace(config, **overrides))
+    assert training.train(config)["soft_label_cache_views"] == 1
 
 
 def test_the_export_names_the_kept_classes(subset_run):

@@ -7,27 +7,35 @@ import keras
 import numpy as np
 import pytest
 
-from sskt_tf import TrainConfig, callbacks, train_lib
+from sskt_tf import TrainConfig, training
+from sskt_tf.training import callbacks, history
 
 
 def test_validation_epochs_are_every_nth_and_the_last():
-    assert train_lib.validation_epochs(10, 4) == [4, 8, 10]
-    assert train_lib.validation_epochs(8, 4) == [4, 8]
-    assert train_lib.validation_epochs(3, 1) == [1, 2, 3]
-    assert train_lib.validation_epochs(3, 5) == [3]
+    assert training.run_data.validation_epochs(10, 4) == [4, 8, 10]
+    assert training.run_data.validation_epochs(8, 4) == [4, 8]
+    assert training.run_data.validation_epochs(3, 1) == [1, 2, 3]
+    assert training.run_data.validation_epochs(3, 5) == [3]
 
 
 def test_history_logger_rewrites_the_header_when_columns_appear(tmp_path):
     path = str(tmp_path / "history.csv")
-    logger = callbacks.HistoryLogger(path)
+    logger = history.HistoryLogger(path)
     logger.on_epoch_end(0, {"loss": 2.0})
     logger.on_epoch_end(1, {"loss": 1.5, "val_accuracy": 0.25})
     logger.on_epoch_end(2, {"loss": 1.0})
     assert (tmp_path / "history.csv").read_text().splitlines() == [
-        "epoch,loss,val_accuracy", "0,2.0,", "1,1.5,0.25", "2,1.0,"]
-    rows = callbacks.read_history(path)
-    assert [callbacks.history_values(row) for row in rows] == [
-        {"loss": 2.0}, {"loss": 1.5, "val_accuracy": 0.25}, {"loss": 1.0}]
+        "epoch,loss,val_accuracy",
+        "0,2.0,",
+        "1,1.5,0.25",
+        "2,1.0,",
+    ]
+    rows = history.read_history(path)
+    assert [history.history_values(row) for row in rows] == [
+        {"loss": 2.0},
+        {"loss": 1.5, "val_accuracy": 0.25},
+        {"loss": 1.0},
+    ]
 
 
 class _StopAfter(keras.callbacks.Callback):
@@ -42,23 +50,39 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+@pytest.mark.slow
 def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder, tmp_path, monkeypatch):
-    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[], method="scratch", epochs=7,
-                         validation_freq=3, batch_size=50, lr_milestones=[], verbose=0, seed=0,
-                         model_dir=str(tmp_path / "run"))
-    build_callbacks = train_lib._callbacks
+    config = TrainConfig(
+        dataset=f"folder:{digits_folder}",
+        image_size=16,
+        sources=[],
+        method="scratch",
+        epochs=7,
+        validation_freq=3,
+        batch_size=50,
+        lr_milestones=[],
+        verbose=0,
+        seed=0,
+        model_dir=str(tmp_path / "run"),
+    )
+    build_callbacks = training.loop._callbacks
     # The first call stops after epoch 5 and keeps its backup, as a kill after epoch 5 would.
-    monkeypatch.setattr(train_lib, "_callbacks", lambda *args: (
-        lambda nan_guard, saver, cbs: (nan_guard, saver, [_StopAfter(5), *cbs]))(*build_callbacks(*args)))
+    monkeypatch.setattr(
+        training.loop,
+        "_callbacks",
+        lambda *args: (lambda nan_guard, saver, cbs: (nan_guard, saver, [_StopAfter(5), *cbs]))(
+            *build_callbacks(*args)
+        ),
+    )
     monkeypatch.setattr(callbacks.FiniteBackupAndRestore, "delete", lambda self: None)
-    train_lib.train(config)
+    training.train(config)
     (tmp_path / "run" / "results.json").unlink()
-    stopped = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
+    stopped = history.read_history(str(tmp_path / "run" / "history.csv"))
     assert [row["val_accuracy"] != "" for row in stopped] == [False, False, True, False, False]
-    monkeypatch.setattr(train_lib, "_callbacks", build_callbacks)
+    monkeypatch.setattr(training.loop, "_callbacks", build_callbacks)
 
-    results = train_lib.train(config)
-    rows = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
+    results = training.train(config)
+    rows = history.read_history(str(tmp_path / "run" / "history.csv"))
     assert [int(row["epoch"]) for row in rows] == list(range(7))  # one row per epoch, across the resume
     validated = [int(row["epoch"]) + 1 for row in rows if row["val_accuracy"] != ""]
     assert validated == [3, 6, 7] and results["resumed_from_epoch"] == 5
@@ -73,25 +97,42 @@ def test_bad_validation_freq_is_refused(tmp_path):
     from sskt_tf.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--validation_freq must be >= 1"):
-        train_lib.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))
+        training.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))
 
 
+@pytest.mark.slow
 def test_every_epoch_of_a_dataset_of_unknown_length_counts_its_real_steps(digits_folder, tmp_path, monkeypatch):
     # Keras 3.15 adds a phantom step to each epoch of a dataset of unknown length (folder
     # datasets skip unreadable files), diluting the epoch's training metrics by one batch.
     models = []
-    compile_model = train_lib.compile_model
-    monkeypatch.setattr(train_lib, "compile_model", lambda model, *args, **kwargs: (
-        models.append(model), compile_model(model, *args, **kwargs))[1])
-    config = TrainConfig(dataset=f"folder:{digits_folder}", image_size=16, sources=[], method="scratch", epochs=3,
-                         batch_size=64, lr=1e-9, momentum=0.0, weight_decay=0.0, lr_milestones=[], augment=False,
-                         verbose=0, seed=0, model_dir=str(tmp_path / "run"))
-    train_lib.train(config)
+    compile_model = training.loop.compile_model
+    monkeypatch.setattr(
+        training.loop,
+        "compile_model",
+        lambda model, *args, **kwargs: (models.append(model), compile_model(model, *args, **kwargs))[1],
+    )
+    config = TrainConfig(
+        dataset=f"folder:{digits_folder}",
+        image_size=16,
+        sources=[],
+        method="scratch",
+        epochs=3,
+        batch_size=64,
+        lr=1e-9,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr_milestones=[],
+        augment=False,
+        verbose=0,
+        seed=0,
+        model_dir=str(tmp_path / "run"),
+    )
+    training.train(config)
     assert int(models[0].optimizer.iterations) == 3 * (300 // 64)
     # The epoch's reported accuracy is the mean over its real batches (weights barely move at lr 1e-9).
-    rows = callbacks.read_history(str(tmp_path / "run" / "history.csv"))
-    data = train_lib.load_data(config)
-    batches, steps = train_lib.epoch_batches(config, data)
+    rows = history.read_history(str(tmp_path / "run" / "history.csv"))
+    data = training.load_data(config)
+    batches, steps = training.run_data.epoch_batches(config, data)
     assert steps == 300 // 64
     target = keras.saving.load_model(str(tmp_path / "run" / "last.keras"))
     correct = [np.mean(np.argmax(target(x, training=True), axis=1) == y.numpy()) for x, y in batches.take(steps)]

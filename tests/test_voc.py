@@ -10,9 +10,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sskt_tf import data
-from sskt_tf.callbacks import MeanAveragePrecision, read_history
 from sskt_tf.errors import ConfigError
-from sskt_tf.metrics import mean_average_precision, voc_average_precision
+from sskt_tf.training.callbacks import MeanAveragePrecision
+from sskt_tf.training.history import read_history
+from sskt_tf.training.metrics import mean_average_precision, voc_average_precision
 
 # One class, six images, given out of rank order. Ranked by score:
 #   label  1    0    1    0    0    1
@@ -86,7 +87,9 @@ def test_shape_mismatch_is_an_error():
 
 
 def _label_vector(labels, labels_no_difficult, mark_difficult):
-    features = dict(labels=tf.constant(labels, tf.int64), labels_no_difficult=tf.constant(labels_no_difficult, tf.int64))
+    features = dict(
+        labels=tf.constant(labels, tf.int64), labels_no_difficult=tf.constant(labels_no_difficult, tf.int64)
+    )
     return data.voc_labels(features, 5, mark_difficult).numpy()
 
 
@@ -150,21 +153,31 @@ def test_map_callback_matches_metric(tmp_path):
     assert report["epoch"] == 2 and report["ap"]["a"] == pytest.approx(ap[0], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_sskt_trains_on_mock_voc_and_picks_best_on_map(tmp_path, tiny_source_path):
     # (The four-stage ImageNet-style targets train in tests/test_imagenet_resnet.py.)
-    from sskt_tf import train_lib
-    from sskt_tf.config import TrainConfig
+    from sskt_tf import training
+    from sskt_tf.training.config import TrainConfig
 
     config = TrainConfig(
-        dataset="voc/2007", image_size=32, target="resnet20", sources=[tiny_source_path], target_loss="bce",
-        epochs=1, steps_per_epoch=2, batch_size=8, lr_milestones=[], verbose=0, model_dir=str(tmp_path / "voc"),
+        dataset="voc/2007",
+        image_size=32,
+        target="resnet20",
+        sources=[tiny_source_path],
+        target_loss="bce",
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=8,
+        lr_milestones=[],
+        verbose=0,
+        model_dir=str(tmp_path / "voc"),
     )
     with tfds.testing.mock_data(num_examples=16):
-        results = train_lib.train(config)
+        results = training.train(config)
         with pytest.raises(ConfigError, match="multi-label .*--target_loss=bce"):
-            train_lib.train(dataclasses.replace(config, target_loss="ce", model_dir=str(tmp_path / "ce")))
+            training.train(dataclasses.replace(config, target_loss="ce", model_dir=str(tmp_path / "ce")))
         with pytest.raises(ConfigError, match="--method=dml trains single-label classifiers"):
-            train_lib.train(dataclasses.replace(config, method="dml", model_dir=str(tmp_path / "dml")))
+            training.train(dataclasses.replace(config, method="dml", model_dir=str(tmp_path / "dml")))
     assert results["num_classes"] == 20 and 0.0 <= results["val_mAP"] <= 1.0
     assert results["best_val_mAP"] == pytest.approx(results["val_mAP"]) and results["best_epoch"] == 1
     assert "val_accuracy" not in results and np.isfinite(results["val_loss"])

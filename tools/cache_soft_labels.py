@@ -1,50 +1,13 @@
 """Runs the sources once over K augmented views of the training set and caches their logits.
 
-    python tools/cache_soft_labels.py --flagfile=configs/cifar10.flags \
-        --soft_label_cache=caches/cifar10-pi --views=10
-    python tools/train.py --flagfile=configs/cifar10.flags --soft_label_cache=caches/cifar10-pi
-
-Takes every flag of tools/train.py (the dataset, sources and weights flags say what to
-cache; --seed draws the views; --mixed_precision and --jit_compile speed the sources up)
-plus the flags below. Epoch e of a run with --soft_label_cache trains on view e mod K, so
-the sources never run during training. An interrupted run resumes when rerun.
+The same as the ``sskt-cache-soft-labels`` console script; see :mod:`sskt_tf.cli.cache_soft_labels` for the flags.
 """
 
-import json
 import os
-import sys
-
-from absl import app, flags, logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sskt_tf import soft_label_cache, train_lib  # noqa: E402
-from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit, run_tool  # noqa: E402
-
-define_flags()
-flags.DEFINE_integer("views", 10, "Augmented views K per training image (1 with --noaugment).", lower_bound=1)
-flags.DEFINE_integer("top_k", 0, "Keep only each source's top_k largest logits (smaller cache; the soft labels are "
-                     "renormalised over them); 0 = all logits.", lower_bound=0)
-flags.DEFINE_enum("cache_dtype", "float16", list(soft_label_cache.DTYPES), "Storage type of the logits.")
-flags.DEFINE_integer("cache_batch_size", 256, "Images per source call.", lower_bound=1)
-flags.DEFINE_integer("examples_per_shard", 10_000, "Records per TFRecord file.", lower_bound=1)
-flags.DEFINE_bool("overwrite", False, "Replace a complete cache, or an unfinished one with other settings.")
-
-
-def main(argv):
-    logging.set_verbosity(logging.INFO)
-    values = flags.FLAGS
-    manifest = run_tool(argv, lambda: train_lib.build_soft_label_cache(
-        config_from_flags(values), values.views, top_k=values.top_k, dtype=values.cache_dtype,
-        batch_size=values.cache_batch_size, examples_per_shard=values.examples_per_shard, overwrite=values.overwrite,
-    ))
-    files = [shard for shards in manifest["shards"] for shard in shards]
-    print(json.dumps(dict(
-        soft_label_cache=values.soft_label_cache, views=values.views, files=len(files),
-        megabytes=round(sum(shard["bytes"] for shard in files) / 2**20, 1), seconds=manifest["seconds"],
-    ), sort_keys=True))
-
+from sskt_tf.cli.cache_soft_labels import run  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags_or_exit)
+    run()

@@ -1,46 +1,13 @@
 """Converts a torchvision-layout ResNet checkpoint (e.g. CSAIL Places365) to Keras.
 
-    python tools/convert_torch_resnet.py --checkpoint resnet50_places365.pth.tar \
-        --arch resnet50 --num_classes 365 --output ~/.keras/models/resnet50_places365.keras
-
-Reads .pth/.pth.tar files written by torch.save (a bare state dict or one under
-"state_dict", with or without DataParallel's "module." prefix) or a .npz of the
-same arrays. Writes, by the suffix of --output:
-  .keras        the complete Keras model (input: preprocessed NHWC images, or raw
-                [0, 255] pixels with --raw_pixels); same logits as the torch model
-  .weights.h5   its weights only (sskt_tf.torch_resnet.build(arch, classes) loads them)
-  .npz          the state dict as numpy arrays, to convert later on a machine without torch
+The same as the ``sskt-convert-torch-resnet`` console script; see :mod:`sskt_tf.cli.convert_torch_resnet` for the flags.
 """
 
 import os
-import sys
-
-from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sskt_tf import torch_resnet  # noqa: E402
-from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
-
-flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth, .pth.tar, .pt) or .npz state dict to convert.")
-flags.DEFINE_string("arch", "", f"Architecture: {', '.join(torch_resnet.ARCHS)}. Empty = infer it from the checkpoint.")
-flags.DEFINE_integer("num_classes", 0, "Expected class count (365 for Places365); 0 = the checkpoint's.")
-flags.DEFINE_string("output", None, f"Output file; its suffix picks the format: {', '.join(torch_resnet.OUTPUT_SUFFIXES)}.")
-flags.DEFINE_bool("raw_pixels", False, "Put torchvision's preprocessing inside the .keras model, so it takes RGB pixels in "
-                  "[0, 255] and can be passed as --sources=PATH to tools/train.py.")
-flags.DEFINE_bool("trust_pickle", False, "Let torch unpickle arbitrary objects (only for checkpoints you trust).")
-flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
-flags.mark_flags_as_required(["checkpoint", "output"])
-
-
-def main(argv):
-    config = flags.FLAGS
-    print(run_tool(argv, lambda: torch_resnet.convert_file(
-        config.checkpoint, config.output, arch=config.arch, num_classes=config.num_classes,
-        raw_pixels=config.raw_pixels, trust_pickle=config.trust_pickle, overwrite=config.overwrite,
-    )))
-
+from sskt_tf.cli.convert_torch_resnet import run  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags_or_exit)
+    run()

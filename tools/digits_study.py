@@ -15,10 +15,11 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
-from sskt_tf import digits_study, reproduce  # noqa: E402
-from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from studies import digits as digits_study  # noqa: E402
+from studies import harness  # noqa: E402
+
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_list("seeds", [], "Seeds of the study table (empty = its table.json's: 0-4).")
 flags.DEFINE_list("rows", [], "Rows to run (scratch, kd, dml, maxl, sskt; empty = all).")
@@ -31,15 +32,17 @@ _TABLES = os.path.join(REPO, "configs", "study")
 
 def _study(values):
     counts = digits_study.write_datasets(labelled_per_class=values.labelled_per_class)
-    print(f"Data in {digits_study.DATA_DIR}: source (digits 0-4) {counts['source'][0]} train / "
-          f"{counts['source'][1]} val, target (digits 5-9) {counts['target'][0]} train / {counts['target'][1]} val.")
+    print(
+        f"Data in {digits_study.DATA_DIR}: source (digits 0-4) {counts['source'][0]} train / "
+        f"{counts['source'][1]} val, target (digits 5-9) {counts['target'][0]} train / {counts['target'][1]} val."
+    )
     seeds = [int(seed) for seed in values.seeds]
-    failed = reproduce.reproduce([os.path.join(_TABLES, "digits_source")], output_dir=_OUTPUT_DIR,
-                                 dry_run=values.dry_run)
+    failed = harness.reproduce([os.path.join(_TABLES, "digits_source")], output_dir=_OUTPUT_DIR, dry_run=values.dry_run)
     if failed:
         return failed
-    return reproduce.reproduce([os.path.join(_TABLES, "digits")], seeds=seeds, rows=values.rows,
-                               output_dir=_OUTPUT_DIR, dry_run=values.dry_run)
+    return harness.reproduce(
+        [os.path.join(_TABLES, "digits")], seeds=seeds, rows=values.rows, output_dir=_OUTPUT_DIR, dry_run=values.dry_run
+    )
 
 
 def main(argv):

@@ -12,15 +12,14 @@ pip install -e ".[plot]". For a tools/reproduce.py table, --plot draws the same 
 """
 
 import os
-import sys
 
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sskt_tf import learning_curves  # noqa: E402
-from sskt_tf.flags import parse_flags_or_exit, run_tool  # noqa: E402
+from studies import learning_curves  # noqa: E402
+
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 
 flags.DEFINE_multi_string("runs", None, "LABEL=GLOB of run directories forming one line (repeat for more lines).")
 flags.DEFINE_string("output", "curves.png", "Image to write (.png, .svg or .pdf).")

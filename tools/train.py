@@ -1,26 +1,13 @@
 """Trains SSKT from flags: python tools/train.py --flagfile=configs/cifar10.flags
 
-Every flag is a field of sskt_tf.config.TrainConfig; see README.md for the list.
+The same as the ``sskt-train`` console script; see :mod:`sskt_tf.cli.train` for the flags.
 """
 
 import os
-import sys
-
-from absl import app, flags, logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sskt_tf import train_lib  # noqa: E402
-from sskt_tf.flags import config_from_flags, define_flags, parse_flags_or_exit, run_tool  # noqa: E402
-
-define_flags()
-
-
-def main(argv):
-    logging.set_verbosity(logging.INFO)
-    run_tool(argv, lambda: train_lib.train(config_from_flags(flags.FLAGS)))
-
+from sskt_tf.cli.train import run  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags_or_exit)
+    run()

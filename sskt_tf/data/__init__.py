@@ -14,9 +14,9 @@ from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
-from sskt_tf.errors import ConfigError
-from sskt_tf.data.tfds_source import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
+from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.views import view_batches
+from sskt_tf.errors import ConfigError
 
 FOLDER_PREFIX = "folder:"
 DEFAULT_FOLDER_IMAGE_SIZE = 32
@@ -56,7 +56,9 @@ class Data:
 
 
 def _resize(dataset, image_size):
-    return dataset.map(lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(
+        lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
 
 
 @dataclasses.dataclass
@@ -81,9 +83,15 @@ class Splits:
     def data(self, train, val):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
-            train=train, val=val, num_classes=self.info["num_classes"], image_size=self.image_size,
-            class_names=self.info["class_names"], train_examples=self.info["train_examples"],
-            mean=self.info["mean"], std=self.info["std"], multi_label=self.info.get("multi_label", False),
+            train=train,
+            val=val,
+            num_classes=self.info["num_classes"],
+            image_size=self.image_size,
+            class_names=self.info["class_names"],
+            train_examples=self.info["train_examples"],
+            mean=self.info["mean"],
+            std=self.info["std"],
+            multi_label=self.info.get("multi_label", False),
             subset=self.info.get("subset"),
         )
 
@@ -109,7 +117,7 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
     """
     if dataset.startswith(FOLDER_PREFIX):
         image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
-        train, val, info = load_folder(dataset[len(FOLDER_PREFIX):], image_size, seed=order_seed, subset=subset)
+        train, val, info = load_folder(dataset[len(FOLDER_PREFIX) :], image_size, seed=order_seed, subset=subset)
         info = dict(info, multi_label=False)
     else:
         train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
@@ -122,8 +130,18 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
     return Splits(train=train, val=val, image_size=image_size, info=info)
 
 
-def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment=True, download=True,
-         cache=True, eval_batch_size=None, subset=None):
+def load(
+    dataset,
+    batch_size,
+    data_dir=None,
+    image_size=None,
+    seed=None,
+    augment=True,
+    download=True,
+    cache=True,
+    eval_batch_size=None,
+    subset=None,
+):
     """Loads a dataset as training and validation pipelines.
 
     Args:
@@ -143,8 +161,9 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
     Returns:
         A :class:`Data`.
     """
-    splits = load_splits(dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed,
-                         subset=subset)
+    splits = load_splits(
+        dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed, subset=subset
+    )
     return splits.data(
         train=train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache),
         val=eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache),
@@ -152,6 +171,18 @@ def load(dataset, batch_size, data_dir=None, image_size=None, seed=None, augment
 
 
 __all__ = [
-    "DIFFICULT", "Data", "KNOWN_DATASETS", "Splits", "Subset", "eval_pipeline", "load", "load_folder", "load_splits", "load_tfds",
-    "pad_crop_flip", "train_pipeline", "view_batches", "voc_labels",
+    "DIFFICULT",
+    "Data",
+    "KNOWN_DATASETS",
+    "Splits",
+    "Subset",
+    "eval_pipeline",
+    "load",
+    "load_folder",
+    "load_splits",
+    "load_tfds",
+    "pad_crop_flip",
+    "train_pipeline",
+    "view_batches",
+    "voc_labels",
 ]

@@ -49,7 +49,9 @@ def _split_dataset(paths, labels, image_size, shuffle_seed=None):
         order = np.random.RandomState(shuffle_seed).permutation(len(paths))
         paths, labels = paths[order], labels[order]
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    dataset = dataset.map(lambda p, l: _decode(p, l, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(
+        lambda path, label: _decode(path, label, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     # A corrupt or unreadable file is skipped (with a warning) rather than ending the run.
     return dataset.ignore_errors(log_warning=True)
 
@@ -75,7 +77,7 @@ def load_folder(path, image_size, seed=None, subset=None):
             in sorted order), before any unreadable file is skipped.
 
     Returns:
-        ``(train, val, info)`` like :func:`sskt_tf.data.tfds_source.load_tfds`;
+        ``(train, val, info)`` like :func:`sskt_tf.data.tfds_datasets.load_tfds`;
         mean and std are measured on the (kept) training images. With an
         active ``subset``, ``info["subset"]`` describes it
         (:meth:`sskt_tf.data.subset.SubsetPlan.description`, plus the kept
@@ -101,7 +103,9 @@ def load_folder(path, image_size, seed=None, subset=None):
         )
     unknown = sorted(set(val_files) - set(train_files))
     if unknown:
-        raise ConfigError(f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names.")
+        raise ConfigError(
+            f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names."
+        )
     class_index = {name: index for index, name in enumerate(class_names)}
     train_paths, train_labels = _flatten(train_files, class_index)
     val_paths, val_labels = _flatten(val_files, class_index)
@@ -119,8 +123,13 @@ def load_folder(path, image_size, seed=None, subset=None):
     train = _split_dataset(train_paths, train_labels, image_size, shuffle_seed=seed or 0)
     val = _split_dataset(val_paths, val_labels, image_size)
     train_examples = len(train_paths)
-    logging.info("folder:%s: %d classes, %d training and %d validation images.", path, len(class_names), train_examples,
-                 len(val_paths))
+    logging.info(
+        "folder:%s: %d classes, %d training and %d validation images.",
+        path,
+        len(class_names),
+        train_examples,
+        len(val_paths),
+    )
     mean, std = _pixel_statistics(train)
     info = dict(
         num_classes=len(class_names),

@@ -47,8 +47,10 @@ class Subset:
             ConfigError: N < 1, a negative seed, or a class named twice.
         """
         if self.examples_per_class is not None and self.examples_per_class < 1:
-            raise ConfigError(f"--train_examples_per_class={self.examples_per_class}: keep at least 1 example a class "
-                              "(leave the flag out to train on every example).")
+            raise ConfigError(
+                f"--train_examples_per_class={self.examples_per_class}: keep at least 1 example a class "
+                "(leave the flag out to train on every example)."
+            )
         if self.seed < 0:
             raise ConfigError(f"--subset_seed must be >= 0, got {self.seed}.")
         repeated = sorted({c for c in self.classes if list(self.classes).count(c) > 1})
@@ -83,10 +85,14 @@ class SubsetPlan:
 
     def description(self):
         """The plan as JSON-serialisable data (``subset.json`` of a run)."""
-        return dict(classes=list(self.class_names), class_indices=list(self.class_indices),
-                    train_examples_per_class=self.examples_per_class, subset_seed=self.seed,
-                    train_examples=int(len(self.train_positions)),
-                    train_positions=[int(p) for p in self.train_positions])
+        return dict(
+            classes=list(self.class_names),
+            class_indices=list(self.class_indices),
+            train_examples_per_class=self.examples_per_class,
+            subset_seed=self.seed,
+            train_examples=int(len(self.train_positions)),
+            train_positions=[int(p) for p in self.train_positions],
+        )
 
 
 def resolve_classes(requested, class_names):
@@ -115,8 +121,10 @@ def resolve_classes(requested, class_names):
         else:
             unknown.append(item)
     if unknown:
-        raise ConfigError(f"--classes: unknown class {', '.join(map(repr, unknown))}; the dataset's classes are "
-                          f"{', '.join(f'{i}={n}' for i, n in enumerate(class_names))} (give names or indices).")
+        raise ConfigError(
+            f"--classes: unknown class {', '.join(map(repr, unknown))}; the dataset's classes are "
+            f"{', '.join(f'{i}={n}' for i, n in enumerate(class_names))} (give names or indices)."
+        )
     if len(set(indices)) < len(indices):
         raise ConfigError(f"--classes names a class twice (by name and by index): {list(requested)}.")
     return tuple(indices)
@@ -146,16 +154,24 @@ def plan(subset, train_labels, class_names):
     else:
         short = {class_names[i]: len(members[i]) for i in class_indices if len(members[i]) < subset.examples_per_class}
         if short:
-            raise ConfigError(f"--train_examples_per_class={subset.examples_per_class} is more than these classes hold: "
-                              f"{', '.join(f'{name} ({count})' for name, count in short.items())}.")
+            raise ConfigError(
+                f"--train_examples_per_class={subset.examples_per_class} is more than these classes hold: "
+                f"{', '.join(f'{name} ({count})' for name, count in short.items())}."
+            )
         # Each class has its own generator, keyed by (subset seed, class index): its examples do not
         # depend on --seed, on the other kept classes or their order, and N=100 is a prefix of N=500.
-        chosen = [np.random.default_rng([subset.seed, i]).permutation(members[i])[:subset.examples_per_class]
-                  for i in class_indices]
+        chosen = [
+            np.random.default_rng([subset.seed, i]).permutation(members[i])[: subset.examples_per_class]
+            for i in class_indices
+        ]
         positions = np.sort(np.concatenate(chosen))
-    return SubsetPlan(class_indices=class_indices, class_names=tuple(class_names[i] for i in class_indices),
-                      train_positions=positions.astype(np.int64), examples_per_class=subset.examples_per_class,
-                      seed=subset.seed)
+    return SubsetPlan(
+        class_indices=class_indices,
+        class_names=tuple(class_names[i] for i in class_indices),
+        train_positions=positions.astype(np.int64),
+        examples_per_class=subset.examples_per_class,
+        seed=subset.seed,
+    )
 
 
 def relabel(dataset, subset_plan, num_classes):
@@ -172,7 +188,8 @@ def relabel(dataset, subset_plan, num_classes):
     mapping = tf.constant(subset_plan.label_map(num_classes))
     new_label = lambda label: tf.gather(mapping, tf.cast(label, tf.int64))  # noqa: E731
     return dataset.filter(lambda image, label: new_label(label) >= 0).map(
-        lambda image, label: (image, new_label(label)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        lambda image, label: (image, new_label(label)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
 
 
 def take_positions(dataset, positions, total):
@@ -189,5 +206,8 @@ def take_positions(dataset, positions, total):
     keep = np.zeros(max(int(total), int(positions[-1]) + 1 if len(positions) else 0), bool)
     keep[positions] = True
     keep = tf.constant(keep)
-    return dataset.enumerate().filter(lambda position, example: tf.gather(keep, position)).map(
-        lambda position, example: example)
+    return (
+        dataset.enumerate()
+        .filter(lambda position, example: tf.gather(keep, position))
+        .map(lambda position, example: example)
+    )

@@ -80,7 +80,9 @@ def view_batches(epoch_examples, view, batch_size, view_seed_value, augment=True
 
     def to_inputs(example):
         view_index = tf.cast(view, tf.int64)
-        images = tf.cast(augment_view(example["image"], example["index"], view_index, view_seed_value, augment), tf.float32)
+        images = tf.cast(
+            augment_view(example["image"], example["index"], view_index, view_seed_value, augment), tf.float32
+        )
         if "soft_labels" in example:
             return {"images": images, "soft_labels": tuple(example["soft_labels"])}, example["label"]
         return images, example["label"]

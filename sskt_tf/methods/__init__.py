@@ -18,7 +18,7 @@ maxl       meta auxiliary learning: generated auxiliary labels, meta-learned
 import dataclasses
 import importlib
 import pkgutil
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from sskt_tf.errors import ConfigError
 
@@ -39,8 +39,10 @@ class Method:
     Attributes:
         name: the ``--method`` value.
         summary: one line for error messages and the README.
-        build: ``build(config, data) -> keras.Model``, uncompiled; called
-            inside the strategy scope and dtype policy.
+        build: ``build(config, data, sources) -> keras.Model``, uncompiled;
+            called inside the strategy scope and dtype policy. ``sources`` are
+            the run's :class:`sskt_tf.Source` layers (or a soft-label cache's
+            placeholders) for a method that ``uses_sources``, else ``[]``.
         compile_kwargs: ``compile_kwargs(config) -> dict`` of the model's own
             ``compile`` arguments, besides ``optimizer``, ``loss``,
             ``weight_decay``, ``metrics`` and ``jit_compile``, which every
@@ -50,6 +52,9 @@ class Method:
         uses_sources: whether ``--sources`` (and ``--soft_label_cache``) apply.
         multi_label: whether the method trains on multi-hot labels
             (``--target_loss=bce``).
+        defaults: the values the method gives flags left unset (None), e.g.
+            KD's ``{"alpha": 0.9, "temperature": 4.0}``; the configuration's
+            validation fills them in, so ``flags.txt`` records them.
     """
 
     name: str
@@ -59,6 +64,7 @@ class Method:
     check: Callable = _no_check
     uses_sources: bool = False
     multi_label: bool = False
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY = {}

@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from sskt_tf import losses as losses_lib
 from sskt_tf.methods import Method, register
-from sskt_tf.methods._base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import BaselineModel
 from sskt_tf.methods.sskt import build_target
 
 
@@ -33,7 +33,7 @@ class DMLModel(BaselineModel):
         self.peer2_accuracy = keras.metrics.SparseCategoricalAccuracy(name="peer2_accuracy")
 
     def compile(self, optimizer="sgd", alpha=1.0, temperature=1.0, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.
@@ -61,19 +61,18 @@ class DMLModel(BaselineModel):
         self.peer2_accuracy.update_state(y, other_outputs[0], sample_weight=sample_weight)
 
 
-def build_dml(config, data):
+def build_dml(config, data, sources):
     """DMLModel of ``config``: two independently initialised ``--target`` networks."""
+    del sources
     return DMLModel(build_target(config, data), build_target(config, data))
 
 
-def _check(config):
-    warn_if_sskt_weights(config, "--alpha=1 --temperature=1")
-
-
-register(Method(
-    name="dml",
-    summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
-    build=build_dml,
-    compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
-    check=_check,
-))
+register(
+    Method(
+        name="dml",
+        summary="deep mutual learning: two peers, CE + alpha*T^2*KL towards each other",
+        build=build_dml,
+        compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
+        defaults={"alpha": 1.0, "temperature": 1.0},
+    )
+)

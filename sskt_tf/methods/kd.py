@@ -2,11 +2,11 @@
 
 from keras import ops
 
-from sskt_tf import losses as losses_lib
 from sskt_tf import sources as sources_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
-from sskt_tf.methods._base import BaselineModel, warn_if_sskt_weights
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import BaselineModel
 from sskt_tf.methods.sskt import build_target
 
 
@@ -42,7 +42,7 @@ class KDModel(BaselineModel):
         teacher(student.inputs[0])  # builds the teacher on the student's image spec
 
     def compile(self, optimizer="sgd", alpha=0.9, temperature=4.0, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.
@@ -64,29 +64,34 @@ class KDModel(BaselineModel):
 
 def _teacher_path(config):
     if not config.teacher:
-        raise ConfigError("--method=kd needs --teacher=PATH: a .keras classifier over the target's classes "
-                          "(e.g. the best.keras of a --method=scratch run of a larger target).")
+        raise ConfigError(
+            "--method=kd needs --teacher=PATH: a .keras classifier over the target's classes "
+            "(e.g. the best.keras of a --method=scratch run of a larger target)."
+        )
     return config.teacher
 
 
 def _check(config):
     """``--teacher`` must exist and ``--alpha`` weigh a convex combination."""
-    warn_if_sskt_weights(config, "--alpha=0.9 --temperature=4")
     if not 0.0 <= config.alpha <= 1.0:
         raise ConfigError(f"--method=kd weighs (1-alpha)*CE + alpha*KD: --alpha must be in [0, 1], got {config.alpha}.")
     sources_lib.require_file(_teacher_path(config), "The KD teacher (--teacher)")
 
 
-def build_kd(config, data):
+def build_kd(config, data, sources):
     """KDModel of ``config``: the target as student, ``--teacher`` as the teacher."""
+    del sources  # the teacher is the only source
     teacher = sources_lib.from_file(_teacher_path(config), name="teacher", input_size=config.source_image_size or None)
     return KDModel(build_target(config, data), teacher)
 
 
-register(Method(
-    name="kd",
-    summary="distillation from --teacher: (1-alpha)*CE + alpha*T^2*KL",
-    build=build_kd,
-    compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
-    check=_check,
-))
+register(
+    Method(
+        name="kd",
+        summary="distillation from --teacher: (1-alpha)*CE + alpha*T^2*KL",
+        build=build_kd,
+        compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
+        check=_check,
+        defaults={"alpha": 0.9, "temperature": 4.0},
+    )
+)

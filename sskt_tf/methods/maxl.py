@@ -15,13 +15,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from sskt_tf import losses as losses_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
-from sskt_tf.methods._base import BaselineModel
-from sskt_tf.methods.sskt import build_target
-from sskt_tf.model import default_feature_layers
-from sskt_tf.step_utils import l2_penalty, num_replicas, split_inputs
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import BaselineModel, l2_penalty, num_replicas, split_inputs
+from sskt_tf.methods.sskt import build_target, default_feature_layers
 
 FOCAL_GAMMA = 2.0  # the original trains both tasks with a gamma-2 focal loss
 
@@ -79,8 +77,13 @@ class MAXLModel(BaselineModel):
     """
 
     def __init__(self, target, generator, psi, feature_layer=None, name="maxl", **kwargs):
-        super().__init__(target, ("primary", "auxiliary", "meta", "entropy"), name=name,
-                         validation_terms=("primary", "auxiliary"), **kwargs)
+        super().__init__(
+            target,
+            ("primary", "auxiliary", "meta", "entropy"),
+            name=name,
+            validation_terms=("primary", "auxiliary"),
+            **kwargs,
+        )
         self.num_classes = int(target.output_shape[-1])
         self.psi = int(psi)
         if self.psi < 1:
@@ -98,7 +101,7 @@ class MAXLModel(BaselineModel):
         self.hierarchy = hierarchy_mask(self.num_classes, self.psi)
 
     def compile(self, optimizer="sgd", entropy_weight=0.2, generator_lr=1e-3, **kwargs):
-        """Configures training (see :meth:`BaselineModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 
         Args:
             optimizer: the multi-task network's optimizer (its learning rate is
@@ -159,7 +162,8 @@ class MAXLModel(BaselineModel):
         with tf.GradientTape() as inner:
             inner.watch(theta)
             _, primary_loss, auxiliary_loss = self.multi_task_terms(
-                images, y, auxiliary_labels, sample_weight, training=True, theta=theta)
+                images, y, auxiliary_labels, sample_weight, training=True, theta=theta
+            )
             inner_loss = primary_loss + auxiliary_loss
         gradients = inner.gradient(inner_loss, theta)
         # Per-replica losses are 1/replicas of the local mean: undo that for the local step.
@@ -176,13 +180,16 @@ class MAXLModel(BaselineModel):
         with tf.GradientTape() as generator_tape:
             auxiliary_labels = self.generated_labels(images, y, training=True)
             with generator_tape.stop_recording():
-                primary, terms, total = self._multi_task_step(images, y, ops.stop_gradient(auxiliary_labels), sample_weight)
+                primary, terms, total = self._multi_task_step(
+                    images, y, ops.stop_gradient(auxiliary_labels), sample_weight
+                )
             objective, terms["meta"], terms["entropy"] = self.meta_objective(images, y, auxiliary_labels, sample_weight)
             objective = objective + l2_penalty(self.generator.trainable_variables, self.weight_decay)
         generator_variables = self.generator.trainable_variables
         self.generator_optimizer.learning_rate.assign(self.optimizer.learning_rate * self.generator_lr_ratio)
-        self.generator_optimizer.apply_gradients(zip(generator_tape.gradient(objective, generator_variables),
-                                                     generator_variables))
+        self.generator_optimizer.apply_gradients(
+            zip(generator_tape.gradient(objective, generator_variables), generator_variables)
+        )
         return self.update_metrics(images, y, [primary], total, terms, sample_weight)
 
     def _multi_task_step(self, images, y, auxiliary_labels, sample_weight):
@@ -190,7 +197,8 @@ class MAXLModel(BaselineModel):
         variables = self.multi_task.trainable_variables
         with tf.GradientTape() as tape:
             primary, primary_loss, auxiliary_loss = self.multi_task_terms(
-                images, y, auxiliary_labels, sample_weight, training=True)
+                images, y, auxiliary_labels, sample_weight, training=True
+            )
             total = self.total_with_l2(primary_loss + auxiliary_loss)
             scaled_loss = self.optimizer.scale_loss(total)
         self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
@@ -200,7 +208,8 @@ class MAXLModel(BaselineModel):
         """The multi-task terms (used by validation; training runs :meth:`train_step`)."""
         auxiliary_labels = self.generated_labels(images, y, training=training)
         primary, primary_loss, auxiliary_loss = self.multi_task_terms(
-            images, y, auxiliary_labels, sample_weight, training=training)
+            images, y, auxiliary_labels, sample_weight, training=training
+        )
         return [primary], primary_loss + auxiliary_loss, {"primary": primary_loss, "auxiliary": auxiliary_loss}
 
     def total_with_l2(self, total):
@@ -211,25 +220,32 @@ class MAXLModel(BaselineModel):
 def _check(config):
     """MAXL's own flags; float16 is refused (its meta gradients are not loss-scaled)."""
     if config.mixed_precision == "mixed_float16":
-        raise ConfigError("--method=maxl does not support --mixed_precision=mixed_float16 (its inner and meta "
-                          "gradients are not loss-scaled); use float32 or mixed_bfloat16.")
+        raise ConfigError(
+            "--method=maxl does not support --mixed_precision=mixed_float16 (its inner and meta "
+            "gradients are not loss-scaled); use float32 or mixed_bfloat16."
+        )
     if config.maxl_psi < 1:
         raise ConfigError(f"--maxl_psi must be >= 1, got {config.maxl_psi}.")
     if config.maxl_entropy_weight < 0 or config.maxl_generator_lr <= 0:
         raise ConfigError("--maxl_entropy_weight must be >= 0 and --maxl_generator_lr > 0.")
 
 
-def build_maxl(config, data):
+def build_maxl(config, data, sources):
     """MAXLModel of ``config``: the target, and a generator of the same architecture."""
+    del sources
     target = build_target(config, data)
     generator = build_target(config, data, num_classes=data.num_classes * config.maxl_psi)
     return MAXLModel(target, generator, config.maxl_psi)
 
 
-register(Method(
-    name="maxl",
-    summary="meta auxiliary learning: meta-learned auxiliary labels in a psi-per-class hierarchy",
-    build=build_maxl,
-    compile_kwargs=lambda config: dict(entropy_weight=config.maxl_entropy_weight, generator_lr=config.maxl_generator_lr),
-    check=_check,
-))
+register(
+    Method(
+        name="maxl",
+        summary="meta auxiliary learning: meta-learned auxiliary labels in a psi-per-class hierarchy",
+        build=build_maxl,
+        compile_kwargs=lambda config: dict(
+            entropy_weight=config.maxl_entropy_weight, generator_lr=config.maxl_generator_lr
+        ),
+        check=_check,
+    )
+)

@@ -1,9 +1,289 @@
-"""``--method=sskt``: the paper's Self-Supervised Knowledge Transfer (:class:`sskt_tf.model.SSKTModel`)."""
+"""``--method=sskt``: the paper's Self-Supervised Knowledge Transfer.
 
-from sskt_tf import source_flags
-from sskt_tf import targets as targets_lib
+:class:`SSKTModel` is a target network trained with one auxiliary head per
+frozen source towards the source's soft labels; :func:`build_sskt` makes one
+from the flags.
+"""
+
+import re
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
-from sskt_tf.model import SSKTModel
+from sskt_tf.methods import heads as heads_lib
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.methods.base import (
+    MethodModel,
+    l2_penalty,
+    results_without,
+    skip_empty_batch,
+    split_inputs,
+    update_loss_trackers,
+)
+from sskt_tf.targets import get as get_target
+from sskt_tf.training.source_flags import check_source_flags
+
+
+def default_feature_layers(target, head):
+    """Names of the target layers an auxiliary head taps by default.
+
+    Args:
+        target: functional target model.
+        head: ``"transfer"`` (all layers named ``stage<N>``, or ``layer<N>`` as
+            torchvision names its stages) or ``"linear"`` (the layer feeding
+            the classifier).
+
+    Returns:
+        A list of layer names.
+    """
+    if head == "linear":
+        return [_classifier_input_layer(target).name]
+    stages = sorted(
+        (layer.name for layer in target.layers if re.fullmatch(r"(stage|layer)\d+", layer.name)),
+        key=lambda name: int(re.sub(r"\D", "", name)),
+    )
+    if not stages:
+        raise ConfigError(
+            f"Target {target.name!r} has no layers named stage1, stage2, ... (or layer1, layer2, ...); pass "
+            "feature_layers=[...] with the names of its stage outputs for the transfer module."
+        )
+    return stages
+
+
+def _classifier_input_layer(target):
+    """The layer whose output the final (classifier) layer consumes."""
+    final_input = target.layers[-1].input
+    for layer in target.layers:
+        if layer.output is final_input:
+            return layer
+    raise ConfigError(f"Cannot find the classifier's input layer in {target.name!r}; pass feature_layers=[...].")
+
+
+@keras.saving.register_keras_serializable(package="sskt_tf")
+class SSKTModel(MethodModel):
+    """Self-Supervised Knowledge Transfer around any functional target network.
+
+    ``call(x)`` returns the target's logits only, so ``predict``, ``evaluate``
+    and export see a plain classifier. ``train_step``/``test_step`` add one
+    auxiliary head per source, trained to predict that source's soft labels:
+
+        loss = target_loss(y, f(x)) + alpha * sum_s aux_loss(g_s(x), h_s(x)) + l2
+
+    Batches are ``(images, labels)``, and the sources run inside the step; or
+    ``({"images": images, "soft_labels": (logits_1, ...)}, labels)`` with the
+    sources' logits precomputed (:mod:`sskt_tf.soft_labels`, whose
+    :class:`~sskt_tf.soft_labels.CachedSource` placeholders stand for the
+    sources then).
+
+    Args:
+        target: functional ``keras.Model`` taking raw images, returning logits.
+        sources: list of :class:`sskt_tf.sources.Source`; empty = train from
+            scratch.
+        head: ``"transfer"`` (transfer module on the stage outputs) or
+            ``"linear"`` (Dense on the pooled final features).
+        feature_layers: names of the target layers the heads tap; default:
+            layers named ``stage<N>`` (transfer) or the classifier's input
+            (linear).
+        name: model name.
+
+    Example:
+        >>> target = sskt_tf.targets.cifar_resnet(20, num_classes=10)
+        >>> source = sskt_tf.sources.imagenet("resnet50", weights=None, input_size=74)
+        >>> model = SSKTModel(target, [source])
+        >>> model.compile(keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+        >>> model.fit(train_ds, validation_data=val_ds, epochs=200)
+    """
+
+    def __init__(self, target, sources=(), head="transfer", feature_layers=None, name="sskt", **kwargs):
+        super().__init__(target, name=name, **kwargs)
+        if head not in heads_lib.HEAD_KINDS:
+            raise ConfigError(f"Unknown head {head!r}; choose one of {', '.join(heads_lib.HEAD_KINDS)}.")
+        self.sources = list(sources)
+        source_names = [source.name for source in self.sources]
+        if len(set(source_names)) != len(source_names):
+            raise ConfigError(f"Source names must be unique, got {source_names}.")
+        self.head_kind = head
+        self.feature_layers = list(feature_layers or default_feature_layers(target, head))
+        self.heads = [heads_lib.build(head, source.num_classes, name=f"head_{source.name}") for source in self.sources]
+        self._network = self._build_network()
+        self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
+        self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
+        self.built = True  # every variable exists now (see _build_network)
+
+    def _build_network(self):
+        """Functional model ``images -> [target logits, head_1 logits, ...]``.
+
+        Shares every layer with ``self.target``; building it here creates the
+        heads' variables eagerly (inside whatever strategy scope is active).
+        """
+        try:
+            taps = [self.target.get_layer(name).output for name in self.feature_layers]
+        except ValueError as error:
+            raise ConfigError(
+                f"Target {self.target.name!r} has no layer among {self.feature_layers}: {error}"
+            ) from error
+        for source in self.sources:
+            source(self.target.inputs[0])  # builds the source on the target's image spec
+        head_outputs = [head(taps) for head in self.heads]
+        return keras.Model(self.target.inputs[0], [self.target.outputs[0], *head_outputs], name=f"{self.name}_network")
+
+    def _forward(self, x, training):
+        """``[target logits, head_1 logits, ...]`` in one pass over the target."""
+        outputs = self._network(x, training=training)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def compile(
+        self,
+        optimizer="sgd",
+        loss="ce",
+        aux_loss="kd",
+        alpha=0.1,
+        temperature=3.0,
+        weight_decay=0.0,
+        metrics=None,
+        val_aux_losses=True,
+        **kwargs,
+    ):
+        """Configures training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: target loss on logits: ``"ce"``, ``"bce"``, ``"focal"`` or a
+                ``keras.losses.Loss``.
+            aux_loss: auxiliary loss: ``"kd"``, ``"soft_ce"``, ``"bce"``,
+                ``"focal"`` or a ``keras.losses.Loss``.
+            alpha: weight of the auxiliary losses.
+            temperature: temperature ``T`` of the named auxiliary loss.
+            weight_decay: coupled L2 coefficient on the target and head
+                variables, ``0.5 * wd * sum(w^2)``, whose gradient ``wd * w``
+                is exactly PyTorch's ``SGD(weight_decay=wd)``.
+            metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
+            val_aux_losses: also compute the auxiliary losses in ``evaluate``
+                (which runs every source on every validation batch); False
+                validates the target alone. Batches that carry soft labels
+                always get them.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
+                ``steps_per_execution``, ...).
+        """
+        super().compile(optimizer=optimizer, loss=loss, weight_decay=weight_decay, metrics=metrics, **kwargs)
+        self._sskt_compile_args = dict(
+            optimizer=optimizer,
+            loss=loss,
+            aux_loss=aux_loss,
+            alpha=alpha,
+            temperature=temperature,
+            weight_decay=weight_decay,
+            metrics=metrics,
+            val_aux_losses=val_aux_losses,
+            **kwargs,
+        )
+        self.aux_loss_fn = losses_lib.get(aux_loss, temperature=temperature)
+        self.alpha = float(alpha)
+        self.val_aux_losses = bool(val_aux_losses)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(self._sskt_compile_args)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "target": keras.saving.serialize_keras_object(self.target),
+            "sources": [keras.saving.serialize_keras_object(source) for source in self.sources],
+            "head": self.head_kind,
+            "feature_layers": list(self.feature_layers),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        target = keras.saving.deserialize_keras_object(config.pop("target"))
+        sources = [keras.saving.deserialize_keras_object(source) for source in config.pop("sources")]
+        return cls(target, sources, **config)
+
+    def _loss_terms(self, y, outputs, soft_labels, sample_weight):
+        """Per-replica loss terms, each already divided by the replica count."""
+        target_logits, *head_logits = [ops.cast(o, "float32") for o in outputs]
+        if len(soft_labels) != len(head_logits):
+            raise ConfigError(f"Got soft labels of {len(soft_labels)} sources for {len(head_logits)} auxiliary heads.")
+        terms = {"target": self.target_loss_fn(y, target_logits, sample_weight=sample_weight)}
+        terms["aux"] = [
+            self.aux_loss_fn(ops.stop_gradient(soft), logits, sample_weight=sample_weight)
+            for soft, logits in zip(soft_labels, head_logits)
+        ]
+        total = terms["target"] + self.alpha * ops.sum(ops.stack(terms["aux"])) if terms["aux"] else terms["target"]
+        terms["total"] = total + l2_penalty(self.trainable_variables, self.weight_decay)
+        return target_logits, terms
+
+    def _source_logits(self, images):
+        """Frozen sources in inference mode, outside any gradient tape."""
+        return [source(images, training=False) for source in self.sources]
+
+    def _update_metrics(self, x, y, target_logits, terms, sample_weight):
+        update_loss_trackers(
+            [
+                (self._loss_tracker, terms["total"]),
+                (self.target_loss_tracker, terms["target"]),
+                *zip(self.aux_loss_trackers, terms["aux"]),
+            ],
+            ops.shape(x)[0],
+        )
+        self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
+        return self._metric_results(with_aux=bool(terms["aux"]))
+
+    def _metric_results(self, with_aux):
+        """The metrics' current values; without the auxiliary losses unless ``with_aux``."""
+        return results_without(self, [] if with_aux else self.aux_loss_trackers)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images, soft_labels = split_inputs(x)
+        # 1. Soft labels: precomputed, or from the frozen sources (no tape: they never
+        #    get gradients).
+        if soft_labels is None:
+            soft_labels = self._source_logits(images)
+        with tf.GradientTape() as tape:
+            # 2. Target logits and one auxiliary prediction per source, in one pass.
+            outputs = self._forward(images, training=True)
+            # 3. target loss + alpha * sum of auxiliary losses (+ L2), per replica.
+            target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight)
+            # 4. Loss scaling for mixed_float16 (identity otherwise).
+            scaled_loss = self.optimizer.scale_loss(terms["total"])
+        # 5. Only target and head variables train; sources are not trainable.
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(images, y, target_logits, terms, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        images, soft_labels = split_inputs(x)
+        run_sources = soft_labels is None and self.val_aux_losses and self.sources_run
+        with_aux = bool(self.sources) and (soft_labels is not None or run_sources)
+
+        def evaluate_batch():
+            if with_aux:
+                soft = self._source_logits(images) if run_sources else soft_labels
+                outputs = self._forward(images, training=False)
+            else:
+                soft, outputs = [], [self.target(images, training=False)]
+            target_logits, terms = self._loss_terms(y, outputs, soft, sample_weight)
+            return self._update_metrics(images, y, target_logits, terms, sample_weight)
+
+        return skip_empty_batch(images, evaluate_batch, lambda: self._metric_results(with_aux))
+
+    @property
+    def sources_run(self):
+        """Whether the sources can run (False when cached soft labels stand for them)."""
+        return all(getattr(source, "runnable", True) for source in self.sources)
 
 
 def build_target(config, data, num_classes=None):
@@ -17,38 +297,43 @@ def build_target(config, data, num_classes=None):
     Returns:
         A functional ``keras.Model`` taking raw images, returning logits.
     """
-    return targets_lib.get(config.target, num_classes or data.num_classes, image_size=data.image_size,
-                           mean=data.mean, std=data.std)
+    return get_target(
+        config.target, num_classes or data.num_classes, image_size=data.image_size, mean=data.mean, std=data.std
+    )
 
 
-def build_sskt(config, data, sources=None):
-    """SSKTModel of ``config``: target, sources (or a cache's placeholders) and heads."""
-    if sources is None:
-        cache = source_flags.open_cache(config)
-        sources = cache.placeholder_sources() if cache else source_flags.build_sources(config, data.image_size)
-    return SSKTModel(build_target(config, data), sources, head=config.head, feature_layers=config.feature_layers or None)
+def build_sskt(config, data, sources):
+    """SSKTModel of ``config``: target, ``sources`` (or a cache's placeholders) and heads."""
+    return SSKTModel(
+        build_target(config, data), sources, head=config.head, feature_layers=config.feature_layers or None
+    )
 
 
 def sskt_compile_kwargs(config):
     """SSKTModel.compile's own arguments from the flags."""
-    return dict(aux_loss=config.aux_loss, alpha=config.alpha, temperature=config.temperature,
-                val_aux_losses=config.val_aux_losses)
+    return dict(
+        aux_loss=config.aux_loss,
+        alpha=config.alpha,
+        temperature=config.temperature,
+        val_aux_losses=config.val_aux_losses,
+    )
 
 
 def _check(config):
-    """The sources (or the soft-label cache standing for them) must be there."""
-    if config.soft_label_cache:
-        source_flags.open_cache(config)  # the sources are never built: only the cache must be there
-    else:
-        source_flags.check_source_flags(config)
+    """The sources must be there, unless a soft-label cache stands for them (opened when training starts)."""
+    if not config.soft_label_cache:
+        check_source_flags(config)
 
 
-register(Method(
-    name="sskt",
-    summary="target + one auxiliary head per frozen source, trained towards the sources' soft labels",
-    build=build_sskt,
-    compile_kwargs=sskt_compile_kwargs,
-    check=_check,
-    uses_sources=True,
-    multi_label=True,
-))
+register(
+    Method(
+        name="sskt",
+        summary="target + one auxiliary head per frozen source, trained towards the sources' soft labels",
+        build=build_sskt,
+        compile_kwargs=sskt_compile_kwargs,
+        check=_check,
+        uses_sources=True,
+        multi_label=True,
+        defaults={"alpha": 0.1, "temperature": 3.0},
+    )
+)

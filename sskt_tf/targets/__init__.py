@@ -1,23 +1,26 @@
 """Target networks: the small CNNs that SSKT trains.
 
 * ``resnet20`` .. ``resnet110``: CIFAR ResNets (3 stages, option-A shortcuts).
-* ``resnet18``, ``resnet34``, ``resnet50``: ImageNet-style ResNets in
-  torchvision's layout (4 stages, projection shortcuts), the paper's Pascal
-  VOC 2007 targets at 224x224.
+* ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``resnet152``:
+  ImageNet-style ResNets in torchvision's layout and names (4 stages,
+  projection shortcuts), the paper's Pascal VOC 2007 targets at 224x224; the
+  same builder reads PyTorch checkpoints (:mod:`sskt_tf.targets.torchvision_resnet`).
 * ``vgg16``: VGG16 with BatchNorm for CIFAR.
 
 Every builder returns a functional ``keras.Model`` that takes raw images
 (float in [0, 255]), normalises them itself, and returns logits. Stage outputs
-are named ``stage1``, ``stage2``, ... so the transfer module can tap them.
+are named ``stage1``, ``stage2``, ... (``layer1`` .. ``layer4`` in the torchvision
+ResNets, after their torch modules) so the transfer module can tap them.
+Building blocks shared by the targets and the heads live in :mod:`sskt_tf.targets.layers`.
 """
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.targets import torchvision_resnet
 from sskt_tf.targets.cifar_resnet import CIFAR_RESNET_DEPTHS, cifar_resnet
 from sskt_tf.targets.cifar_vgg import cifar_vgg16
-from sskt_tf.targets.imagenet_resnet import IMAGENET_RESNET_DEPTHS, imagenet_resnet
 
 _RESNETS = {depth: cifar_resnet for depth in CIFAR_RESNET_DEPTHS}
-_RESNETS.update({depth: imagenet_resnet for depth in IMAGENET_RESNET_DEPTHS})
+_RESNETS.update({depth: torchvision_resnet.target for depth in torchvision_resnet.DEPTHS})
 TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",)
 
 
@@ -25,8 +28,8 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
     """Builds a target network by name.
 
     Args:
-        name: ``resnet20`` ... ``resnet110`` (CIFAR ResNets), ``resnet18``,
-            ``resnet34``, ``resnet50`` (ImageNet-style ResNets) or ``vgg16``.
+        name: ``resnet20`` ... ``resnet110`` (CIFAR ResNets), ``resnet18`` ...
+            ``resnet152`` (torchvision ResNets) or ``vgg16``.
         num_classes: number of target classes.
         image_size: input side length (224 for the ImageNet-style ResNets on
             Pascal VOC, as in the paper).
@@ -38,8 +41,8 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
         A functional ``keras.Model`` returning logits.
     """
     kwargs = dict(num_classes=num_classes, input_shape=(image_size, image_size, 3), mean=mean, std=std)
-    if name.startswith("resnet") and name[len("resnet"):].isdigit():
-        depth = int(name[len("resnet"):])
+    if name.startswith("resnet") and name[len("resnet") :].isdigit():
+        depth = int(name[len("resnet") :])
         if depth in _RESNETS:
             return _RESNETS[depth](depth, **kwargs)
     if name == "vgg16":
@@ -47,4 +50,4 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
     raise ConfigError(f"Unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
 
 
-__all__ = ["IMAGENET_RESNET_DEPTHS", "TARGETS", "cifar_resnet", "cifar_vgg16", "get", "imagenet_resnet"]
+__all__ = ["TARGETS", "cifar_resnet", "cifar_vgg16", "get", "torchvision_resnet"]

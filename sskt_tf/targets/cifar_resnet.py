@@ -3,7 +3,7 @@
 import keras
 from keras import layers, ops
 
-from sskt_tf.targets.common import classifier, conv_bn, conv_bn_relu, raw_image_input
+from sskt_tf.targets.layers import classifier, conv_bn, conv_bn_relu, raw_image_input
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)
@@ -28,7 +28,10 @@ class ZeroPadShortcut(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
-        halve = lambda d: None if d is None else (d + 1) // 2
+
+        def halve(size):
+            return None if size is None else (size + 1) // 2
+
         return (batch, halve(height), halve(width), channels + self.extra_channels)
 
     def get_config(self):

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from sskt_tf.targets.common import classifier, conv_bn_relu, raw_image_input
+from sskt_tf.targets.layers import classifier, conv_bn_relu, raw_image_input
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 

@@ -1,0 +1,234 @@
+"""Training-step throughput of SSKT configurations on synthetic batches (``benchmarks/benchmark.py``).
+
+Configurations:
+
+* ``scratch``: the target alone (no sources, no heads).
+* ``sskt_online_1`` / ``sskt_online_2``: the target with the first one / two
+  sources running inside every step, one auxiliary head each (transfer
+  modules unless ``head="linear"``).
+* ``sskt_cached`` / ``sskt_cached_1``: the same heads as ``sskt_online_2`` /
+  ``sskt_online_1``, with the soft labels arriving with the batch, as they do
+  from a soft-label cache.
+* ``torch_scratch`` / ``torch_sskt_online_2``: the original method's step in
+  eager PyTorch (:class:`torch_reference.SSKTStep`), on the same
+  machine, for comparison.
+
+Each measurement runs the train function ``fit`` uses (or the PyTorch step)
+for ``warmup`` steps, which include tracing and compilation, then times
+``steps`` steps on one fixed synthetic batch, so the input pipeline is not
+measured.
+"""
+
+import os
+import platform
+import resource
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sskt_tf import soft_labels
+from sskt_tf import sources as sources_lib
+from sskt_tf import targets as targets_lib
+from sskt_tf.errors import ConfigError
+from sskt_tf.methods.sskt import SSKTModel
+from sskt_tf.sources.spec import parse_spec
+
+KERAS_CONFIGS = ("scratch", "sskt_online_1", "sskt_online_2", "sskt_cached", "sskt_cached_1")
+TORCH_CONFIGS = ("torch_scratch", "torch_sskt_online_2")
+CONFIGS = KERAS_CONFIGS + TORCH_CONFIGS
+_SOURCE_COUNT = {
+    "scratch": 0,
+    "sskt_online_1": 1,
+    "sskt_online_2": 2,
+    "sskt_cached": 2,
+    "sskt_cached_1": 1,
+    "torch_scratch": 0,
+    "torch_sskt_online_2": 2,
+}
+
+
+def device_name():
+    """The GPU's name if TensorFlow sees one, else the CPU's model and core count."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{details.get('device_name', 'GPU')} x{len(gpus)}"
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def peak_memory_mb():
+    """Peak GPU memory of TensorFlow's first GPU, else the process's peak resident memory, in MiB."""
+    if tf.config.list_physical_devices("GPU"):
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _source_classes(spec):
+    """Class count of a source spec, without building ImageNet or Places365 networks."""
+    family, _ = parse_spec(spec)
+    if family == "imagenet":
+        return 1000
+    if family == "places365":
+        return sources_lib.PLACES365_CLASSES
+    return sources_lib.from_file(spec).num_classes
+
+
+def build_keras_step(
+    config,
+    source_specs,
+    target="resnet20",
+    image_size=32,
+    num_classes=10,
+    source_scale="7/3",
+    batch_size=128,
+    jit_compile=False,
+    head="transfer",
+):
+    """A compiled model and one synthetic batch for a Keras configuration.
+
+    Args:
+        config: one of :data:`KERAS_CONFIGS`.
+        source_specs: source specs (``imagenet/resnet50``, ...); random weights.
+        target: target network name.
+        image_size: target image side length.
+        num_classes: target classes.
+        source_scale: the sources' resize factor.
+        batch_size: images per step.
+        jit_compile: compile the step with XLA.
+        head: auxiliary head kind, ``transfer`` or ``linear``.
+
+    Returns:
+        ``(model, batch)``.
+    """
+    count = _SOURCE_COUNT[config]
+    if len(source_specs) < count:
+        raise ConfigError(f"{config} needs {count} source(s); --sources names {len(source_specs)}.")
+    specs = source_specs[:count]
+    scale = sources_lib.parse_scale(source_scale)
+    cached = config.startswith("sskt_cached")
+    if cached:
+        sources = [soft_labels.CachedSource(_source_classes(spec), name=f"source{i}") for i, spec in enumerate(specs)]
+    else:
+        sources = [
+            sources_lib.from_spec(spec, image_size, scale=scale, weights=None, places365_weights=None) for spec in specs
+        ]
+    model = SSKTModel(targets_lib.get(target, num_classes, image_size=image_size), sources, head=head)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), weight_decay=5e-4, jit_compile=jit_compile)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
+    labels = rng.integers(0, num_classes, batch_size)
+    if cached:
+        soft = tuple(rng.normal(0, 3, (batch_size, s.num_classes)).astype("float32") for s in sources)
+        return model, ({"images": images, "soft_labels": soft}, labels)
+    return model, (images, labels)
+
+
+def time_keras_step(model, batch, steps, warmup):
+    """Seconds per training step of ``model`` on ``batch`` (after ``warmup`` steps)."""
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    model.make_train_function()
+    train_function = model.train_function
+    for _ in range(warmup):
+        logs = train_function(iterator)
+    float(logs["loss"])
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = train_function(iterator)
+    float(logs["loss"])  # waits for the device
+    return (time.perf_counter() - start) / steps
+
+
+def time_torch_step(config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup):
+    """Seconds per step of the eager PyTorch reference (CPU, all cores)."""
+    import torch
+    from torch_reference import SSKTStep
+
+    torch.set_num_threads(os.cpu_count())
+    classes = [("resnet50", _source_classes(spec)) for spec in source_specs[: _SOURCE_COUNT[config]]]
+    size = sources_lib.scaled_size(image_size, sources_lib.parse_scale(source_scale))
+    step = SSKTStep(num_classes=num_classes, sources=classes, source_size=size)
+    images = torch.randn(batch_size, 3, image_size, image_size)
+    labels = torch.randint(0, num_classes, (batch_size,))
+    for _ in range(warmup):
+        step(images, labels)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(images, labels)
+    float(loss)
+    return (time.perf_counter() - start) / steps
+
+
+def run(
+    config,
+    source_specs,
+    jit_compile=False,
+    mixed_precision="float32",
+    steps=20,
+    warmup=3,
+    batch_size=128,
+    target="resnet20",
+    image_size=32,
+    num_classes=10,
+    source_scale="7/3",
+    head="transfer",
+):
+    """Measures one configuration; call once per process (peak memory is per process).
+
+    Args:
+        config: one of :data:`CONFIGS`.
+        source_specs: source specs; the PyTorch configurations always use
+            torchvision ResNet-50s with the specs' class counts.
+        jit_compile: XLA (Keras configurations).
+        mixed_precision: Keras dtype policy (Keras configurations).
+        steps: timed steps.
+        warmup: untimed steps first.
+        batch_size: images per step.
+        target: target network (PyTorch: always ResNet-20).
+        image_size: target image side length.
+        num_classes: target classes.
+        source_scale: the sources' resize factor.
+        head: auxiliary head kind, ``transfer`` or ``linear`` (PyTorch:
+            always transfer modules).
+
+    Returns:
+        The result dict: ``config``, ``jit_compile``, ``mixed_precision``,
+        ``batch_size``, ``images_per_second``, ``step_ms``,
+        ``peak_memory_mb``, ``head``, ``device``, ...
+    """
+    if config not in CONFIGS:
+        raise ConfigError(f"Unknown benchmark configuration {config!r}; choose from {', '.join(CONFIGS)}.")
+    if config in TORCH_CONFIGS:
+        seconds = time_torch_step(
+            config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup
+        )
+        framework, jit_compile, mixed_precision, target, head = "torch", False, "float32", "resnet20", "transfer"
+    else:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+        model, batch = build_keras_step(
+            config, source_specs, target, image_size, num_classes, source_scale, batch_size, jit_compile, head
+        )
+        seconds = time_keras_step(model, batch, steps, warmup)
+        framework = "keras"
+    return dict(
+        config=config,
+        framework=framework,
+        jit_compile=bool(jit_compile),
+        mixed_precision=mixed_precision,
+        batch_size=batch_size,
+        images_per_second=round(batch_size / seconds, 1),
+        step_ms=round(seconds * 1000, 1),
+        peak_memory_mb=round(peak_memory_mb(), 1),
+        target=target,
+        head=head if _SOURCE_COUNT[config] else None,
+        sources=list(source_specs[: _SOURCE_COUNT[config]]),
+        steps=steps,
+        device=device_name(),
+    )

@@ -1,0 +1,72 @@
+"""Runs the sources once over K augmented views of the training set and caches their logits.
+
+    python tools/cache_soft_labels.py --flagfile=configs/cifar10.flags \
+        --soft_label_cache=caches/cifar10-pi --views=10
+    python tools/train.py --flagfile=configs/cifar10.flags --soft_label_cache=caches/cifar10-pi
+
+Takes every flag of tools/train.py (the dataset, sources and weights flags say what to
+cache; --seed draws the views; --mixed_precision and --jit_compile speed the sources up)
+plus the flags below. Epoch e of a run with --soft_label_cache trains on view e mod K, so
+the sources never run during training. An interrupted run resumes when rerun.
+"""
+
+import json
+
+from absl import app, flags, logging
+
+from sskt_tf import soft_labels, training
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
+from sskt_tf.training.flags import config_from_flags, define_flags
+
+define_flags()
+flags.DEFINE_integer("views", 10, "Augmented views K per training image (1 with --noaugment).", lower_bound=1)
+flags.DEFINE_integer(
+    "top_k",
+    0,
+    "Keep only each source's top_k largest logits (smaller cache; the soft labels are "
+    "renormalised over them); 0 = all logits.",
+    lower_bound=0,
+)
+flags.DEFINE_enum("cache_dtype", "float16", list(soft_labels.DTYPES), "Storage type of the logits.")
+flags.DEFINE_integer("cache_batch_size", 256, "Images per source call.", lower_bound=1)
+flags.DEFINE_integer("examples_per_shard", 10_000, "Records per TFRecord file.", lower_bound=1)
+flags.DEFINE_bool("overwrite", False, "Replace a complete cache, or an unfinished one with other settings.")
+
+
+def main(argv):
+    logging.set_verbosity(logging.INFO)
+    values = flags.FLAGS
+    manifest = run_tool(
+        argv,
+        lambda: training.build_soft_label_cache(
+            config_from_flags(values),
+            values.views,
+            top_k=values.top_k,
+            dtype=values.cache_dtype,
+            batch_size=values.cache_batch_size,
+            examples_per_shard=values.examples_per_shard,
+            overwrite=values.overwrite,
+        ),
+    )
+    files = [shard for shards in manifest["shards"] for shard in shards]
+    print(
+        json.dumps(
+            dict(
+                soft_label_cache=values.soft_label_cache,
+                views=values.views,
+                files=len(files),
+                megabytes=round(sum(shard["bytes"] for shard in files) / 2**20, 1),
+                seconds=manifest["seconds"],
+            ),
+            sort_keys=True,
+        )
+    )
+
+
+def run():
+    """The console script's entry point: parses the flags and runs :func:`main`."""
+    app.run(main, flags_parser=parse_flags_or_exit)
+
+
+if __name__ == "__main__":
+    run()

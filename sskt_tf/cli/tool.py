@@ -1,0 +1,46 @@
+"""How every command-line tool runs: flag errors and failures become one line and an exit code."""
+
+import sys
+
+from absl import app, flags
+
+from sskt_tf.errors import ConfigError, TrainingDivergedError
+
+
+def parse_flags_or_exit(argv):
+    """absl flag parsing whose errors end like every other bad input: one line, exit 2.
+
+    Pass as ``app.run(main, flags_parser=parse_flags_or_exit)``.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}\nRun with --helpfull to list the flags.", file=sys.stderr)
+        sys.exit(2)
+
+
+# Exit codes of the command-line tools: bad input 2, a diverged training run 3.
+_EXIT_CODES = ((ConfigError, 2), (flags.ValidationError, 2), (TrainingDivergedError, 3))
+
+
+def run_tool(argv, action):
+    """The body of a tool's absl ``main``: runs ``action()`` and turns errors into exit codes.
+
+    Positional arguments are refused; a :class:`ConfigError` (or a flag
+    validation error) prints one ``error: ...`` line and exits with 2, a
+    :class:`TrainingDivergedError` with 3.
+
+    Args:
+        argv: the ``main`` arguments absl passes.
+        action: a function of no arguments doing the tool's work.
+
+    Returns:
+        What ``action`` returns.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
+    try:
+        return action()
+    except tuple(error_type for error_type, _ in _EXIT_CODES) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(next(code for error_type, code in _EXIT_CODES if isinstance(error, error_type)))

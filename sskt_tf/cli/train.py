@@ -1,0 +1,26 @@
+"""Trains SSKT from flags: python tools/train.py --flagfile=configs/cifar10.flags
+
+Every flag is a field of sskt_tf.training.config.TrainConfig; see README.md for the list.
+"""
+
+from absl import app, flags, logging
+
+from sskt_tf import training
+from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
+from sskt_tf.training.flags import config_from_flags, define_flags
+
+define_flags()
+
+
+def main(argv):
+    logging.set_verbosity(logging.INFO)
+    run_tool(argv, lambda: training.train(config_from_flags(flags.FLAGS)))
+
+
+def run():
+    """The console script's entry point: parses the flags and runs :func:`main`."""
+    app.run(main, flags_parser=parse_flags_or_exit)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,197 @@
+"""Raw train/validation splits of TensorFlow Datasets (tfds) datasets."""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sskt_tf.data import subset as subset_lib
+from sskt_tf.errors import ConfigError
+
+# Splits and per-channel pixel statistics (0-255 scale) of the paper's datasets.
+KNOWN_DATASETS = {
+    "cifar10": dict(train="train", val="test", mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7)),
+    "cifar100": dict(train="train", val="test", mean=(129.3, 124.1, 112.4), std=(68.2, 65.4, 70.4)),
+    "stl10": dict(train="train", val="test", mean=(113.9, 112.2, 103.7), std=(66.4, 65.4, 69.2)),
+    # tfds' "train+validation" is VOC's trainval (5011 images); "test" has 4952. VOC targets are
+    # ImageNet-style networks, so they normalise with ImageNet's statistics, not VOC's own.
+    "voc/2007": dict(
+        train="train+validation", val="test", mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4), multi_label=True
+    ),
+}
+
+# Label value of a difficult (image, class) pair in a multi-label validation split.
+DIFFICULT = -1.0
+
+
+def _multi_hot(class_ids, num_classes):
+    """``[num_classes]`` float32 vector with 1 at each id in ``class_ids`` (repeats and none allowed)."""
+    counts = tf.reduce_sum(tf.one_hot(class_ids, num_classes, dtype=tf.float32), axis=0)
+    return tf.minimum(counts, 1.0)
+
+
+def voc_labels(features, num_classes, mark_difficult):
+    """Multi-label targets of a tfds VOC example, following VOC's classification ground truth.
+
+    A class is positive (1) when the image has a non-difficult object of it and
+    negative (0) when it has no object of it. Classes present only as difficult
+    objects are 0 for training, or ``DIFFICULT`` (-1) when ``mark_difficult``,
+    so that evaluation can ignore those pairs as VOC's does.
+
+    Args:
+        features: a tfds ``voc`` example: ``labels`` (classes of all objects)
+            and ``labels_no_difficult`` (classes of non-difficult objects).
+        num_classes: number of classes (20).
+        mark_difficult: encode difficult-only classes as -1 instead of 0.
+
+    Returns:
+        A ``[num_classes]`` float32 tensor of 1, 0 (and -1).
+    """
+    positive = _multi_hot(features["labels_no_difficult"], num_classes)
+    if not mark_difficult:
+        return positive
+    difficult_only = _multi_hot(features["labels"], num_classes) * (1.0 - positive)
+    return positive + DIFFICULT * difficult_only
+
+
+def _prepare(builder, name, data_dir, download):
+    """Makes sure ``builder``'s data exists locally, downloading it if allowed."""
+    if builder.is_prepared():
+        return
+    where = data_dir or "~/tensorflow_datasets"
+    how = (
+        f"On a machine with internet access run `tfds build {name} --data_dir=DIR` "
+        f"(or python -c \"import tensorflow_datasets as tfds; tfds.load('{name}', data_dir='DIR')\"), "
+        "copy DIR here and pass --data_dir=DIR."
+    )
+    if not download:
+        raise ConfigError(f"Dataset {name!r} is not prepared in {where} and --download is off. {how}")
+    logging.warning(
+        "Dataset %s is not in %s; downloading and preparing it. This needs internet access: offline, "
+        "tfds retries for a few minutes before giving up (use --nodownload to fail at once).",
+        name,
+        where,
+    )
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # network errors surface as many different types
+        raise ConfigError(
+            f"Could not download dataset {name!r} into {where}: {type(error).__name__}: {error}. {how}"
+        ) from error
+
+
+def _label_feature(features, multi_label):
+    """The ``ClassLabel`` feature naming the classes."""
+    return features["labels"].feature if multi_label else features["label"]
+
+
+def _examples(builder, split, multi_label, mark_difficult):
+    """``(uint8 image, label)`` examples of one split, in the dataset's own order."""
+    if not multi_label:
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    num_classes = _label_feature(builder.info.features, multi_label).num_classes
+    return builder.as_dataset(split=split, shuffle_files=False).map(
+        lambda example: (example["image"], voc_labels(example, num_classes, mark_difficult)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _split_labels(builder, split):
+    """Every label of a single-label split, in the split's order, read without decoding the images."""
+    labels = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    batches = labels.map(lambda example: example["label"]).batch(65536)
+    return np.concatenate([batch.numpy() for batch in batches]) if int(batches.cardinality()) else np.zeros(0, np.int64)
+
+
+def _apply_subset(builder, split, subset, train, val, info):
+    """``train``, ``val`` and ``info`` restricted to ``subset`` (see :mod:`sskt_tf.data.subset`)."""
+    if info["multi_label"]:
+        raise ConfigError(
+            f"--classes and --train_examples_per_class select single-label classes; {builder.name} is multi-label."
+        )
+    labels = _split_labels(builder, split)
+    kept = subset_lib.plan(subset, labels, info["class_names"])
+    train = subset_lib.relabel(
+        subset_lib.take_positions(train, kept.train_positions, len(labels)), kept, info["num_classes"]
+    )
+    val = subset_lib.relabel(val, kept, info["num_classes"])
+    info = dict(
+        info,
+        num_classes=len(kept.class_indices),
+        class_names=list(kept.class_names),
+        train_examples=len(kept.train_positions),
+        subset=kept.description(),
+    )
+    return train, val, info
+
+
+def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=None, subset=None):
+    """Loads a tfds image classification dataset as raw examples.
+
+    Args:
+        name: tfds name, e.g. ``"cifar10"``, ``"cifar100"``, ``"stl10"``, or
+            the multi-label ``"voc/2007"``.
+        data_dir: tfds data directory (default ``~/tensorflow_datasets``).
+        download: download and prepare the dataset if it is not there.
+        train_split: split to train on (default ``"train"``; VOC 2007: its
+            trainval, ``"train+validation"``).
+        val_split: split to validate on (default ``"test"``).
+        subset: a :class:`sskt_tf.data.subset.Subset` to keep (None:
+            everything; single-label datasets only).
+
+    Returns:
+        ``(train, val, info)``: datasets of ``(uint8 image, int label)`` and a
+        dict with ``num_classes``, ``image_shape``, ``class_names``,
+        ``train_examples`` (or None), ``mean`` and ``std`` (or None) and
+        ``multi_label``. Multi-label datasets (VOC) yield float32 label vectors
+        ``[num_classes]`` instead: 1/0 in ``train``; in ``val`` also -1
+        (``DIFFICULT``) for pairs to ignore in evaluation (see :func:`voc_labels`).
+        With an active ``subset``, ``info["subset"]`` describes it
+        (:meth:`sskt_tf.data.subset.SubsetPlan.description`).
+    """
+    known = KNOWN_DATASETS.get(name, {})
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ConfigError(
+            f"Unknown dataset {name!r}: use a tfds name (cifar10, cifar100, stl10, ...) or folder:PATH."
+        ) from error
+    features = builder.info.features
+    multi_label = known.get("multi_label", False)
+    if "image" not in features or not (multi_label or "label" in features):
+        raise ConfigError(
+            f"tfds dataset {name!r} has no 'image' and 'label' features and is not a known multi-label dataset "
+            f"({', '.join(n for n, k in KNOWN_DATASETS.items() if k.get('multi_label'))}); "
+            "it is not an image classification dataset."
+        )
+    _prepare(builder, name, data_dir, download)
+    splits = (train_split or known.get("train", "train"), val_split or known.get("val", "test"))
+    try:
+        train = _examples(builder, splits[0], multi_label, mark_difficult=False)
+        val = _examples(builder, splits[1], multi_label, mark_difficult=True)
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"Dataset {name!r} has no split among {splits}: {error}") from error
+    try:
+        train_examples = builder.info.splits[splits[0]].num_examples or None
+    except (KeyError, ValueError):
+        train_examples = None
+    cardinality = int(train.cardinality())
+    if cardinality > 0:
+        train_examples = cardinality
+    label_feature = _label_feature(features, multi_label)
+    info = dict(
+        num_classes=label_feature.num_classes,
+        image_shape=tuple(features["image"].shape),
+        class_names=list(label_feature.names),
+        train_examples=train_examples,
+        mean=known.get("mean"),
+        std=known.get("std"),
+        multi_label=multi_label,
+    )
+    if subset is not None and subset.active:
+        train, val, info = _apply_subset(builder, splits[0], subset, train, val, info)
+    if info["image_shape"][-1] == 1:
+        train, val = (ds.map(lambda image, label: (tf.image.grayscale_to_rgb(image), label)) for ds in (train, val))
+    return train, val, info

@@ -1,0 +1,44 @@
+"""Frozen source networks that provide soft labels.
+
+======================  ============================================================
+``layer``               :class:`Source`: a frozen Keras model with its resize and preprocessing
+``keras_applications``  ImageNet classifiers from ``keras.applications``
+``csail_places365``     the CSAIL Places365 ResNets, downloaded and converted once
+``files``               a user's saved ``.keras`` model
+``spec``                command-line specs (``imagenet/<arch>``, ``places365/<arch>``, a path)
+``torch_checkpoint``    PyTorch checkpoints of torchvision ResNets, read into Keras
+``fold_batch_norm``     BatchNorm folded into the convolutions of a frozen network
+======================  ============================================================
+"""
+
+from sskt_tf.sources.csail_places365 import (
+    PLACES365_CLASSES,
+    PLACES365_PUBLISHED,
+    PLACES365_URL,
+    check_places365_download,
+    places365,
+    places365_cache_path,
+)
+from sskt_tf.sources.files import from_file, require_file
+from sskt_tf.sources.keras_applications import IMAGENET_ARCHS, imagenet
+from sskt_tf.sources.layer import PREPROCESS_MODES, Source, parse_scale, scaled_size
+from sskt_tf.sources.spec import check_spec, from_spec
+
+__all__ = [
+    "IMAGENET_ARCHS",
+    "PLACES365_CLASSES",
+    "PLACES365_PUBLISHED",
+    "PLACES365_URL",
+    "PREPROCESS_MODES",
+    "Source",
+    "check_places365_download",
+    "check_spec",
+    "from_file",
+    "from_spec",
+    "imagenet",
+    "parse_scale",
+    "places365",
+    "places365_cache_path",
+    "require_file",
+    "scaled_size",
+]

@@ -1,0 +1,88 @@
+"""ImageNet sources: ``keras.applications`` classifiers as :class:`Source` layers."""
+
+import keras
+
+from sskt_tf.errors import ConfigError
+from sskt_tf.sources.files import require_file
+from sskt_tf.sources.layer import Source, pair
+
+# keras.applications constructor name and `preprocess_input` mode per architecture.
+IMAGENET_ARCHS = {
+    "resnet50": ("ResNet50", "caffe"),
+    "resnet101": ("ResNet101", "caffe"),
+    "resnet152": ("ResNet152", "caffe"),
+    "resnet50v2": ("ResNet50V2", "tf"),
+    "resnet101v2": ("ResNet101V2", "tf"),
+    "resnet152v2": ("ResNet152V2", "tf"),
+    "vgg16": ("VGG16", "caffe"),
+    "vgg19": ("VGG19", "caffe"),
+    "mobilenetv2": ("MobileNetV2", "tf"),
+    "efficientnetb0": ("EfficientNetB0", None),  # rescales inside the model
+    "efficientnetb1": ("EfficientNetB1", None),
+    "densenet121": ("DenseNet121", "torch"),
+}
+
+
+# Architectures whose classifier flattens a fixed-size map (input must be 224).
+_FIXED_INPUT_ARCHS = ("vgg16", "vgg19")
+
+
+def imagenet_key(arch):
+    """The ``IMAGENET_ARCHS`` key of ``arch``; a ConfigError if there is none."""
+    key = arch.lower()
+    if key not in IMAGENET_ARCHS:
+        raise ConfigError(f"Unknown ImageNet architecture {arch!r}; choose one of {', '.join(IMAGENET_ARCHS)}.")
+    return key
+
+
+def _load_application(constructor, weights, input_size):
+    """Builds a ``keras.applications`` classifier with logits at ``input_size``."""
+    fixed = (224, 224)
+    try:
+        model = constructor(weights=weights, classifier_activation=None)
+    except Exception as error:  # keras raises a bare Exception on download failure
+        if weights == "imagenet":
+            raise ConfigError(
+                f"Could not load ImageNet weights for {constructor.__name__}: {error}\n"
+                "Without internet access, download the weights file on another machine into "
+                "~/.keras/models/ (or any path) and pass it as weights=PATH "
+                "(--source_weights=PATH on the command line)."
+            ) from error
+        raise ConfigError(f"Could not load weights {weights!r} into {constructor.__name__}: {error}") from error
+    if tuple(input_size) == fixed:
+        return model
+    # keras.applications fixes a 224x224 input when loading the classifier weights; the
+    # convolutional trunk and global pooling accept any size. Clone the graph (every
+    # layer, including ones a constructor adds only with weights="imagenet", such as
+    # EfficientNet's input rescaling) onto a new input and copy the weights.
+    resized = keras.models.clone_model(model, input_tensors=keras.Input((*input_size, 3)))
+    resized.set_weights(model.get_weights())
+    return resized
+
+
+def imagenet(arch, weights="imagenet", input_size=224, name=None):
+    """An ImageNet classifier from ``keras.applications`` as a Source.
+
+    Args:
+        arch: one of ``IMAGENET_ARCHS`` (e.g. ``"resnet50"``, ``"mobilenetv2"``).
+        weights: ``"imagenet"`` (downloaded by Keras), a weights file path, or
+            None for random weights (tests only).
+        input_size: side length the source sees; the paper uses
+            ``floor(target_size * 7/3)``.
+        name: source name; defaults to ``imagenet_<arch>``.
+
+    Returns:
+        A :class:`Source` producing 1000 ImageNet logits.
+    """
+    key = imagenet_key(arch)
+    if weights not in (None, "imagenet"):
+        require_file(weights, f"Weights file for imagenet/{key}")
+    size = pair(input_size)
+    if key in _FIXED_INPUT_ARCHS and size != (224, 224):
+        raise ConfigError(
+            f"{arch} flattens a 7x7 map into its classifier, so it only takes 224x224 inputs "
+            f"(asked for {size}); use --source_image_size=224 or another architecture."
+        )
+    constructor_name, mode = IMAGENET_ARCHS[key]
+    model = _load_application(getattr(keras.applications, constructor_name), weights, size)
+    return Source(model, name or f"imagenet_{key}", input_size=size, preprocess=mode, from_logits=True)

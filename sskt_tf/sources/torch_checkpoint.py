@@ -1,0 +1,348 @@
+"""PyTorch checkpoints of torchvision-layout ResNets, read into Keras models.
+
+Places365 networks exist only as PyTorch checkpoints (the CSAIL files
+``resnet18_places365.pth.tar`` and ``resnet50_places365.pth.tar``: a dict whose
+``state_dict`` has ``module.``-prefixed torchvision ResNet keys). This module
+reads such a state dict and copies it into the Keras network of
+:mod:`sskt_tf.targets.torchvision_resnet`, so that both frameworks give the same
+logits.
+"""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from sskt_tf.errors import ConfigError
+from sskt_tf.sources import torch_pickle
+from sskt_tf.targets.torchvision_resnet import ARCHS, arch_key, build, with_raw_pixel_input
+
+_TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".tar", ".bin", ".ckpt")
+
+
+OUTPUT_SUFFIXES = (".keras", ".weights.h5", ".npz")
+
+
+# Keys under which training scripts keep the state dict (CSAIL: "state_dict"; torchvision
+# reference scripts: "model").
+_STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state_dict")
+_TRUST_HINT = (
+    "\nIf you trust its origin, convert it with full unpickling (needs torch: pip install torch): "
+    "python tools/convert_torch_resnet.py --checkpoint {path} --trust_pickle --output OUT.keras "
+    "(trust_pickle=True in Python)."
+)
+
+
+def _torch_load(path):
+    """``torch.load`` with full unpickling, for a checkpoint the user trusts."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ConfigError(
+            f"--trust_pickle reads {path!r} with torch's full unpickler, and torch is not installed: "
+            'pip install -e ".[convert]" (or pip install torch).'
+        ) from error
+    try:
+        with warnings.catch_warnings():
+            # torch warns that `encoding` is for full unpickling only, yet passes it on.
+            warnings.filterwarnings("ignore", message="pickle_load_args only works")
+            # latin1 decodes checkpoints pickled by Python 2 (the CSAIL files are from 2017).
+            return torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
+    except Exception as error:
+        raise ConfigError(f"Could not read PyTorch checkpoint {path!r}: {str(error).strip().rstrip('.')}.") from error
+
+
+def _read_checkpoint(path, trust_pickle):
+    """The object a ``torch.save`` file holds: read without torch, or with it when trusted."""
+    if trust_pickle:
+        return _torch_load(path)
+    try:
+        return torch_pickle.load(path)
+    except torch_pickle.UntrustedObjectError as error:
+        raise ConfigError(f"{error}{_TRUST_HINT.format(path=path)}") from error
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # a torch.Tensor (from --trust_pickle)
+        value = value.detach().cpu().float().numpy()
+    return np.asarray(value)
+
+
+def read_state_dict(path, trust_pickle=False):
+    """Reads a torchvision-layout state dict from a checkpoint file.
+
+    Accepts ``.pth``/``.pth.tar``/``.pt`` files written by ``torch.save`` in its
+    zip or its legacy (pre-1.6) format, read without torch by
+    :mod:`sskt_tf.sources.torch_pickle` (a bare state dict or a dict holding one
+    under ``state_dict``, ``model`` or ``model_state_dict``, keys with or without
+    the ``module.`` prefix of ``DataParallel``; non-tensor entries are ignored),
+    and ``.npz`` files of the same arrays.
+
+    Args:
+        path: the checkpoint file.
+        trust_pickle: read the file with torch's full unpickler, which builds
+            any object it holds (needs torch; only for files you trust). By
+            default only tensors and plain containers are read, without torch.
+
+    Returns:
+        ``{torch key without "module.": float32 numpy array}``, without the
+        ``num_batches_tracked`` counters.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"Checkpoint {path!r} does not exist.")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                state = {name: archive[name] for name in archive.files}
+        except Exception as error:
+            raise ConfigError(f"Could not read {path!r} as a .npz of arrays: {error}") from error
+    elif path.endswith(_TORCH_SUFFIXES):
+        state = _read_checkpoint(path, trust_pickle)
+    else:
+        raise ConfigError(
+            f"Unknown checkpoint format {path!r}: use a PyTorch {'/'.join(_TORCH_SUFFIXES)} file or a .npz."
+        )
+    if isinstance(state, dict):
+        for wrapper in _STATE_DICT_WRAPPERS:
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    arrays = {}
+    if isinstance(state, dict):
+        # Tensors only: training scripts store epochs, names and scores beside them.
+        arrays = {
+            (key[len("module.") :] if key.startswith("module.") else key): _to_numpy(value).astype(np.float32)
+            for key, value in state.items()
+            if hasattr(value, "shape") and not key.endswith("num_batches_tracked")
+        }
+    if not arrays:
+        raise ConfigError(
+            f"Checkpoint {path!r} holds no state dict (expected a dict of tensors, or one under "
+            f"{' or '.join(repr(w) for w in _STATE_DICT_WRAPPERS)})."
+        )
+    return arrays
+
+
+def infer_arch(state):
+    """The ``ARCHS`` name whose layout ``state`` has, or None.
+
+    Args:
+        state: a state dict from :func:`read_state_dict`.
+
+    Returns:
+        ``"resnet18"`` .. ``"resnet152"``, or None for an unknown layout.
+    """
+    kind = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"
+    blocks = []
+    for stage in range(1, 5):
+        indices = {
+            key.split(".")[1] for key in state if key.startswith(f"layer{stage}.") and key.endswith(".conv1.weight")
+        }
+        blocks.append(len(indices))
+    for name, layout in ARCHS.items():
+        if layout == (kind, tuple(blocks)):
+            return name
+    return None
+
+
+def _torch_weights_of(layer):
+    """``[(torch key, numpy array -> Keras weight)]`` for one layer of :func:`build`."""
+    name = layer.name
+    if isinstance(layer, keras.layers.Conv2D):
+        return [(f"{name}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [(f"{name}.{key}", lambda w: w) for key in ("weight", "bias", "running_mean", "running_var")]
+    if isinstance(layer, keras.layers.Dense):
+        return [(f"{name}.weight", np.transpose), (f"{name}.bias", lambda w: w)]
+    return []
+
+
+def _examples(keys, limit=3):
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def assign(model, state, source="checkpoint"):
+    """Copies a torch state dict into a model from :func:`build`.
+
+    Args:
+        model: the Keras model.
+        state: ``{torch key: array}`` from :func:`read_state_dict`.
+        source: how to name the checkpoint in error messages.
+
+    Raises:
+        ConfigError: keys missing or unexpected (naming the architecture the
+            checkpoint looks like), a different class count, or a shape mismatch.
+    """
+    plan = [(layer, _torch_weights_of(layer)) for layer in model.layers]
+    expected = {key for _, weights in plan for key, _ in weights}
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        found = infer_arch(state)
+        looks_like = ""
+        if found and found != model.name:
+            looks_like = (
+                f" It looks like a {found} checkpoint (converter: --arch={found}; "
+                f"training: --sources=places365/{found})."
+            )
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} keys missing ({_examples(missing)})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
+        raise ConfigError(f"{source} does not match a torchvision {model.name}: {'; '.join(problems)}.{looks_like}")
+    classes = state["fc.weight"].shape[0]
+    if classes != model.output_shape[-1]:
+        raise ConfigError(f"{source} has {classes} classes, but a model with {model.output_shape[-1]} was asked for.")
+    for layer, weights in plan:
+        if not weights:
+            continue
+        values = [to_keras(state[key]) for key, to_keras in weights]
+        for (key, _), value, variable in zip(weights, values, layer.weights):
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ConfigError(
+                    f"{source}: {key} has shape {tuple(state[key].shape)}, which does not fit {model.name}'s "
+                    f"{layer.name} (Keras shape {tuple(variable.shape)})."
+                )
+        layer.set_weights(values)
+
+
+def convert(checkpoint, arch=None, num_classes=None, trust_pickle=False):
+    """A Keras model with the weights of a torchvision-layout ResNet checkpoint.
+
+    Args:
+        checkpoint: ``.pth``/``.pth.tar``/``.npz`` file (see :func:`read_state_dict`).
+        arch: expected architecture; None infers it from the checkpoint.
+        num_classes: expected class count; None takes the checkpoint's.
+        trust_pickle: see :func:`read_state_dict`.
+
+    Returns:
+        The Keras model (see :func:`build`), same logits as the torch network.
+    """
+    state = read_state_dict(checkpoint, trust_pickle=trust_pickle)
+    return model_from_state(state, arch, num_classes, source=f"Checkpoint {checkpoint!r}")
+
+
+def model_from_state(state, arch=None, num_classes=None, source="checkpoint"):
+    """Builds the Keras model for a state dict and copies the weights in.
+
+    Args:
+        state: ``{torch key: array}`` from :func:`read_state_dict`.
+        arch: expected architecture; None infers it.
+        num_classes: expected class count; None takes the state dict's.
+        source: how to name the checkpoint in error messages.
+
+    Returns:
+        The Keras model (see :func:`build`).
+    """
+    if arch is None:
+        arch = infer_arch(state)
+        if arch is None:
+            raise ConfigError(f"{source} is not a torchvision ResNet ({', '.join(ARCHS)}) layout.")
+    if "fc.weight" not in state:
+        raise ConfigError(f"{source} has no fc.weight: it is not a torchvision ResNet classifier.")
+    model = build(arch, num_classes or state["fc.weight"].shape[0])
+    assign(model, state, source=source)
+    return model
+
+
+def load(path, arch, num_classes, trust_pickle=False):
+    """A Keras torchvision-layout ResNet from a converted or a PyTorch file.
+
+    Args:
+        path: a converted ``.keras`` model or ``.weights.h5`` file (from
+            ``tools/convert_torch_resnet.py``), or a checkpoint for :func:`convert`.
+        arch: the architecture the caller expects.
+        num_classes: the class count the caller expects.
+        trust_pickle: see :func:`read_state_dict`.
+
+    Returns:
+        The Keras model.
+    """
+    key = arch_key(arch)
+    if not os.path.exists(path):
+        raise ConfigError(f"Weights file {path!r} for {key} does not exist.")
+    if path.endswith(".keras"):
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except Exception as error:
+            raise ConfigError(f"Could not load {path!r}: {error}") from error
+        if model.name in ARCHS and model.name != key:
+            raise ConfigError(f"{path!r} holds a {model.name}, not a {key}.")
+        if any(layer.name == "torch_preprocessing" for layer in model.layers):
+            raise ConfigError(
+                f"{path!r} was converted with --raw_pixels and preprocesses its input itself; "
+                "use it as a source file (--sources=PATH) or convert again without --raw_pixels."
+            )
+    elif path.endswith(".weights.h5"):
+        model = build(key, num_classes)
+        try:
+            model.load_weights(path)
+        except Exception as error:
+            raise ConfigError(f"Could not load {path!r} into a {key} with {num_classes} classes: {error}") from error
+    else:
+        model = convert(path, key, num_classes, trust_pickle=trust_pickle)
+    if model.output_shape[-1] != num_classes:
+        raise ConfigError(f"{path!r} predicts {model.output_shape[-1]} classes, expected {num_classes}.")
+    return model
+
+
+def _check_output(path, raw_pixels, overwrite):
+    if not path.endswith(OUTPUT_SUFFIXES):
+        raise ConfigError(f"--output={path} must end in one of {', '.join(OUTPUT_SUFFIXES)}.")
+    if raw_pixels and not path.endswith(".keras"):
+        raise ConfigError("--raw_pixels needs a .keras --output (a weights file has no layers to hold it).")
+    if os.path.exists(path) and not overwrite:
+        raise ConfigError(f"--output={path} exists; pass --overwrite to replace it.")
+
+
+def _save(model, output, raw_pixels):
+    if raw_pixels:
+        model = with_raw_pixel_input(model)
+    if output.endswith(".keras"):
+        model.save(output)
+    else:
+        model.save_weights(output)
+
+
+def convert_file(
+    checkpoint, output, arch=None, num_classes=None, raw_pixels=False, trust_pickle=False, overwrite=False
+):
+    """Converts a checkpoint file into a Keras file (``tools/convert_torch_resnet.py``).
+
+    Args:
+        checkpoint: see :func:`read_state_dict`.
+        output: ``.keras`` (complete model), ``.weights.h5`` (weights for
+            :func:`build`) or ``.npz`` (the state dict, for later conversion
+            without torch).
+        arch: expected architecture; None infers it.
+        num_classes: expected class count; None takes the checkpoint's.
+        raw_pixels: wrap the ``.keras`` model with :func:`with_raw_pixel_input`.
+        trust_pickle: see :func:`read_state_dict`.
+        overwrite: replace an existing ``output``.
+
+    Returns:
+        A one-line summary of what was written.
+    """
+    checkpoint, output = os.path.expanduser(checkpoint), os.path.expanduser(output)
+    if arch:
+        arch_key(arch)
+    if num_classes is not None and num_classes < 0:
+        raise ConfigError(f"--num_classes must be >= 0 (0 = the checkpoint's), got {num_classes}.")
+    _check_output(output, raw_pixels, overwrite)
+    state = read_state_dict(checkpoint, trust_pickle=trust_pickle)
+    if output.endswith(".npz") and not (arch or num_classes):
+        model = None  # nothing to check the arrays against
+    else:
+        model = model_from_state(state, arch or None, num_classes or None, source=f"Checkpoint {checkpoint!r}")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        if output.endswith(".npz"):
+            np.savez(output, **state)
+            return f"Wrote the {len(state)} arrays of {checkpoint} to {output}."
+        _save(model, output, raw_pixels)
+    except OSError as error:
+        raise ConfigError(f"Could not write --output={output}: {error}") from error
+    summary = f"{model.name}, {model.output_shape[-1]} classes, {model.count_params():,} parameters"
+    return f"Converted {checkpoint} ({summary}) to {output}."

@@ -1,0 +1,252 @@
+"""Keras callbacks used by the training loop."""
+
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.training.metrics import mean_average_precision
+
+
+def step_schedule(base_lr, milestones, decay):
+    """Step learning-rate schedule per epoch, as PyTorch's ``MultiStepLR``.
+
+    Args:
+        base_lr: learning rate of epoch 0.
+        milestones: epochs (0-based) from which one more ``decay`` applies.
+        decay: multiplicative factor per milestone.
+
+    Returns:
+        A function ``epoch -> learning rate``.
+    """
+    milestones = sorted(milestones)
+    return lambda epoch, lr=None: base_lr * decay ** sum(epoch >= m for m in milestones)
+
+
+def _all_finite(variables):
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in variables)
+
+
+class SaveTarget(keras.callbacks.Callback):
+    """Saves the target network alone (``model.target``) as ``.keras`` files.
+
+    Writes ``last.keras`` after every epoch and ``best.keras`` whenever the
+    monitored validation metric improves; epochs with a non-finite loss are
+    or non-finite weights are never saved, so the files always hold the last
+    good weights.
+
+    Args:
+        model_dir: output directory.
+        monitor: metric deciding "best" (default ``val_accuracy``, maximised).
+        resume_epoch: epochs a resumed run has already completed; the best of
+            those (``best.json``) is kept. 0 starts afresh.
+    """
+
+    def __init__(self, model_dir, monitor="val_accuracy", resume_epoch=0):
+        super().__init__()
+        self.model_dir = model_dir
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch = None
+        best_json = os.path.join(model_dir, "best.json")
+        if resume_epoch and os.path.exists(best_json):
+            with open(best_json) as f:
+                saved = json.load(f)
+            if int(saved["epoch"]) <= resume_epoch:  # else from an epoch that is trained again
+                self.best, self.best_epoch = float(saved[monitor]), int(saved["epoch"]) - 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not math.isfinite(float(logs.get("loss", math.nan))) or not _all_finite(self.model.target.weights):
+            return
+        self.model.target.save(os.path.join(self.model_dir, "last.keras"))
+        value = logs.get(self.monitor)
+        if value is not None and float(value) > self.best:
+            self.best, self.best_epoch = float(value), epoch
+            self.model.target.save(os.path.join(self.model_dir, "best.keras"))
+            with open(os.path.join(self.model_dir, "best.json"), "w") as f:
+                json.dump({"epoch": epoch + 1, self.monitor: self.best}, f)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN/inf loss and remembers where it happened.
+
+    Unlike ``keras.callbacks.TerminateOnNaN`` it keeps the position, so the
+    caller can raise a :class:`TrainingDivergedError` with a useful message.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = dict(epoch=self._epoch + 1, batch=batch + 1, logs={k: float(v) for k, v in logs.items()})
+            self.model.stop_training = True
+
+    def raise_if_failed(self, model_dir):
+        """Raises :class:`TrainingDivergedError` if a non-finite loss was seen."""
+        if self.failure is None:
+            return
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self.failure["logs"].items()))
+        raise TrainingDivergedError(
+            f"Loss became non-finite at epoch {self.failure['epoch']}, batch {self.failure['batch']} ({terms}). "
+            f"Training stopped; the last good target is in {os.path.join(model_dir, 'last.keras')} if an epoch "
+            "had completed. Lower --lr or --alpha, or check the data for bad values."
+        )
+
+
+class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that never backs up a diverged epoch.
+
+    Saves weights, optimizer state and the epoch number in ``backup_dir`` after
+    every epoch (unless the loss or the weights are non-finite, so a restart
+    resumes from the last good epoch) and restores them at the start of ``fit``.
+    Each file is written under a temporary name and renamed, the epoch number
+    last, so a kill during a save leaves the previous backup intact. Put it last
+    among the callbacks: the backup is the commit point of an epoch, after the
+    history row and the checkpoints. The caller deletes it once the run's
+    results are written (:meth:`delete`).
+
+    Args:
+        backup_dir: where the backup lives (one per worker).
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+        self.diverged = False
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(
+                f"Could not restore the backup in {self.backup_dir} ({error}). It may be damaged or come from "
+                "another model: delete it to start the run again from epoch 0."
+            ) from error
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        partial_weights = f"{self._weights_path}.partial.weights.h5"
+        self.model.save_weights(partial_weights, overwrite=True)
+        os.replace(partial_weights, self._weights_path)
+        partial_metadata = f"{self._training_metadata_path}.partial"
+        with open(partial_metadata, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(partial_metadata, self._training_metadata_path)
+
+    def delete(self):
+        """Removes the backup (after the run's results are safely written)."""
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if (loss is not None and not math.isfinite(float(loss))) or not _all_finite(self.model.weights):
+            self.diverged = True
+            return
+        super().on_epoch_end(epoch, logs)
+
+    @staticmethod
+    def saved_epoch(backup_dir):
+        """Number of epochs completed by the backup in ``backup_dir`` (0 if none)."""
+        path = os.path.join(backup_dir, "training_metadata.json")
+        if not os.path.exists(path):
+            return 0
+        try:
+            with open(path) as f:
+                return int(json.load(f)["epoch"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"The backup in {backup_dir} is damaged ({error}); delete it to start the run again."
+            ) from error
+
+
+def _json_number(value):
+    """``value`` as a float, or None for NaN (which JSON lacks)."""
+    return float(value) if math.isfinite(value) else None
+
+
+class MeanAveragePrecision(keras.callbacks.Callback):
+    """Writes the VOC 2007 mean average precision on validation data into the epoch logs.
+
+    At each epoch end the model runs in inference mode over ``validation_data``;
+    its outputs (logits: they rank as the sigmoid probabilities do) score each
+    class, and :func:`sskt_tf.training.metrics.mean_average_precision` of those scores
+    becomes ``logs[name]``. Labels of -1 (the difficult pairs of a multi-label
+    validation split from :func:`sskt_tf.data.load_tfds`) are ignored.
+
+    Callbacks see ``logs[name]`` only if they run after this one: put it before
+    any callback that reads the logs (:class:`sskt_tf.training.history.HistoryLogger`, :class:`SaveTarget` with
+    ``monitor="val_mAP"``, ``EarlyStopping``) in the list given to ``fit``.
+    Keras' own ``History`` and progress bar always run last.
+
+    The forward pass runs outside the distribution strategy, on the whole
+    validation set, so every worker computes the same value. Keras' own
+    validation (``fit(validation_data=...)``) sees the -1 labels too: its
+    loss is meaningful only if the target loss masks them.
+
+    Args:
+        validation_data: ``(images, labels)`` batches (a ``tf.data.Dataset``
+            or any iterable; further elements such as sample weights are
+            ignored); labels ``[batch, classes]``: 1 positive, 0 negative,
+            -1 ignored.
+        name: key of the mAP in the logs.
+        output_path: optional JSON file rewritten each epoch with the epoch,
+            the mAP and the per-class APs (null for a class without positives).
+        class_names: names of the classes in that file (default: indices).
+        validation_epochs: 1-based epochs to score (those ``fit`` validates
+            with ``validation_freq``); None = every epoch.
+
+    Example:
+        >>> callbacks = [MeanAveragePrecision(data.val), sskt_tf.training.history.HistoryLogger("history.csv")]
+        >>> model.fit(data.train, epochs=2, callbacks=callbacks)
+    """
+
+    def __init__(self, validation_data, name="val_mAP", output_path=None, class_names=None, validation_epochs=None):
+        super().__init__()
+        self.validation_epochs = None if validation_epochs is None else set(validation_epochs)
+        self.validation_data = validation_data
+        self.name = name
+        self.output_path = output_path
+        self.class_names = class_names
+        self._forward = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+    def _scores_and_labels(self):
+        """Model outputs and labels over the validation data, as ``[N, C]`` arrays."""
+        scores, labels = [], []
+        for batch in self.validation_data:
+            scores.append(keras.ops.convert_to_numpy(self._forward(batch[0])).astype(np.float32))
+            labels.append(keras.ops.convert_to_numpy(batch[1]))
+        return np.concatenate(scores), np.concatenate(labels)
+
+    def _write_report(self, epoch, mean_ap, ap):
+        names = self.class_names or [str(index) for index in range(len(ap))]
+        per_class = {name: _json_number(value) for name, value in zip(names, ap)}
+        report = {"epoch": epoch + 1, self.name: _json_number(mean_ap), "ap": per_class}
+        partial = f"{self.output_path}.partial"
+        with open(partial, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(partial, self.output_path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.validation_epochs is not None and epoch + 1 not in self.validation_epochs:
+            return
+        mean_ap, ap = mean_average_precision(*self._scores_and_labels())
+        if logs is not None:
+            logs[self.name] = mean_ap
+        if self.output_path:
+            self._write_report(epoch, mean_ap, ap)

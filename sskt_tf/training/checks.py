@@ -1,0 +1,102 @@
+"""Checks of a run's configuration, before and after its data is loaded."""
+
+import dataclasses
+
+from sskt_tf import methods as methods_lib
+from sskt_tf import targets as targets_lib
+from sskt_tf.errors import ConfigError
+from sskt_tf.methods import heads as heads_lib
+from sskt_tf.methods import losses as losses_lib
+from sskt_tf.sources import parse_scale
+from sskt_tf.training import distribute as distribute_lib
+from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
+from sskt_tf.training.run_data import data_subset
+
+
+def one_of(flag, value, choices):
+    if value not in choices:
+        raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
+
+
+def validate(config):
+    """The one check of a configuration, before any data is loaded; fills in the method's defaults.
+
+    Training, the soft-label cache builder and the tools call it first.
+
+    Args:
+        config: a :class:`sskt_tf.TrainConfig`.
+
+    Returns:
+        A copy of ``config`` whose unset flags (None) the method gives a value
+        (:attr:`sskt_tf.methods.Method.defaults`) hold that value.
+
+    Raises:
+        ConfigError: naming the flag and what it accepts.
+    """
+    method = methods_lib.get(config.method)
+    config = dataclasses.replace(
+        config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
+    )
+    one_of("target", config.target, targets_lib.TARGETS)
+    one_of("head", config.head, heads_lib.HEAD_KINDS)
+    one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
+    one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
+    one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
+    one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
+    parse_scale(config.source_scale)
+    if config.soft_label_cache and not method.uses_sources:
+        raise ConfigError(
+            f"--soft_label_cache holds sources' soft labels, which --method={config.method} does not use."
+        )
+    method.check(config)
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("--epochs and --batch_size must be positive.")
+    if config.lr <= 0 or (config.temperature is not None and config.temperature <= 0):
+        raise ConfigError("--lr and --temperature must be positive.")
+    if (config.alpha is not None and config.alpha < 0) or config.weight_decay < 0 or config.lr_decay <= 0:
+        raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
+    if any(m < 0 for m in config.lr_milestones):
+        raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
+    if config.validation_freq < 1:
+        raise ConfigError(f"--validation_freq must be >= 1 (validate every N epochs), got {config.validation_freq}.")
+    data_subset(config).check()
+    return config
+
+
+def check_data(config, data):
+    """The loaded data must suit the configuration: class count, batch size, label kind.
+
+    Args:
+        config: a validated :class:`sskt_tf.TrainConfig`.
+        data: its :class:`sskt_tf.data.Data`.
+
+    Raises:
+        ConfigError: saying which flag to change.
+    """
+    if config.num_classes and config.num_classes != data.num_classes:
+        raise ConfigError(
+            f"--num_classes={config.num_classes} but {config.dataset} has {data.num_classes} classes; "
+            "leave --num_classes at 0 to use the dataset's."
+        )
+    if data.train_examples is not None and data.train_examples < config.batch_size:
+        raise ConfigError(
+            f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
+            "(training drops partial batches, so no step would run): lower --batch_size."
+        )
+    _check_labels(config, data)
+
+
+def _check_labels(config, data):
+    """The target loss and the method must suit the dataset's labels (single or multi-label)."""
+    if data.multi_label and config.target_loss != "bce":
+        raise ConfigError(f"{config.dataset} is multi-label (multi-hot labels): use --target_loss=bce.")
+    if not data.multi_label and config.target_loss == "bce":
+        raise ConfigError(
+            f"--target_loss=bce needs multi-hot labels; {config.dataset} has one label an image: "
+            "use --target_loss=ce or focal."
+        )
+    if data.multi_label and not methods_lib.get(config.method).multi_label:
+        raise ConfigError(
+            f"--method={config.method} trains single-label classifiers; {config.dataset} is multi-label "
+            f"(methods for it: {', '.join(n for n in methods_lib.names() if methods_lib.get(n).multi_label)})."
+        )

@@ -1,0 +1,142 @@
+"""TrainConfig: one experiment, as data. Field names are the command-line flags."""
+
+import dataclasses
+from dataclasses import field
+from typing import List, Optional
+
+
+def _f(default, help_text, **kwargs):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text, **kwargs})
+    return field(default=default, metadata={"help": help_text, **kwargs})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every setting of a training run; defaults are the paper's CIFAR settings.
+
+    ``tools/train.py`` defines one flag per field (same name, same default),
+    and :func:`sskt_tf.training.flags.to_flagfile` writes a config back as a flagfile.
+    """
+
+    # Data.
+    dataset: str = _f(
+        "cifar10",
+        "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ...) or folder:PATH with train/ and val/ (or test/) class subfolders.",
+    )
+    data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
+    download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
+    image_size: int = _f(0, "Image side length; 0 = the dataset's own size (folder datasets: 32).")
+    num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
+    cache: bool = _f(True, "Cache decoded images in memory.")
+    augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
+    classes: List[str] = _f(
+        [], "Comma list of class names or indices to keep (labels become 0..k-1 in this order); empty = every class."
+    )
+    train_examples_per_class: Optional[int] = _f(
+        None,
+        "Keep this many training examples of each (kept) class, a class-balanced subset drawn with --subset_seed; unset = all. Validation keeps every example of the kept classes.",
+    )
+    subset_seed: int = _f(
+        0,
+        "Seed of the --train_examples_per_class draw, independent of --seed: every method and seed trains on the same images.",
+    )
+    # Method.
+    method: str = _f(
+        "sskt", "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources."
+    )
+    teacher: str = _f(
+        "",
+        "KD teacher (--method=kd): a .keras classifier over the target's classes, taking raw images (e.g. a scratch run's best.keras).",
+    )
+    maxl_psi: int = _f(5, "MAXL: auxiliary classes per primary class (the class hierarchy psi).")
+    maxl_entropy_weight: float = _f(0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.")
+    maxl_generator_lr: float = _f(
+        1e-3, "MAXL: learning rate of the label-generation network (it follows the --lr schedule's decays)."
+    )
+    # Target network.
+    target: str = _f(
+        "resnet20",
+        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16.",
+    )
+    # Sources and heads.
+    sources: List[str] = _f(
+        ["imagenet/resnet50"],
+        "Comma list of sources: imagenet/<arch>, places365/<arch> or a path to a .keras model. Empty = train from scratch.",
+    )
+    source_weights: str = _f(
+        "imagenet",
+        "Weights of imagenet/<arch> sources: imagenet (Keras download), a weights file, or none (random: plumbing tests only).",
+    )
+    places365_weights: str = _f(
+        "places365",
+        "Weights of places365/<arch> sources: places365 (the CSAIL checkpoint converted once into ~/.keras/models/<arch>_places365.keras, downloaded if missing), a converted .keras/.weights.h5, a .pth.tar/.npz checkpoint, or none (random).",
+    )
+    source_scale: str = _f(
+        "7/3",
+        "Resize factor of ImageNet and Places365 sources: they see floor(image_size * scale) pixels (32 -> 74, 96 -> 224).",
+    )
+    source_image_size: int = _f(
+        0,
+        "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).",
+    )
+    head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
+    feature_layers: List[str] = _f(
+        [],
+        "Target layers the heads tap; empty = stage1..N (layer1..4 in torchvision ResNets) (transfer) or the classifier input (linear).",
+    )
+    aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
+    target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
+    alpha: Optional[float] = _f(
+        None,
+        "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml). Unset = the method's: 0.1 (sskt), 0.9 (kd), 1 (dml).",
+    )
+    temperature: Optional[float] = _f(
+        None,
+        "Temperature T of the auxiliary (sskt), distillation (kd) or mutual (dml) loss. Unset = the method's: 3 (sskt), 4 (kd), 1 (dml).",
+    )
+    # Optimisation.
+    epochs: int = _f(200, "Training epochs.")
+    steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")
+    batch_size: int = _f(128, "Global training batch size.")
+    lr: float = _f(0.1, "Initial SGD learning rate.")
+    lr_milestones: List[int] = _f([60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.")
+    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone.")
+    momentum: float = _f(0.9, "SGD momentum.")
+    nesterov: bool = _f(False, "Nesterov momentum.")
+    weight_decay: float = _f(5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).")
+    jit_compile: bool = _f(
+        False,
+        "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs: see tools/benchmark.py).",
+    )
+    mixed_precision: str = _f(
+        "float32",
+        "Keras dtype policy of target, heads and sources: float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs and CPUs with AVX512-BF16/AMX). Variables and losses stay float32.",
+    )
+    soft_label_cache: str = _f(
+        "",
+        "Directory written by tools/cache_soft_labels.py: train on its cached views and soft labels instead of running the sources every step (a run with a cache never builds the sources).",
+    )
+    validation_freq: int = _f(
+        1, "Validate every N epochs, and always after the last; best.keras is chosen among the validated epochs."
+    )
+    val_aux_losses: bool = _f(
+        True,
+        "Run the sources on the validation set too, to report val_aux_<source>_loss; --noval_aux_losses validates the target alone (faster).",
+    )
+    # Run.
+    seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
+    deterministic: bool = _f(False, "Also make TensorFlow ops deterministic (slower).")
+    model_dir: str = _f(
+        "",
+        "Output directory; empty = runs/<dataset>-<target>-<time>. Rerunning the same command after a crash or kill resumes from the last completed epoch.",
+    )
+    distribution_strategy: str = _f(
+        "default",
+        "tf.distribute strategy: default, one_device, mirrored (all local GPUs), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
+    )
+    tpu: str = _f("", "TPU address or name for --distribution_strategy=tpu; empty = the local TPU.")
+    export_dir: str = _f(
+        "", "After training, export best.keras as a SavedModel for TF Serving into <export_dir>/<next version>/."
+    )
+    verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")

@@ -1,0 +1,109 @@
+"""A :class:`sskt_tf.training.config.TrainConfig` on the command line: absl flags and flagfiles.
+
+One flag per config field, same name, default and help, so the flag list, the
+Python API and the ``flags.txt`` a run writes can never drift apart:
+:func:`to_flagfile` writes a configuration as a flagfile, :func:`config_from_flagfile`
+reads one back.
+"""
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from sskt_tf.errors import ConfigError
+from sskt_tf.training.config import TrainConfig
+
+
+def _definer(field_type):
+    if typing.get_origin(field_type) is typing.Union:  # Optional[X]: flag X, default None (unset)
+        (field_type,) = [t for t in typing.get_args(field_type) if t is not type(None)]
+    if field_type is bool:
+        return flags.DEFINE_bool
+    if field_type is int:
+        return flags.DEFINE_integer
+    if field_type is float:
+        return flags.DEFINE_float
+    if typing.get_origin(field_type) is list:
+        return flags.DEFINE_list
+    return flags.DEFINE_string
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per :class:`TrainConfig` field.
+
+    Args:
+        flag_values: the ``FlagValues`` to define them in.
+    """
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        default = getattr(defaults, item.name)
+        if isinstance(default, list):
+            default = [str(v) for v in default]
+        _definer(item.type)(item.name, default, item.metadata["help"], flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Builds a :class:`TrainConfig` from parsed flags.
+
+    Args:
+        flag_values: parsed ``FlagValues``.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    values = {}
+    for item in dataclasses.fields(TrainConfig):
+        value = flag_values[item.name].value
+        if typing.get_origin(item.type) is list:
+            (element_type,) = typing.get_args(item.type)
+            try:
+                value = [element_type(v.strip()) for v in value if v.strip()]
+            except ValueError as error:
+                raise flags.ValidationError(
+                    f"--{item.name} takes a comma list of {element_type.__name__}: {error}"
+                ) from error
+        values[item.name] = value
+    return TrainConfig(**values)
+
+
+def config_from_flagfile(path):
+    """Reads a flagfile (such as a run's ``flags.txt``) into a :class:`TrainConfig`.
+
+    Args:
+        path: the flagfile.
+
+    Returns:
+        A :class:`TrainConfig`.
+    """
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        flag_values(["flagfile_reader", f"--flagfile={path}"])
+    except flags.Error as error:
+        raise ConfigError(f"Could not read the run's flags from {path}: {error}") from error
+    return config_from_flags(flag_values)
+
+
+def to_flagfile(config):
+    """The config as absl flagfile text (one ``--name=value`` line a field).
+
+    Args:
+        config: a :class:`TrainConfig`.
+
+    Returns:
+        Text that ``tools/train.py --flagfile=...`` reads back to the same config
+        (an unset optional field has no line: its flag's default is unset).
+    """
+    lines = []
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"--{item.name}" if value else f"--no{item.name}")
+        elif isinstance(value, list):
+            lines.append(f"--{item.name}={','.join(str(v) for v in value)}")
+        else:
+            lines.append(f"--{item.name}={value}")
+    return "\n".join(lines) + "\n"

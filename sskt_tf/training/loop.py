@@ -1,0 +1,348 @@
+"""The training loop behind ``tools/train.py``: one function, :func:`train`."""
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import warnings
+
+import keras
+import tensorflow as tf
+
+from sskt_tf import methods as methods_lib
+from sskt_tf import soft_labels
+from sskt_tf.errors import ConfigError
+from sskt_tf.sources import require_file
+from sskt_tf.training import callbacks as callbacks_lib
+from sskt_tf.training import distribute as distribute_lib
+from sskt_tf.training import history as history_lib
+from sskt_tf.training.checks import check_data, validate
+from sskt_tf.training.export import export_saved_model
+from sskt_tf.training.flags import config_from_flagfile, to_flagfile
+from sskt_tf.training.precision import dtype_policy
+from sskt_tf.training.run_data import epoch_batches, load_data, monitored_metric, validation_epochs
+from sskt_tf.training.source_flags import build_sources, open_cache
+
+
+def _default_model_dir(config):
+    dataset = config.dataset.replace(os.sep, "_").replace(":", "_")
+    return os.path.join("runs", f"{dataset}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _seed(config):
+    if config.seed >= 0:
+        keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def build_model(config, data, cache=None):
+    """The model of ``config.method`` on ``data`` (e.g. SSKT: target + sources + heads).
+
+    Args:
+        config: a validated :class:`TrainConfig`.
+        data: the :class:`sskt_tf.data.Data` it will train on.
+        cache: the run's soft-label cache, whose placeholders then stand for
+            the sources (which are not built); None builds the sources.
+
+    Returns:
+        An uncompiled ``keras.Model`` whose ``target`` attribute is the network
+        that is saved and exported.
+    """
+    method = methods_lib.get(config.method)
+    sources = []
+    if method.uses_sources:
+        sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
+    return method.build(config, data, sources)
+
+
+def compile_model(model, config, multi_label=False):
+    """Compiles ``model`` with the SGD, losses and metrics of ``config``.
+
+    Multi-label data gets no compiled metric: its mAP needs the whole
+    validation set (:class:`sskt_tf.training.callbacks.MeanAveragePrecision`).
+    """
+    optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    model.compile(
+        optimizer=optimizer,
+        loss=config.target_loss,
+        weight_decay=config.weight_decay,
+        metrics=[] if multi_label else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+        **methods_lib.get(config.method).compile_kwargs(config),
+    )
+
+
+def _callbacks(config, data, output_dir, backup, resume_epoch):
+    nan_guard = callbacks_lib.StopOnNonFiniteLoss()
+    saver = callbacks_lib.SaveTarget(output_dir, monitor=monitored_metric(data), resume_epoch=resume_epoch)
+    # First: the callbacks after it read the mAP from the epoch's logs.
+    mean_ap = (
+        [
+            callbacks_lib.MeanAveragePrecision(
+                data.val,
+                output_path=os.path.join(output_dir, "val_ap.json"),
+                class_names=data.class_names,
+                validation_epochs=validation_epochs(config.epochs, config.validation_freq),
+            )
+        ]
+        if data.multi_label
+        else []
+    )
+    return (
+        nan_guard,
+        saver,
+        mean_ap
+        + [
+            nan_guard,
+            keras.callbacks.LearningRateScheduler(
+                callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)
+            ),
+            history_lib.HistoryLogger(os.path.join(output_dir, "history.csv")),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
+            saver,
+            # Last: an epoch counts as done once the history row and checkpoints are written.
+            # (fit reads the restored epoch after every callback's on_train_begin.)
+            backup,
+        ],
+    )
+
+
+@contextlib.contextmanager
+def _cache_mismatch_as_config_error(config):
+    """Turns the cache pipeline's failed data check into a ConfigError."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        if soft_labels.MISMATCH_MARKER not in str(error):
+            raise
+        raise ConfigError(
+            f"The training data differs from the data the soft-label cache in {config.soft_label_cache} was made "
+            "from (same dataset name and size, other images or labels or order). Build the cache again from this data."
+        ) from None
+
+
+def _output_dir(model_dir, strategy):
+    """``model_dir`` for the chief; ``model_dir/worker_<i>`` for the other workers."""
+    if distribute_lib.is_chief(strategy):
+        return model_dir
+    task_type, task_id = distribute_lib.worker_id(strategy)
+    return os.path.join(model_dir, f"{task_type}_{task_id}")
+
+
+# Flags that change the networks or the training examples: a backup cannot resume under other ones.
+_ARCHITECTURE_FLAGS = (
+    "method",
+    "dataset",
+    "image_size",
+    "target",
+    "sources",
+    "head",
+    "feature_layers",
+    "soft_label_cache",
+    "mixed_precision",
+    "teacher",
+    "maxl_psi",
+    "classes",
+    "train_examples_per_class",
+    "subset_seed",
+)
+
+
+def _prepare_resume(config, output_dir, backup_dir):
+    """Returns the epoch the run resumes from, and makes ``history.csv`` agree with it.
+
+    Raises:
+        ConfigError: ``output_dir`` holds a finished run (``results.json``, no
+            backup), or a backup of different networks.
+    """
+    resume_epoch = callbacks_lib.FiniteBackupAndRestore.saved_epoch(backup_dir)
+    if resume_epoch == 0 and os.path.exists(os.path.join(output_dir, "results.json")):
+        raise ConfigError(
+            f"{output_dir} holds a finished run (results.json); use another --model_dir, or delete it to train again."
+        )
+    flags_file = os.path.join(output_dir, "flags.txt")
+    if resume_epoch and os.path.exists(flags_file):
+        previous = config_from_flagfile(flags_file)
+        changed = [f"--{name}" for name in _ARCHITECTURE_FLAGS if getattr(previous, name) != getattr(config, name)]
+        if changed:
+            raise ConfigError(
+                f"{output_dir} holds a backup of a run with other {', '.join(changed)}; resume it with its own "
+                f"flags (--flagfile={flags_file}), or use another --model_dir."
+            )
+    # Rows of epochs the backup does not cover (the kill came after the history row but
+    # before the backup) are trained again, so drop them: every epoch appears exactly once.
+    history_lib.truncate_history(os.path.join(output_dir, "history.csv"), resume_epoch)
+    if resume_epoch:
+        logging.info("Resuming from the backup in %s after epoch %d.", backup_dir, resume_epoch)
+    return resume_epoch
+
+
+def _write_results(model_dir, results):
+    with open(os.path.join(model_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+
+
+def train(config):
+    """Trains the target with ``config.method`` (SSKT or a baseline) as ``config`` says.
+
+    Writes to ``config.model_dir``: ``flags.txt`` (a flagfile that reproduces
+    the run), ``history.csv``, TensorBoard events under ``tensorboard/``,
+    ``best.keras``/``last.keras`` (target only), ``results.json``, and while
+    training ``backup/`` (weights, optimizer state and epoch, removed at the
+    end). A run that was killed resumes from its last completed epoch when
+    called again with the same ``model_dir``. Under multi-worker training the
+    chief writes there and every other worker into ``model_dir/worker_<i>/``.
+    With ``config.export_dir``, ``best.keras`` is exported as a SavedModel.
+
+    Args:
+        config: a :class:`sskt_tf.training.config.TrainConfig`.
+
+    Returns:
+        The results dict written to ``results.json`` (final ``val_*`` metrics
+        under Keras' names, ``best_val_accuracy`` (``best_val_mAP`` on
+        multi-label data), ``best_epoch``, ``method``, ...).
+
+    Raises:
+        ConfigError: bad settings, missing data or weights.
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    config = validate(config)
+    strategy = _strategy(config)
+    config = dataclasses.replace(config, model_dir=config.model_dir or _default_model_dir(config))
+    output_dir, resume_epoch = _prepare_run_directory(config, strategy)
+    _seed(config)
+    cache = open_cache(config)
+    data = load_data(config, cache, start_epoch=resume_epoch)
+    check_data(config, data)
+    if data.subset:
+        with open(os.path.join(output_dir, "subset.json"), "w") as f:
+            json.dump(data.subset, f)
+    with strategy.scope(), dtype_policy(config.mixed_precision):
+        model = build_model(config, data, cache)
+        compile_model(model, config, multi_label=data.multi_label)
+    _log_start(config, data, model, strategy, output_dir)
+    backup = callbacks_lib.FiniteBackupAndRestore(os.path.join(output_dir, "backup"))
+    nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
+    seconds = _fit(config, model, data, cache, callbacks, resume_epoch)
+    nan_guard.raise_if_failed(output_dir)
+    results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
+    results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
+    _write_results(output_dir, results)
+    backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
+    logging.info(
+        "Done: %s %.4f (best %.4f at epoch %s). Results in %s.",
+        saver.monitor,
+        results.get(saver.monitor, float("nan")),
+        results[f"best_{saver.monitor}"] or float("nan"),
+        results["best_epoch"],
+        output_dir,
+    )
+    if config.export_dir and distribute_lib.is_chief(strategy):
+        results["export_path"] = _export_best(output_dir, config.export_dir, data.class_names)
+        _write_results(output_dir, results)
+    return results
+
+
+def _strategy(config):
+    """The run's tf.distribute strategy; multi-worker runs need a fixed directory and seed."""
+    # Multi-worker strategies must exist before any other TensorFlow work.
+    strategy = distribute_lib.get_strategy(config.distribution_strategy, config.tpu)
+    if distribute_lib.is_multi_worker(strategy) and (not config.model_dir or config.seed < 0):
+        raise ConfigError(
+            "Multi-worker training needs an explicit --model_dir (the default name holds each worker's start "
+            "time) and --seed >= 0 (every worker must shuffle the data the same way)."
+        )
+    return strategy
+
+
+def _prepare_run_directory(config, strategy):
+    """Creates this process's output directory, finds the epoch to resume from, writes ``flags.txt``.
+
+    Returns:
+        ``(output_dir, resume_epoch)``.
+    """
+    output_dir = _output_dir(config.model_dir, strategy)
+    os.makedirs(output_dir, exist_ok=True)
+    resume_epoch = _prepare_resume(config, output_dir, os.path.join(output_dir, "backup"))
+    with open(os.path.join(output_dir, "flags.txt"), "w") as f:
+        f.write(to_flagfile(config))
+    return output_dir, resume_epoch
+
+
+def _log_start(config, data, model, strategy, output_dir):
+    logging.info(
+        "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
+        "replica(s) in %s.",
+        model.target.name,
+        config.method,
+        model.target.count_params(),
+        config.dataset,
+        data.num_classes,
+        data.image_size,
+        data.image_size,
+        len(model.sources),
+        config.epochs,
+        strategy.num_replicas_in_sync,
+        output_dir,
+    )
+
+
+def _fit(config, model, data, cache, callbacks, resume_epoch):
+    """Runs ``model.fit`` over the epochs left after ``resume_epoch``; returns its seconds."""
+    train_batches, steps_per_epoch = epoch_batches(config, data, cache)
+    start = time.time()
+    with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
+        # Keras warns "Your input ran out of data; interrupting training" at the end of the
+        # first pass over any dataset of unknown length (folder validation data) and then
+        # goes on as it should.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        # A run killed after its last backup but before results.json has nothing left to
+        # train (and from a cache, no batches left to build the model from).
+        if resume_epoch < config.epochs:
+            model.fit(
+                train_batches,
+                validation_data=data.val,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+                validation_freq=validation_epochs(config.epochs, config.validation_freq),
+                callbacks=callbacks,
+                verbose=config.verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
+    return time.time() - start
+
+
+def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
+    """What ``results.json`` holds: the last epoch's metrics, the best epoch, and what was trained."""
+    # The last epoch's metrics (its val_* are the final weights on the validation split),
+    # from history.csv, which holds every epoch of a resumed run too.
+    history = history_lib.read_history(os.path.join(output_dir, "history.csv"))
+    results = history_lib.history_values(history[-1]) if history else {}
+    results.update(
+        **{f"best_{saver.monitor}": saver.best if math.isfinite(saver.best) else None},
+        best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
+        epochs=len(history),
+        resumed_from_epoch=resume_epoch,
+        train_seconds=round(seconds, 1),
+        target_parameters=int(model.target.count_params()),
+        num_classes=data.num_classes,
+        class_names=list(data.class_names),
+        train_examples=data.train_examples,
+        validation_freq=config.validation_freq,
+        method=config.method,
+        sources=[s.name for s in model.sources],
+    )
+    return results
+
+
+def _export_best(output_dir, export_dir, class_names):
+    """Exports the run's ``best.keras`` as a SavedModel; returns the version directory."""
+    best = os.path.join(output_dir, "best.keras")
+    require_file(best, "The target to export (no epoch had a finite validation accuracy)")
+    path = export_saved_model(keras.saving.load_model(best, compile=False), export_dir, class_names=class_names)
+    logging.info("Exported %s as a SavedModel to %s.", best, path)
+    return path

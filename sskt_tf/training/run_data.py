@@ -1,0 +1,128 @@
+"""A run's data from its configuration: the dataset, its subset, the soft-label cache, epoch lengths."""
+
+from sskt_tf import data as data_lib
+from sskt_tf.errors import ConfigError
+
+
+def data_subset(config):
+    """The :class:`sskt_tf.data.Subset` (classes, examples per class) of ``config``."""
+    return data_lib.Subset(
+        classes=tuple(config.classes), examples_per_class=config.train_examples_per_class, seed=config.subset_seed
+    )
+
+
+def validation_epochs(epochs, validation_freq):
+    """The 1-based epochs that validate: every ``validation_freq``-th, and always the last.
+
+    Args:
+        epochs: the run's number of epochs.
+        validation_freq: N of ``--validation_freq``.
+
+    Returns:
+        A sorted list of epoch numbers (Keras' ``fit(validation_freq=...)`` takes it).
+    """
+    return [epoch for epoch in range(1, epochs + 1) if epoch % validation_freq == 0 or epoch == epochs]
+
+
+def monitored_metric(data):
+    """The validation metric that picks ``best.keras``: ``val_mAP`` (multi-label) or ``val_accuracy``."""
+    return "val_mAP" if data.multi_label else "val_accuracy"
+
+
+def load_splits(config, order_seed=None):
+    """The :class:`sskt_tf.data.Splits` (unbatched examples) of ``config.dataset``."""
+    if order_seed is None and config.seed >= 0:
+        order_seed = config.seed
+    return data_lib.load_splits(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        image_size=config.image_size or None,
+        download=config.download,
+        order_seed=order_seed,
+        subset=data_subset(config),
+    )
+
+
+def load_data(config, cache=None, start_epoch=0):
+    """The :class:`sskt_tf.data.Data` (train and validation pipelines) of ``config``.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        cache: the run's :class:`sskt_tf.soft_labels.SoftLabelCache`
+            (:func:`sskt_tf.training.source_flags.open_cache`), or None.
+        start_epoch: the first epoch to train (a resumed run's); with a cache
+            it picks the views the training batches start with.
+
+    Returns:
+        A :class:`sskt_tf.data.Data`. With ``--soft_label_cache`` its training
+        batches cover every remaining epoch and carry the cached soft labels.
+    """
+    seed = config.seed if config.seed >= 0 else None
+    if cache is None:
+        return data_lib.load(
+            config.dataset,
+            config.batch_size,
+            data_dir=config.data_dir or None,
+            image_size=config.image_size or None,
+            seed=seed,
+            augment=config.augment,
+            download=config.download,
+            cache=config.cache,
+            subset=data_subset(config),
+        )
+    splits = load_splits(config, order_seed=cache.settings["seed"])
+    val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
+    cache.check(config, splits.image_size, splits.info["train_examples"])
+    train = cache.train_pipeline(
+        splits.train,
+        config.batch_size,
+        seed=seed,
+        start_epoch=start_epoch,
+        epochs=config.epochs,
+        steps_per_epoch=cache_steps_per_epoch(config, cache),
+        cache=config.cache,
+    )
+    return splits.data(train, val)
+
+
+def cache_steps_per_epoch(config, cache):
+    """Batches per epoch when training from ``cache``."""
+    full = cache.examples // config.batch_size
+    if full == 0:
+        raise ConfigError(
+            f"--batch_size={config.batch_size} is larger than the {cache.examples} cached training examples."
+        )
+    return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
+
+
+def epoch_batches(config, data, cache=None):
+    """The training batches ``fit`` iterates and the number of steps of one epoch.
+
+    Every epoch gets an explicit length: the cache's, ``--steps_per_epoch``, or one
+    pass over the training examples when the dataset's length is unknown to
+    tf.data (folder datasets, which skip unreadable files; class subsets). Keras
+    3.15 counts a phantom step at the end of every epoch of a dataset of unknown
+    length: it adds one batch to the epoch's metric counts (and one to
+    ``optimizer.iterations``) without its values, so the epoch's training loss and
+    accuracy come out too low by one batch in ``steps + 1`` (the weights are
+    unaffected). Without a cache the dataset is repeated, so an epoch never runs
+    out early: with an unreadable file skipped, it takes its last images from the
+    next pass.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        data: the run's :class:`sskt_tf.data.Data`.
+        cache: the run's :class:`SoftLabelCache`, or None.
+
+    Returns:
+        ``(dataset, steps_per_epoch)``; ``steps_per_epoch`` is None when the
+        dataset's length is known (Keras then counts it itself).
+    """
+    if cache is not None:
+        # One dataset holds every remaining epoch: fit must know the epoch length.
+        return data.train, cache_steps_per_epoch(config, cache)
+    if config.steps_per_epoch:
+        return data.train.repeat(), config.steps_per_epoch
+    if int(data.train.cardinality()) >= 0 or not data.train_examples:
+        return data.train, None
+    return data.train.repeat(), data.train_examples // config.batch_size

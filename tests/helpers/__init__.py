@@ -1,0 +1,1 @@
+"""Test helpers: subprocesses from the repository root, scripts run by the tests."""

@@ -1,0 +1,172 @@
+"""Learning curves of training runs: mean and spread over seeds, from each run's ``history.csv``.
+
+``tools/plot_runs.py`` and ``tools/reproduce.py --plot`` draw them: one panel each
+for the training loss (the target's), the training accuracy, the validation accuracy (or
+mAP) and the learning rate, one line per group of runs (a table row: the same method over several seeds) with a
+± one standard deviation band. Validation cells left empty by ``--validation_freq``
+are skipped, so validation curves join the epochs that validated.
+
+Plotting needs matplotlib (``pip install -e ".[plot]"``); reading and averaging do not.
+"""
+
+import glob
+import os
+import textwrap
+
+import numpy as np
+
+from sskt_tf.errors import ConfigError
+from sskt_tf.training.history import read_history
+
+# Panels: (title, candidate columns, the first present in the histories is drawn). The
+# training loss panel prefers the target's own loss: the total also holds each method's
+# auxiliary terms and the L2 penalty, which differ between methods.
+PANELS = (
+    ("Training loss", ("target_loss", "loss")),
+    ("Training accuracy", ("accuracy",)),
+    ("Validation", ("val_mAP", "val_accuracy")),
+    ("Learning rate", ("learning_rate",)),
+)
+_PERCENT_COLUMNS = ("accuracy", "val_accuracy", "val_mAP")
+
+
+def load_history(run_dir):
+    """A run's ``history.csv`` as ``{column: float array}``, one entry per epoch (NaN where empty).
+
+    Args:
+        run_dir: a training run's ``--model_dir``.
+
+    Returns:
+        A dict with ``epoch`` (1-based) and every other column.
+
+    Raises:
+        ConfigError: the run has no ``history.csv`` or it holds no epoch.
+    """
+    rows = read_history(os.path.join(run_dir, "history.csv"))
+    if not rows:
+        raise ConfigError(f"{run_dir} has no history.csv with an epoch in it: is it a training run's --model_dir?")
+    columns = sorted(set().union(*rows))
+    history = {name: np.array([float(row[name]) if row.get(name) else np.nan for row in rows]) for name in columns}
+    history["epoch"] = history["epoch"] + 1
+    return history
+
+
+def groups_from_patterns(patterns):
+    """``{label: [run directories]}`` from ``LABEL=GLOB`` strings (a bare ``GLOB`` is its own label).
+
+    Args:
+        patterns: strings such as ``"SSKT=runs/sskt/seed*"``; the same label twice adds to one group.
+
+    Returns:
+        The groups, in the order their labels first appear; run directories sorted.
+
+    Raises:
+        ConfigError: a pattern that matches no directory holding a ``history.csv``.
+    """
+    groups = {}
+    for pattern in patterns:
+        label, path_glob = pattern.split("=", 1) if "=" in pattern else (pattern, pattern)
+        runs = sorted(
+            path
+            for path in glob.glob(os.path.expanduser(path_glob))
+            if os.path.isfile(os.path.join(path, "history.csv"))
+        )
+        if not runs:
+            raise ConfigError(f"{pattern}: no run directory with a history.csv matches {path_glob!r}.")
+        groups.setdefault(label, []).extend(runs)
+    return groups
+
+
+def aggregate(histories, column):
+    """Mean and sample standard deviation of ``column`` over runs, epoch by epoch.
+
+    Args:
+        histories: :func:`load_history` dicts (runs of different lengths allowed).
+        column: the column to average.
+
+    Returns:
+        ``(epochs, mean, std, count)`` arrays over the epochs where at least one run
+        has a value; ``std`` is 0 where only one run has one.
+    """
+    values = {}
+    for history in histories:
+        if column not in history:
+            continue
+        for epoch, value in zip(history["epoch"], history[column]):
+            if np.isfinite(value):
+                values.setdefault(int(epoch), []).append(value)
+    epochs = np.array(sorted(values), dtype=int)
+    mean = np.array([np.mean(values[e]) for e in epochs])
+    std = np.array([np.std(values[e], ddof=1) if len(values[e]) > 1 else 0.0 for e in epochs])
+    count = np.array([len(values[e]) for e in epochs], dtype=int)
+    return epochs, mean, std, count
+
+
+def _panel_column(candidates, histories):
+    return next((name for name in candidates if any(name in h for h in histories)), None)
+
+
+def plot_groups(groups, output_path, title=None):
+    """Draws the learning curves of groups of runs and writes them as an image.
+
+    Args:
+        groups: ``{label: [run directories]}``, in legend order; each group
+            is drawn as its mean over runs with a ± std band.
+        output_path: the image to write (``.png``, ``.svg``, ``.pdf``).
+        title: the figure's title.
+
+    Returns:
+        The matplotlib ``Figure`` (one axis per panel of :data:`PANELS` that
+        some run has, two panels a row, each with one labelled mean line per
+        group; accuracies in percent).
+
+    Raises:
+        ConfigError: no groups, a run without history, or matplotlib missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ConfigError('Plotting needs matplotlib: pip install -e ".[plot]"') from error
+    if not groups or not all(groups.values()):
+        raise ConfigError(f"Nothing to plot: every group needs at least one run directory, got {groups}.")
+    loaded = {label: [load_history(run_dir) for run_dir in run_dirs] for label, run_dirs in groups.items()}
+    everything = [h for histories in loaded.values() for h in histories]
+    panels = [(name, _panel_column(candidates, everything)) for name, candidates in PANELS]
+    panels = [(name, column) for name, column in panels if column]
+    rows = (len(panels) + 1) // 2
+    figure, axes = plt.subplots(rows, 2, figsize=(11, 3.8 * rows + (0.4 if title else 0)), squeeze=False)
+    for axis in axes.ravel()[len(panels) :]:
+        axis.set_visible(False)
+    for axis, (name, column) in zip(axes.ravel(), panels):
+        scale = 100.0 if column in _PERCENT_COLUMNS else 1.0
+        for label, histories in loaded.items():
+            epochs, mean, std, _ = aggregate(histories, column)
+            if not len(epochs):
+                continue
+            runs = len(histories)
+            (line,) = axis.plot(
+                epochs,
+                mean * scale,
+                label=f"{label} (n={runs})",
+                linewidth=1.4,
+                marker="." if len(epochs) < 40 else None,
+            )
+            axis.fill_between(
+                epochs, (mean - std) * scale, (mean + std) * scale, color=line.get_color(), alpha=0.2, linewidth=0
+            )
+        axis.set_title(f"{name} ({column}{' %' if scale != 1 else ''})")
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        if column == "learning_rate" or column == "loss":
+            axis.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        figure.suptitle(textwrap.fill(title, 110), fontsize=10)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    figure.savefig(output_path, dpi=110)
+    plt.close(figure)
+    return figure
