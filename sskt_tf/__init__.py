@@ -1,13 +1,13 @@
 """sskt_tf: Self-Supervised Knowledge Transfer (WACV 2022) in TensorFlow/Keras.
 
-=================  ===============================================================
-``methods``        SSKT (:class:`SSKTModel`, its heads and losses) and the baselines
-``sources``        frozen source networks (:class:`Source`), ImageNet, Places365, files
-``soft_labels``    the soft-label cache: the sources' logits computed once
-``targets``        the networks SSKT trains (CIFAR ResNets, VGG, torchvision ResNets)
-``data``           tfds and folder datasets, subsets, augmentation, pipelines
-``training``       configuration, the training loop, callbacks, distribution, export
-=================  ===============================================================
+===============  ====================================================================
+``methods``      SSKT (:class:`SSKTModel`, its heads and losses) and the baselines
+``sources``      frozen source networks (:class:`Source`), ImageNet, Places365, files
+``soft_labels``  the soft-label cache: the sources' logits computed once
+``targets``      the networks SSKT trains (CIFAR ResNets, VGG, torchvision ResNets)
+``data``         tfds and folder datasets, subsets, augmentation, pipelines
+``training``     configuration, the training loop, callbacks, distribution, export
+===============  ====================================================================
 """
 
 from sskt_tf import data, methods, soft_labels, sources, targets, training

@@ -6,13 +6,17 @@ module plus one flagfile. Every method's model is a ``keras.Model`` whose
 ``call(x)`` returns the target's logits, has a ``target`` attribute (the
 network that is saved and exported), and trains with ``fit``.
 
-=========  ==================================================================
-sskt       target + one auxiliary head per frozen source (the paper's method)
-scratch    the target alone, cross-entropy only
-kd         Hinton distillation from a teacher over the target's classes
-dml        deep mutual learning: two peers, each also matching the other
-maxl       meta auxiliary learning: generated auxiliary labels, meta-learned
-=========  ==================================================================
+=======  ==================================================================
+sskt     target + one auxiliary head per frozen source (the paper's method)
+scratch  the target alone, cross-entropy only
+kd       Hinton distillation from a teacher over the target's classes
+dml      deep mutual learning: two peers, each also matching the other
+maxl     meta auxiliary learning: generated auxiliary labels, meta-learned
+=======  ==================================================================
+
+Beside them: ``base`` (:class:`~sskt_tf.methods.base.MethodModel`, the base of every
+method's model, and the step helpers), ``heads`` (SSKT's auxiliary heads) and
+``losses`` (soft-label and target losses).
 """
 
 import dataclasses

@@ -1,12 +1,12 @@
 """Soft-label cache: the sources' logits on K fixed views of every training image.
 
-===============  ==================================================================
+===============  =====================================================================
 ``settings``     the cache's files, the settings a run must match, fingerprints
 ``placeholder``  :class:`CachedSource`: stands for a source whose logits are cached
 ``writer``       :func:`write`: runs the sources once over K views of the training set
 ``reader``       :class:`SoftLabelCache`: training batches that carry the logits
 ``stats``        what a source's soft labels say about the target's classes
-===============  ==================================================================
+===============  =====================================================================
 """
 
 from sskt_tf.soft_labels.placeholder import CachedSource

@@ -1,6 +1,6 @@
 """Frozen source networks that provide soft labels.
 
-======================  ============================================================
+======================  =======================================================================
 ``layer``               :class:`Source`: a frozen Keras model with its resize and preprocessing
 ``keras_applications``  ImageNet classifiers from ``keras.applications``
 ``csail_places365``     the CSAIL Places365 ResNets, downloaded and converted once
@@ -8,7 +8,7 @@
 ``spec``                command-line specs (``imagenet/<arch>``, ``places365/<arch>``, a path)
 ``torch_checkpoint``    PyTorch checkpoints of torchvision ResNets, read into Keras
 ``fold_batch_norm``     BatchNorm folded into the convolutions of a frozen network
-======================  ============================================================
+======================  =======================================================================
 """
 
 from sskt_tf.sources.csail_places365 import (

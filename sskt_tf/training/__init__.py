@@ -1,21 +1,21 @@
 """Training from a configuration: what ``tools/train.py`` and the other tools run.
 
-=========================  ============================================================
-``config``                 :class:`TrainConfig`: one experiment, as data; its flagfile
-``flags``                  absl flags generated from :class:`TrainConfig`
-``checks``                 the configuration's checks, before and after the data loads
-``run_data``               the run's data: dataset, subset, soft-label cache, epoch lengths
-``source_flags``           the sources the flags name: checked, built, or cached
-``precision``              Keras dtype policies (``--mixed_precision``)
-``loop``                   :func:`train`: the training loop
-``callbacks``              checkpoints, NaN guard, backup, learning-rate schedule, VOC mAP
-``history``                ``history.csv``, one row per epoch
-``distribute``             tf.distribute strategies by name; which worker this is
+============================  ===================================================================
+``config``                    :class:`TrainConfig`: one experiment, as data
+``flags``                     absl flags and flagfiles from :class:`TrainConfig`
+``checks``                    the configuration's checks, before and after the data loads
+``run_data``                  the run's data: dataset, subset, soft-label cache, epoch lengths
+``source_flags``              the sources the flags name: checked, built, or cached
+``precision``                 Keras dtype policies (``--mixed_precision``)
+``loop``                      :func:`train`: the training loop
+``callbacks``                 checkpoints, NaN guard, backup, learning-rate schedule, VOC mAP
+``history``                   ``history.csv``, one row per epoch
+``distribute``                tf.distribute strategies by name; which worker this is
 ``keras_multi_worker_patch``  the fix Keras 3.15.1's multi-worker ``fit`` needs
-``metrics``                Pascal VOC average precision and mAP
-``build_cache``            a configuration's soft-label cache (``tools/cache_soft_labels.py``)
-``export``                 SavedModel and TFLite export of a run's target
-=========================  ============================================================
+``metrics``                   Pascal VOC average precision and mAP
+``build_cache``               a configuration's soft-label cache (``tools/cache_soft_labels.py``)
+``export``                    SavedModel and TFLite export of a run's target
+============================  ===================================================================
 """
 
 from sskt_tf.training.build_cache import build_soft_label_cache

@@ -4,9 +4,9 @@ Not part of the installed ``sskt_tf`` package: it runs ``tools/train.py`` from t
 checkout and reads the tables under ``configs/``. The scripts in ``tools/`` import it
 as ``studies`` (their directory is on ``sys.path`` when they run).
 
-==================  =============================================================
-``harness``         table.json grids of ``tools/train.py`` runs, collected into tables
-``learning_curves`` mean ± std learning curves over seeds from ``history.csv`` files
-``digits``          scikit-learn's digits as an image folder, for the CPU study
-==================  =============================================================
+===================  ==================================================================
+``harness``          table.json grids of ``tools/train.py`` runs, collected into tables
+``learning_curves``  mean ± std learning curves over seeds from ``history.csv`` files
+``digits``           scikit-learn's digits as an image folder, for the CPU study
+===================  ==================================================================
 """
