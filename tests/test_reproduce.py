@@ -357,7 +357,8 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
         if config.method == "sskt":
             expected = random_model if cell.row.name == "sskt_random_source" else source_model
-            assert config.sources == [expected] and (config.alpha, config.temperature) == (0.1, 3.0)
+            alpha = 0.0 if cell.row.name == "sskt_alpha0" else 0.1  # the control without the auxiliary loss
+            assert config.sources == [expected] and (config.alpha, config.temperature) == (alpha, 3.0)
             assert position[os.path.dirname(expected)] < position[cell.model_dir]
             if config.soft_label_cache:
                 cache = position[config.soft_label_cache]
