@@ -66,6 +66,15 @@ def test_any_other_object_is_refused_by_name_and_never_built(tmp_path, legacy):
     assert not marker.exists()
 
 
+def test_a_payload_in_place_of_the_legacy_header_is_refused_too(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "header.pth"
+    path.write_bytes(pickle.dumps(_Payload(str(marker))))  # where the magic number belongs
+    with pytest.raises(torch_pickle.UntrustedObjectError, match=r"holds a (io|builtins)\.open object"):
+        torch_pickle.load(str(path))
+    assert not marker.exists()
+
+
 def test_files_that_are_not_torch_checkpoints_are_clear_errors(tmp_path):
     cases = {
         "text.pth": b"not a checkpoint",

@@ -127,14 +127,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._load_storage(*saved_id[1:])
 
 
-def _is_legacy(file):
-    file.seek(0)
-    try:
-        return pickle.load(file, encoding="latin1") == _MAGIC_NUMBER
-    except Exception:
-        return False
-    finally:
-        file.seek(0)
+def _no_storage(*saved_id):
+    raise pickle.UnpicklingError("a tensor where none belongs")
+
+
+def _load_plain(file):
+    """One pickle that must hold plain values only (the legacy layout's header pickles)."""
+    return _RestrictedUnpickler(file, _no_storage).load()
 
 
 def _load_zip(path):
@@ -164,10 +163,18 @@ def _load_zip(path):
 
 
 def _load_legacy(file):
-    for expected in (_MAGIC_NUMBER, _PROTOCOL_VERSION):
-        if pickle.load(file, encoding="latin1") != expected:
-            raise ValueError("an unknown legacy header")
-    pickle.load(file, encoding="latin1")  # system information (byte order, sizes)
+    # Every pickle of the file goes through the restricted unpickler, the header's too.
+    try:
+        is_torch_file = _load_plain(file) == _MAGIC_NUMBER
+    except _Refused:
+        raise
+    except Exception:
+        is_torch_file = False
+    if not is_torch_file:
+        raise ValueError("not a torch.save file (neither a zip archive nor the legacy pickle layout)")
+    if _load_plain(file) != _PROTOCOL_VERSION:
+        raise ValueError("an unknown legacy header")
+    _load_plain(file)  # system information (byte order, sizes)
     storages, views = {}, []
 
     def load_storage(storage_type, key, location, numel, view=None):
@@ -182,7 +189,7 @@ def _load_legacy(file):
         return shared
 
     result = _RestrictedUnpickler(file, load_storage).load()
-    for key in pickle.load(file, encoding="latin1"):
+    for key in _load_plain(file):
         storage = storages[str(key)]
         (count,) = struct.unpack("<q", file.read(8))
         data = file.read(count * storage.dtype.itemsize)
@@ -223,8 +230,6 @@ def load(path):
         if zipfile.is_zipfile(path):
             return _to_numpy(_load_zip(path))
         with open(path, "rb") as file:
-            if not _is_legacy(file):
-                raise ValueError("not a torch.save file (neither a zip archive nor the legacy pickle layout)")
             return _to_numpy(_load_legacy(file))
     except _Refused as refused:
         raise UntrustedObjectError(
