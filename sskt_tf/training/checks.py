@@ -13,7 +13,7 @@ from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
 from sskt_tf.training.run_data import data_subset
 
 
-def one_of(flag, value, choices):
+def _one_of(flag, value, choices):
     if value not in choices:
         raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
 
@@ -37,12 +37,12 @@ def validate(config):
     config = dataclasses.replace(
         config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
     )
-    one_of("target", config.target, targets_lib.TARGETS)
-    one_of("head", config.head, heads_lib.HEAD_KINDS)
-    one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
-    one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
-    one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
-    one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
+    _one_of("target", config.target, targets_lib.TARGETS)
+    _one_of("head", config.head, heads_lib.HEAD_KINDS)
+    _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
+    _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
+    _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
+    _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
     parse_scale(config.source_scale)
     if config.soft_label_cache and not method.uses_sources:
         raise ConfigError(

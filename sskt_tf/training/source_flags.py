@@ -3,7 +3,7 @@
 import logging
 import os
 
-from sskt_tf import soft_labels as soft_labels
+from sskt_tf import soft_labels
 from sskt_tf import sources as sources_lib
 
 
