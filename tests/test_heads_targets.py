@@ -7,7 +7,7 @@ import pytest
 from sskt_tf import targets
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import heads
-from sskt_tf.targets.cifar_resnet import ZeroPadShortcut
+from sskt_tf.targets.layers import ZeroPadShortcut
 
 
 def trainable_count(layer):

@@ -13,7 +13,7 @@ from sskt_tf import SSKTModel, sources, targets
 from sskt_tf.methods import heads, losses
 from sskt_tf.soft_labels import CachedSource
 from sskt_tf.sources.fold_batch_norm import FoldedBatchNorm
-from sskt_tf.targets.cifar_resnet import ZeroPadShortcut
+from sskt_tf.targets.layers import ZeroPadShortcut
 
 RNG = np.random.RandomState(0)
 FEATURES = [RNG.normal(size=(2, 8, 8, 4)).astype("float32"), RNG.normal(size=(2, 4, 4, 6)).astype("float32")]
@@ -21,6 +21,7 @@ LOGITS = RNG.normal(size=(4, 5)).astype("float32")
 OTHER_LOGITS = RNG.normal(size=(4, 5)).astype("float32")
 MULTI_HOT = (RNG.uniform(size=(4, 5)) > 0.5).astype("float32")
 IMAGES = RNG.uniform(0, 255, size=(2, 16, 16, 3)).astype("float32")
+CLIP_FEATURES = [RNG.normal(size=(2, 4, 8, 8, 4)).astype("float32"), RNG.normal(size=(2, 1, 2, 2, 6)).astype("float32")]
 
 
 def _tiny_source_model():
@@ -40,6 +41,10 @@ def _sskt_model():
 EXAMPLES = {
     "LinearHead": (lambda: heads.LinearHead(5), lambda layer: layer(FEATURES[-1:])),
     "TransferModule": (lambda: heads.TransferModule(5, width=6), lambda layer: layer(FEATURES, training=False)),
+    "TransferModule3D": (
+        lambda: heads.TransferModule3D(5, width=6, bottleneck_width=3),
+        lambda layer: layer(CLIP_FEATURES, training=False),
+    ),
     "KDLoss": (lambda: losses.KDLoss(temperature=4.0), lambda loss: loss(LOGITS, OTHER_LOGITS)),
     "SoftCrossEntropy": (lambda: losses.SoftCrossEntropy(temperature=2.0), lambda loss: loss(LOGITS, OTHER_LOGITS)),
     "SoftBinaryCrossEntropy": (lambda: losses.SoftBinaryCrossEntropy(), lambda loss: loss(LOGITS, OTHER_LOGITS)),
@@ -52,7 +57,7 @@ EXAMPLES = {
     "MultiLabelBCE": (lambda: losses.MultiLabelBCE(), lambda loss: loss(MULTI_HOT, LOGITS)),
     "CachedSource": (lambda: CachedSource(7, name="cached"), lambda layer: layer.compute_output_shape((2, 16, 16, 3))),
     "FoldedBatchNorm": (lambda: FoldedBatchNorm(), lambda layer: layer(FEATURES[0])),
-    "ZeroPadShortcut": (lambda: ZeroPadShortcut(4), lambda layer: layer(FEATURES[0])),
+    "ZeroPadShortcut": (lambda: ZeroPadShortcut(4, zeros_after=True), lambda layer: layer(CLIP_FEATURES[0])),
     "Source": (lambda: sources.Source(_tiny_source_model(), "tiny", preprocess="tf"), lambda layer: layer(IMAGES)),
     "SSKTModel": (_sskt_model, lambda model: model(IMAGES, training=False)),
 }

@@ -144,7 +144,7 @@ def test_bad_checkpoints_name_the_problem(csail_resnet18, tmp_path):
     wrong_shape = dict(state, **{"layer2.0.conv1.weight": np.zeros((128, 64, 5, 5), np.float32)})
     with pytest.raises(ConfigError, match=r"layer2\.0\.conv1\.weight has shape \(128, 64, 5, 5\)"):
         torch_checkpoint.convert(_save_state(wrong_shape, tmp_path / "shape.pth"), "resnet18")
-    with pytest.raises(ConfigError, match="not a torchvision ResNet"):
+    with pytest.raises(ConfigError, match="neither a torchvision ResNet .* nor a Hara 3D ResNet"):
         torch_checkpoint.convert(_save_state({"w": np.zeros(3, np.float32)}, tmp_path / "other.pth"))
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(ConfigError, match="holds no state dict"):
@@ -230,7 +230,7 @@ def test_convert_file_errors(csail_resnet18, tmp_path):
         (dict(output=str(tmp_path / "x.onnx")), "must end in one of"),
         (dict(output=str(tmp_path / "x.npz"), raw_pixels=True), "needs a .keras --output"),
         (dict(output=str(tmp_path / "y.keras"), arch="resnet34"), "looks like a resnet18"),
-        (dict(output=str(tmp_path / "y.keras"), arch="resnet9"), "Unknown torchvision ResNet"),
+        (dict(output=str(tmp_path / "y.keras"), arch="resnet9"), "Unknown architecture .resnet9.; choose one of resnet18.*resnet3d18"),
         (dict(output=str(tmp_path / "y.keras"), num_classes=-1), "--num_classes must be >= 0"),
         (dict(output=str(tmp_path / "y.npz"), num_classes=10), "has 365 classes"),  # checked for .npz too
     ]

@@ -72,7 +72,9 @@ class SSKTModel(MethodModel):
 
         loss = target_loss(y, f(x)) + alpha * sum_s aux_loss(g_s(x), h_s(x)) + l2
 
-    Batches are ``(images, labels)``, and the sources run inside the step; or
+    Batches are ``(images, labels)`` (or ``(clips, labels)`` with clips
+    ``[batch, T, H, W, 3]`` for a 3-D target, whose sources see the centre
+    frame), and the sources run inside the step; or
     ``({"images": images, "soft_labels": (logits_1, ...)}, labels)`` with the
     sources' logits precomputed (:mod:`sskt_tf.soft_labels`, whose
     :class:`~sskt_tf.soft_labels.CachedSource` placeholders stand for the
@@ -87,6 +89,9 @@ class SSKTModel(MethodModel):
         feature_layers: names of the target layers the heads tap; default:
             layers named ``stage<N>`` (transfer) or the classifier's input
             (linear).
+        head_width: branch width ``C`` of the transfer modules (their inner
+            width is ``C // 2``); None: the last stage's channels on images,
+            the original's 1000 on clips.
         name: model name.
 
     Example:
@@ -97,7 +102,9 @@ class SSKTModel(MethodModel):
         >>> model.fit(train_ds, validation_data=val_ds, epochs=200)
     """
 
-    def __init__(self, target, sources=(), head="transfer", feature_layers=None, name="sskt", **kwargs):
+    def __init__(
+        self, target, sources=(), head="transfer", feature_layers=None, head_width=None, name="sskt", **kwargs
+    ):
         super().__init__(target, name=name, **kwargs)
         if head not in heads_lib.HEAD_KINDS:
             raise ConfigError(f"Unknown head {head!r}; choose one of {', '.join(heads_lib.HEAD_KINDS)}.")
@@ -107,7 +114,12 @@ class SSKTModel(MethodModel):
             raise ConfigError(f"Source names must be unique, got {source_names}.")
         self.head_kind = head
         self.feature_layers = list(feature_layers or default_feature_layers(target, head))
-        self.heads = [heads_lib.build(head, source.num_classes, name=f"head_{source.name}") for source in self.sources]
+        self.head_width = None if head_width is None else int(head_width)
+        video = len(target.inputs[0].shape) == 5
+        self.heads = [
+            heads_lib.build(head, source.num_classes, name=f"head_{source.name}", video=video, width=self.head_width)
+            for source in self.sources
+        ]
         self._network = self._build_network()
         self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
         self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
@@ -201,6 +213,7 @@ class SSKTModel(MethodModel):
             "sources": [keras.saving.serialize_keras_object(source) for source in self.sources],
             "head": self.head_kind,
             "feature_layers": list(self.feature_layers),
+            "head_width": self.head_width,
         }
 
     @classmethod
@@ -305,7 +318,11 @@ def build_target(config, data, num_classes=None):
 def build_sskt(config, data, sources):
     """SSKTModel of ``config``: target, ``sources`` (or a cache's placeholders) and heads."""
     return SSKTModel(
-        build_target(config, data), sources, head=config.head, feature_layers=config.feature_layers or None
+        build_target(config, data),
+        sources,
+        head=config.head,
+        feature_layers=config.feature_layers or None,
+        head_width=config.head_width or None,
     )
 
 

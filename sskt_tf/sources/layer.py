@@ -4,6 +4,8 @@ A :class:`Source` wraps any Keras model. Called on raw target images (float in
 [0, 255], target resolution) it resizes them to the source's input size, applies
 the source's own preprocessing, and returns the frozen model's logits. It never
 trains and always runs in inference mode (BatchNorm uses moving statistics).
+Called on video clips ``[batch, T, H, W, 3]``, it sees each clip's centre frame
+(frame ``T // 2``), as the paper's 2-D sources do in its video experiments.
 """
 
 import math
@@ -60,6 +62,18 @@ def pair(size):
     return tuple(int(s) for s in size)
 
 
+def centre_frame(clips):
+    """Frame ``T // 2`` of each clip: what a 2-D source sees of a video.
+
+    Args:
+        clips: ``[batch, T, H, W, C]``.
+
+    Returns:
+        ``[batch, H, W, C]``.
+    """
+    return clips[:, clips.shape[1] // 2]
+
+
 def _fixed_input_size(model):
     shape = model.input_shape
     if isinstance(shape, list):
@@ -104,7 +118,8 @@ class Source(keras.layers.Layer):
             see :mod:`sskt_tf.sources.fold_batch_norm`). ``source.model`` is that copy.
 
     Call args:
-        images: raw images ``[batch, H, W, 3]``, float in [0, 255].
+        images: raw images ``[batch, H, W, 3]``, float in [0, 255], or clips
+            ``[batch, T, H, W, 3]``, of which the source sees the centre frame.
 
     Returns:
         float32 source logits ``[batch, num_classes]``.
@@ -174,6 +189,8 @@ class Source(keras.layers.Layer):
         return x
 
     def call(self, images):
+        if len(images.shape) == 5:
+            images = centre_frame(images)
         outputs = ops.cast(self.model(self.preprocess_images(images), training=False), "float32")
         if not self.from_logits:
             outputs = ops.log(ops.clip(outputs, 1e-7, 1.0))

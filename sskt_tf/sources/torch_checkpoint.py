@@ -1,11 +1,14 @@
-"""PyTorch checkpoints of torchvision-layout ResNets, read into Keras models.
+"""PyTorch checkpoints of torchvision-layout 2D ResNets and Hara-layout 3D ResNets, read into Keras models.
 
 Places365 networks exist only as PyTorch checkpoints (the CSAIL files
 ``resnet18_places365.pth.tar`` and ``resnet50_places365.pth.tar``: a dict whose
-``state_dict`` has ``module.``-prefixed torchvision ResNet keys). This module
-reads such a state dict and copies it into the Keras network of
-:mod:`sskt_tf.targets.torchvision_resnet`, so that both frameworks give the same
-logits.
+``state_dict`` has ``module.``-prefixed torchvision ResNet keys), and so do the
+Kinetics-400 3D ResNets the paper fine-tunes (Hara et al.'s
+``resnet-18-kinetics.pth``: ``arch``, ``state_dict`` with ``module.``-prefixed
+keys, conv weights ``[O, I, T, H, W]``). This module reads such a state dict and
+copies it into the Keras network of :mod:`sskt_tf.targets.torchvision_resnet`
+or :mod:`sskt_tf.targets.resnet3d`, whose layers carry the torch module names,
+so that both frameworks give the same logits.
 """
 
 import os
@@ -16,7 +19,14 @@ import numpy as np
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import torch_pickle
-from sskt_tf.targets.torchvision_resnet import ARCHS, arch_key, build, with_raw_pixel_input
+from sskt_tf.targets.resnet3d import BLOCKS as RESNET3D_BLOCKS
+from sskt_tf.targets.resnet3d import resnet3d
+from sskt_tf.targets.torchvision_resnet import ARCHS, build, with_raw_pixel_input
+from sskt_tf.targets.torchvision_resnet import arch_key as torchvision_arch_key
+
+# Hara-layout 3D ResNets (``resnet3d18``, ...): they take raw clips, mean subtraction inside.
+ARCHS_3D = tuple(f"resnet3d{depth}" for depth in RESNET3D_BLOCKS)
+ALL_ARCHS = (*ARCHS, *ARCHS_3D)
 
 _TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt", ".tar", ".bin", ".ckpt")
 
@@ -124,14 +134,23 @@ def read_state_dict(path, trust_pickle=False):
     return arrays
 
 
+def arch_key(arch):
+    """The canonical name of ``arch`` (``ALL_ARCHS``); a ConfigError naming the choices if it is unknown."""
+    key = str(arch).lower().replace("resnet-", "resnet3d")  # Hara's checkpoints say "resnet-18"
+    if key not in ALL_ARCHS:
+        raise ConfigError(f"Unknown architecture {arch!r}; choose one of {', '.join(ALL_ARCHS)}.")
+    return key
+
+
 def infer_arch(state):
-    """The ``ARCHS`` name whose layout ``state`` has, or None.
+    """The architecture whose layout ``state`` has, or None.
 
     Args:
         state: a state dict from :func:`read_state_dict`.
 
     Returns:
-        ``"resnet18"`` .. ``"resnet152"``, or None for an unknown layout.
+        ``"resnet18"`` .. ``"resnet152"`` (torchvision), ``"resnet3d10"`` ..
+        ``"resnet3d34"`` (Hara, 5-D conv weights), or None for an unknown layout.
     """
     kind = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"
     blocks = []
@@ -140,17 +159,27 @@ def infer_arch(state):
             key.split(".")[1] for key in state if key.startswith(f"layer{stage}.") and key.endswith(".conv1.weight")
         }
         blocks.append(len(indices))
+    if np.ndim(state.get("conv1.weight")) == 5:
+        depths = [depth for depth, layout in RESNET3D_BLOCKS.items() if layout == tuple(blocks)]
+        return f"resnet3d{depths[0]}" if kind == "basic" and depths else None
     for name, layout in ARCHS.items():
         if layout == (kind, tuple(blocks)):
             return name
     return None
 
 
+def infer_shortcut(state):
+    """A 3D ResNet state dict's shortcut type: ``"B"`` if it has downsample convs, else ``"A"``."""
+    return "B" if any(".downsample." in key for key in state) else "A"
+
+
 def _torch_weights_of(layer):
-    """``[(torch key, numpy array -> Keras weight)]`` for one layer of :func:`build`."""
+    """``[(torch key, numpy array -> Keras weight)]`` for one layer of a torch-named model."""
     name = layer.name
     if isinstance(layer, keras.layers.Conv2D):
         return [(f"{name}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
+    if isinstance(layer, keras.layers.Conv3D):
+        return [(f"{name}.weight", lambda w: np.transpose(w, (2, 3, 4, 1, 0)))]
     if isinstance(layer, keras.layers.BatchNormalization):
         return [(f"{name}.{key}", lambda w: w) for key in ("weight", "bias", "running_mean", "running_var")]
     if isinstance(layer, keras.layers.Dense):
@@ -164,7 +193,7 @@ def _examples(keys, limit=3):
 
 
 def assign(model, state, source="checkpoint"):
-    """Copies a torch state dict into a model from :func:`build`.
+    """Copies a torch state dict into a model with torch module names (:func:`build_for`).
 
     Args:
         model: the Keras model.
@@ -182,16 +211,15 @@ def assign(model, state, source="checkpoint"):
         found = infer_arch(state)
         looks_like = ""
         if found and found != model.name:
-            looks_like = (
-                f" It looks like a {found} checkpoint (converter: --arch={found}; "
-                f"training: --sources=places365/{found})."
-            )
+            use = "" if found in ARCHS_3D else f"; training: --sources=places365/{found}"
+            looks_like = f" It looks like a {found} checkpoint (converter: --arch={found}{use})."
         problems = []
         if missing:
             problems.append(f"{len(missing)} keys missing ({_examples(missing)})")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
-        raise ConfigError(f"{source} does not match a torchvision {model.name}: {'; '.join(problems)}.{looks_like}")
+        family = "Hara-layout" if model.name in ARCHS_3D else "torchvision"
+        raise ConfigError(f"{source} does not match a {family} {model.name}: {'; '.join(problems)}.{looks_like}")
     classes = state["fc.weight"].shape[0]
     if classes != model.output_shape[-1]:
         raise ConfigError(f"{source} has {classes} classes, but a model with {model.output_shape[-1]} was asked for.")
@@ -218,7 +246,7 @@ def convert(checkpoint, arch=None, num_classes=None, trust_pickle=False):
         trust_pickle: see :func:`read_state_dict`.
 
     Returns:
-        The Keras model (see :func:`build`), same logits as the torch network.
+        The Keras model (see :func:`build_for`), same logits as the torch network.
     """
     state = read_state_dict(checkpoint, trust_pickle=trust_pickle)
     return model_from_state(state, arch, num_classes, source=f"Checkpoint {checkpoint!r}")
@@ -234,17 +262,39 @@ def model_from_state(state, arch=None, num_classes=None, source="checkpoint"):
         source: how to name the checkpoint in error messages.
 
     Returns:
-        The Keras model (see :func:`build`).
+        The Keras model (see :func:`build_for`).
     """
     if arch is None:
         arch = infer_arch(state)
         if arch is None:
-            raise ConfigError(f"{source} is not a torchvision ResNet ({', '.join(ARCHS)}) layout.")
+            raise ConfigError(
+                f"{source} is neither a torchvision ResNet ({', '.join(ARCHS)}) nor a Hara 3D ResNet "
+                f"({', '.join(ARCHS_3D)}) layout."
+            )
     if "fc.weight" not in state:
-        raise ConfigError(f"{source} has no fc.weight: it is not a torchvision ResNet classifier.")
-    model = build(arch, num_classes or state["fc.weight"].shape[0])
+        raise ConfigError(f"{source} has no fc.weight: it is not a ResNet classifier.")
+    model = build_for(arch_key(arch), num_classes or state["fc.weight"].shape[0], infer_shortcut(state))
     assign(model, state, source=source)
     return model
+
+
+def build_for(arch, num_classes, shortcut="A"):
+    """The Keras network a checkpoint of ``arch`` converts into, with random weights.
+
+    Args:
+        arch: one of ``ALL_ARCHS``.
+        num_classes: size of ``fc``.
+        shortcut: the 3D ResNets' shortcut type (see :func:`infer_shortcut`).
+
+    Returns:
+        torchvision ResNets: :func:`sskt_tf.targets.torchvision_resnet.build`
+        (preprocessed images in); 3D ResNets: :func:`sskt_tf.targets.resnet3d.resnet3d`
+        on clips of any size (raw pixels in, the original's mean subtracted inside).
+    """
+    if arch in ARCHS_3D:
+        depth = int(arch[len("resnet3d") :])
+        return resnet3d(depth, num_classes, input_shape=(None, None, None, 3), shortcut=shortcut)
+    return build(arch, num_classes)
 
 
 def load(path, arch, num_classes, trust_pickle=False):
@@ -260,7 +310,7 @@ def load(path, arch, num_classes, trust_pickle=False):
     Returns:
         The Keras model.
     """
-    key = arch_key(arch)
+    key = torchvision_arch_key(arch)
     if not os.path.exists(path):
         raise ConfigError(f"Weights file {path!r} for {key} does not exist.")
     if path.endswith(".keras"):
@@ -314,7 +364,7 @@ def convert_file(
     Args:
         checkpoint: see :func:`read_state_dict`.
         output: ``.keras`` (complete model), ``.weights.h5`` (weights for
-            :func:`build`) or ``.npz`` (the state dict, for later conversion
+            :func:`build_for`) or ``.npz`` (the state dict, for later conversion
             without torch).
         arch: expected architecture; None infers it.
         num_classes: expected class count; None takes the checkpoint's.
@@ -326,8 +376,7 @@ def convert_file(
         A one-line summary of what was written.
     """
     checkpoint, output = os.path.expanduser(checkpoint), os.path.expanduser(output)
-    if arch:
-        arch_key(arch)
+    arch = arch_key(arch) if arch else None
     if num_classes is not None and num_classes < 0:
         raise ConfigError(f"--num_classes must be >= 0 (0 = the checkpoint's), got {num_classes}.")
     _check_output(output, raw_pixels, overwrite)
@@ -335,7 +384,9 @@ def convert_file(
     if output.endswith(".npz") and not (arch or num_classes):
         model = None  # nothing to check the arrays against
     else:
-        model = model_from_state(state, arch or None, num_classes or None, source=f"Checkpoint {checkpoint!r}")
+        model = model_from_state(state, arch, num_classes or None, source=f"Checkpoint {checkpoint!r}")
+        if raw_pixels and model.name in ARCHS_3D:
+            raise ConfigError(f"--raw_pixels is for 2D ResNets: a converted {model.name} takes raw clips already.")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         if output.endswith(".npz"):

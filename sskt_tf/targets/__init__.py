@@ -6,9 +6,12 @@
   projection shortcuts), the paper's Pascal VOC 2007 targets at 224x224; the
   same builder reads PyTorch checkpoints (:mod:`sskt_tf.targets.torchvision_resnet`).
 * ``vgg16``: VGG16 with BatchNorm for CIFAR.
+* ``resnet3d10``, ``resnet3d18``, ``resnet3d34``: Hara et al.'s 3D ResNets on
+  video clips ``[frames, H, W, 3]``, the paper's action-recognition targets
+  (:mod:`sskt_tf.targets.resnet3d`).
 
-Every builder returns a functional ``keras.Model`` that takes raw images
-(float in [0, 255]), normalises them itself, and returns logits. Stage outputs
+Every builder returns a functional ``keras.Model`` that takes raw images or
+clips (float in [0, 255]), normalises them itself, and returns logits. Stage outputs
 are named ``stage1``, ``stage2``, ... (``layer1`` .. ``layer4`` in the torchvision
 ResNets, after their torch modules) so the transfer module can tap them.
 Building blocks shared by the targets and the heads live in :mod:`sskt_tf.targets.layers`.
@@ -18,13 +21,21 @@ from sskt_tf.errors import ConfigError
 from sskt_tf.targets import torchvision_resnet
 from sskt_tf.targets.cifar_resnet import CIFAR_RESNET_DEPTHS, cifar_resnet
 from sskt_tf.targets.cifar_vgg import cifar_vgg16
+from sskt_tf.targets.resnet3d import CLIP_FRAMES, resnet3d
+from sskt_tf.targets.resnet3d import DEPTHS as RESNET3D_DEPTHS
 
 _RESNETS = {depth: cifar_resnet for depth in CIFAR_RESNET_DEPTHS}
 _RESNETS.update({depth: torchvision_resnet.target for depth in torchvision_resnet.DEPTHS})
-TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",)
+VIDEO_TARGETS = tuple(f"resnet3d{depth}" for depth in RESNET3D_DEPTHS)
+TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",) + VIDEO_TARGETS
 
 
-def get(name, num_classes, image_size=32, mean=None, std=None):
+def is_video(name):
+    """Whether the target ``name`` takes video clips rather than images."""
+    return name in VIDEO_TARGETS
+
+
+def get(name, num_classes, image_size=32, mean=None, std=None, frames=CLIP_FRAMES, shortcut="A"):
     """Builds a target network by name.
 
     Args:
@@ -36,11 +47,16 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
         mean: per-channel pixel mean (0-255 scale) for input normalisation;
             None: CIFAR-10's, or ImageNet's for the ImageNet-style ResNets.
         std: per-channel pixel standard deviation (0-255 scale).
+        frames: clip length of the video targets (``resnet3d*``).
+        shortcut: ``"A"`` or ``"B"``, the video targets' shortcut type.
 
     Returns:
         A functional ``keras.Model`` returning logits.
     """
     kwargs = dict(num_classes=num_classes, input_shape=(image_size, image_size, 3), mean=mean, std=std)
+    if is_video(name):
+        depth = int(name[len("resnet3d") :])
+        return resnet3d(depth, num_classes, (frames, image_size, image_size, 3), shortcut, mean, std)
     if name.startswith("resnet") and name[len("resnet") :].isdigit():
         depth = int(name[len("resnet") :])
         if depth in _RESNETS:
@@ -50,4 +66,13 @@ def get(name, num_classes, image_size=32, mean=None, std=None):
     raise ConfigError(f"Unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
 
 
-__all__ = ["TARGETS", "cifar_resnet", "cifar_vgg16", "get", "torchvision_resnet"]
+__all__ = [
+    "TARGETS",
+    "VIDEO_TARGETS",
+    "cifar_resnet",
+    "cifar_vgg16",
+    "get",
+    "is_video",
+    "resnet3d",
+    "torchvision_resnet",
+]

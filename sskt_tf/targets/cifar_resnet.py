@@ -1,43 +1,12 @@
 """CIFAR ResNets (He et al. 2016, section 4.2) with option-A shortcuts."""
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-from sskt_tf.targets.layers import classifier, conv_bn, conv_bn_relu, raw_image_input
+from sskt_tf.targets.layers import ZeroPadShortcut, classifier, conv_bn, conv_bn_relu, raw_image_input
 
 CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)
-
-
-@keras.saving.register_keras_serializable(package="sskt_tf")
-class ZeroPadShortcut(layers.Layer):
-    """Option-A shortcut: subsample by 2 and zero-pad the channels (no weights).
-
-    Args:
-        extra_channels: channels to add, split evenly before and after.
-    """
-
-    def __init__(self, extra_channels, **kwargs):
-        super().__init__(**kwargs)
-        self.extra_channels = int(extra_channels)
-
-    def call(self, x):
-        x = x[:, ::2, ::2, :]
-        half = self.extra_channels // 2
-        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [half, self.extra_channels - half]])
-
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-
-        def halve(size):
-            return None if size is None else (size + 1) // 2
-
-        return (batch, halve(height), halve(width), channels + self.extra_channels)
-
-    def get_config(self):
-        config = super().get_config()
-        config["extra_channels"] = self.extra_channels
-        return config
 
 
 def _basic_block(x, filters, strides, name):

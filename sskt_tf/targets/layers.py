@@ -1,10 +1,17 @@
-"""Building blocks of the built-in targets and heads: BatchNorm, conv-BN, input normalisation, classifier."""
+"""Building blocks of the built-in targets and heads: BatchNorm, conv-BN, input normalisation, classifier.
+
+The helpers build 2-D (images) or 3-D (video clips, ``rank=3``) layers alike.
+"""
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 # The layouts and the PyTorch weight transposes assume NHWC, whatever keras.json says.
 CHANNELS_LAST = "channels_last"
+
+_CONV = {2: layers.Conv2D, 3: layers.Conv3D}
+_ZERO_PADDING = {2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}
+_GLOBAL_POOL = {2: layers.GlobalAveragePooling2D, 3: layers.GlobalAveragePooling3D}
 
 # CIFAR-10 training-set statistics on the 0-255 scale; a sensible default for
 # natural images when the dataset's own statistics are not known.
@@ -62,13 +69,14 @@ def conv_bn_layers(
     synchronized=True,
     conv_name=None,
     bn_name=None,
+    rank=2,
 ):
     """The layers of a conv (He init, no bias) followed by BatchNorm, in call order.
 
     Args:
         filters: output channels.
-        kernel_size: square kernel side.
-        strides: convolution stride.
+        kernel_size: kernel side (square, or cubic when ``rank=3``).
+        strides: convolution stride: an int, or one per spatial axis.
         name: prefix of the layer names (``<name>_conv``, ``<name>_bn``).
         symmetric_padding: pad ``kernel_size // 2`` on every side before a
             strided conv (a ``<conv name>_pad`` layer), as PyTorch does. Keras
@@ -79,17 +87,19 @@ def conv_bn_layers(
         conv_name: the conv layer's name, instead of ``<name>_conv`` (e.g. the
             torch module name ``layer1.0.conv1``).
         bn_name: the BatchNorm layer's name, instead of ``<name>_bn``.
+        rank: 2 (``Conv2D`` on images) or 3 (``Conv3D`` on clips).
 
     Returns:
-        A list of layers: ``[ZeroPadding2D,] Conv2D, BatchNormalization``.
+        A list of layers: ``[ZeroPadding2D/3D,] Conv2D/3D, BatchNormalization``.
     """
     conv_name = conv_name or f"{name}_conv"
     padding, stack = "same", []
-    if symmetric_padding and strides > 1 and kernel_size > 1:
-        stack.append(layers.ZeroPadding2D(kernel_size // 2, data_format=CHANNELS_LAST, name=f"{conv_name}_pad"))
+    strided = max(strides if isinstance(strides, (tuple, list)) else [strides]) > 1
+    if symmetric_padding and strided and kernel_size > 1:
+        stack.append(_ZERO_PADDING[rank](kernel_size // 2, data_format=CHANNELS_LAST, name=f"{conv_name}_pad"))
         padding = "valid"
     stack.append(
-        layers.Conv2D(
+        _CONV[rank](
             filters,
             kernel_size,
             strides=strides,
@@ -120,9 +130,9 @@ def conv_bn(x, filters, kernel_size=3, strides=1, name=None, symmetric_padding=F
     return x
 
 
-def conv_bn_relu(x, filters, strides=1, name=None, kernel_size=3, symmetric_padding=False):
-    """:func:`conv_bn` (3x3 by default), then ReLU (``<name>_relu``)."""
-    x = conv_bn(x, filters, kernel_size, strides, name, symmetric_padding)
+def conv_bn_relu(x, filters, strides=1, name=None, kernel_size=3, symmetric_padding=False, **kwargs):
+    """:func:`conv_bn` (3x3 by default), then ReLU (``<name>_relu``); ``kwargs`` as for :func:`conv_bn`."""
+    x = conv_bn(x, filters, kernel_size, strides, name, symmetric_padding, **kwargs)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -130,7 +140,7 @@ def classifier(x, num_classes, pool_name="pool", dense_name="logits"):
     """Global average pool and the Dense layer that returns the logits.
 
     Args:
-        x: the last feature map.
+        x: the last feature map (4-D for images, 5-D for clips).
         num_classes: output units.
         pool_name: the pooling layer's name.
         dense_name: the Dense layer's name.
@@ -139,5 +149,41 @@ def classifier(x, num_classes, pool_name="pool", dense_name="logits"):
         float32 logits, also under mixed precision policies (stable softmax,
         float32 predictions).
     """
-    x = layers.GlobalAveragePooling2D(data_format=CHANNELS_LAST, name=pool_name)(x)
+    x = _GLOBAL_POOL[len(x.shape) - 2](data_format=CHANNELS_LAST, name=pool_name)(x)
     return layers.Dense(num_classes, name=dense_name, dtype="float32")(x)
+
+
+@keras.saving.register_keras_serializable(package="sskt_tf")
+class ZeroPadShortcut(layers.Layer):
+    """Parameter-free shortcut: subsample by 2 on every spatial axis, add zero channels.
+
+    The option-A shortcut of the CIFAR ResNets (zeros split before and after
+    the channels) and the type-A shortcut of Hara et al.'s 3D ResNets (zeros
+    after, from ``avg_pool3d(kernel_size=1, stride=2)`` and a concatenation).
+
+    Args:
+        extra_channels: channels to add.
+        zeros_after: put all the zero channels after the input's (3D ResNets)
+            instead of splitting them evenly before and after (CIFAR ResNets).
+    """
+
+    def __init__(self, extra_channels, zeros_after=False, **kwargs):
+        super().__init__(**kwargs)
+        self.extra_channels = int(extra_channels)
+        self.zeros_after = bool(zeros_after)
+
+    def call(self, x):
+        spatial_axes = len(x.shape) - 2
+        x = x[(slice(None), *[slice(None, None, 2)] * spatial_axes)]
+        before = 0 if self.zeros_after else self.extra_channels // 2
+        return ops.pad(x, [[0, 0]] * (spatial_axes + 1) + [[before, self.extra_channels - before]])
+
+    def compute_output_shape(self, input_shape):
+        batch, *spatial, channels = input_shape
+        halved = [None if size is None else (size + 1) // 2 for size in spatial]
+        return (batch, *halved, channels + self.extra_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(extra_channels=self.extra_channels, zeros_after=self.zeros_after)
+        return config

@@ -81,6 +81,10 @@ class TrainConfig:
         "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).",
     )
     head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
+    head_width: int = _f(
+        0,
+        "Branch width C of the transfer modules (inner width C/2); 0 = the last stage's channels (images) or the original's 1000 (video targets).",
+    )
     feature_layers: List[str] = _f(
         [],
         "Target layers the heads tap; empty = stage1..N (layer1..4 in torchvision ResNets) (transfer) or the classifier input (linear).",
