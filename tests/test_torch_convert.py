@@ -230,7 +230,10 @@ def test_convert_file_errors(csail_resnet18, tmp_path):
         (dict(output=str(tmp_path / "x.onnx")), "must end in one of"),
         (dict(output=str(tmp_path / "x.npz"), raw_pixels=True), "needs a .keras --output"),
         (dict(output=str(tmp_path / "y.keras"), arch="resnet34"), "looks like a resnet18"),
-        (dict(output=str(tmp_path / "y.keras"), arch="resnet9"), "Unknown architecture .resnet9.; choose one of resnet18.*resnet3d18"),
+        (
+            dict(output=str(tmp_path / "y.keras"), arch="resnet9"),
+            "Unknown architecture .resnet9.*resnet3d18",
+        ),
         (dict(output=str(tmp_path / "y.keras"), num_classes=-1), "--num_classes must be >= 0"),
         (dict(output=str(tmp_path / "y.npz"), num_classes=10), "has 365 classes"),  # checked for .npz too
     ]

@@ -71,6 +71,10 @@ def test_a_source_sees_the_centre_frame_of_a_clip():
     source = sources.Source(frame_model, "frame")
     clips = np.random.RandomState(0).uniform(0, 255, (2, 5, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(source(clips), source(clips[:, 2]), atol=1e-5)  # frame T // 2 = 2
+    clip_inputs = keras.Input((5, 8, 8, 3))
+    clip_model = keras.Model(clip_inputs, keras.layers.Dense(4)(keras.layers.Flatten()(clip_inputs)))
+    clip_source = sources.Source(clip_model, "clip_teacher")  # a 3-D KD teacher sees whole clips
+    np.testing.assert_allclose(clip_source(clips), clip_model(clips), atol=1e-5)
 
 
 def _clip_target():
@@ -128,3 +132,76 @@ def test_a_3d_resnet_learns_motion_that_no_single_frame_shows(moving, with_sourc
     if with_source:
         aux = history.history["aux_frames_loss"]
         assert np.all(np.isfinite(aux)) and aux[-1] < aux[0]
+
+
+def _baseline(name):
+    from sskt_tf.methods.dml import DMLModel
+    from sskt_tf.methods.kd import KDModel
+    from sskt_tf.methods.maxl import MAXLModel
+
+    if name == "kd":
+        return KDModel(_clip_target(), sources.Source(_clip_target(), "teacher"))  # a clip teacher sees whole clips
+    if name == "dml":
+        return DMLModel(_clip_target(), _clip_target())
+    generator = resnet3d(10, len(DIRECTIONS) * 2, (16, 32, 32, 3), stage_widths=TINY_WIDTHS)
+    return MAXLModel(_clip_target(), generator, psi=2)
+
+
+@pytest.mark.parametrize("method", ["kd", "dml", "maxl"])
+def test_every_baseline_trains_on_clips(method):
+    keras.utils.set_random_seed(0)
+    model = _baseline(method)
+    model.compile(keras.optimizers.SGD(0.01), metrics=["accuracy"])
+    clips, labels = moving_digits(8, seed=0)
+    before = [np.array(w) for w in model.target.trainable_weights]
+    logs = model.train_on_batch(clips.astype("float32"), labels, return_dict=True)
+    assert all(np.isfinite(value) for value in logs.values()), logs
+    assert any(not np.allclose(a, np.array(b)) for a, b in zip(before, model.target.trainable_weights))
+    assert model.predict(clips.astype("float32"), verbose=0).shape == (8, len(DIRECTIONS))
+
+
+def test_fine_tuning_trains_only_from_the_given_stage_and_keeps_frozen_batch_norm_statistics(tmp_path):
+    from sskt_tf.training.pretrained import start_from
+
+    keras.utils.set_random_seed(0)
+    kinetics_like = resnet3d(10, 7, (16, 32, 32, 3), stage_widths=TINY_WIDTHS)  # another class count
+    for layer in kinetics_like.layers:  # distinctive weights and BN statistics
+        layer.set_weights([np.random.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = str(tmp_path / "kinetics_like.keras")
+    kinetics_like.save(path)
+    target = _clip_target()
+    start_from([target], path, train_from="layer4")
+    pretrained = {layer.name: [np.array(w) for w in layer.weights] for layer in kinetics_like.layers}
+    before = {layer.name: [np.array(w) for w in layer.weights] for layer in target.layers}
+    model = SSKTModel(target, [])
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9))
+    clips, labels = moving_digits(16, seed=0)
+    model.fit(clips.astype("float32"), labels, batch_size=8, epochs=1, verbose=0)
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        after = [np.array(w) for w in layer.weights]
+        if layer.name == "fc":  # 4 classes, not 7: fresh, and trained
+            assert after[0].shape == (16, 4) and not np.allclose(after[0], before["fc"][0])
+        elif layer.name.startswith("layer4."):  # copied, then trained (BN statistics too)
+            assert all(a.shape == p.shape for a, p in zip(before[layer.name], pretrained[layer.name]))
+            assert not all(np.allclose(a, b) for a, b in zip(after, before[layer.name])), layer.name
+        else:  # frozen: the pretrained weights and BatchNorm statistics, unchanged by fit
+            assert all(np.array_equal(a, p) for a, p in zip(after, pretrained[layer.name])), layer.name
+    assert sum(1 for layer in target.layers if layer.trainable and layer.weights) == sum(
+        1 for layer in target.layers if layer.weights and (layer.name.startswith("layer4.") or layer.name == "fc")
+    )
+
+
+def test_bad_fine_tuning_settings_are_clear_errors(tmp_path):
+    from sskt_tf.training.pretrained import freeze_before, load_pretrained, pretrained_network
+
+    with pytest.raises(ConfigError, match="--pretrained=.*nowhere.keras does not exist"):
+        pretrained_network(str(tmp_path / "nowhere.keras"))
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="could not be loaded as a Keras model"):
+        pretrained_network(str(tmp_path / "broken.keras"))
+    with pytest.raises(ConfigError, match="--train_from=layer9: resnet3d10 has no such layer"):
+        freeze_before(_clip_target(), "layer9")
+    with pytest.raises(ConfigError, match="shares no layer"):
+        load_pretrained(_clip_target(), targets.get("resnet20", 4))

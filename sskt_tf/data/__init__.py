@@ -1,8 +1,9 @@
-"""Datasets for SSKT: tfds datasets or a user's image folder, as tf.data pipelines.
+"""Datasets for SSKT: tfds datasets or a user's image or video folder, as tf.data pipelines.
 
 Datasets yield raw pixels (float32 in [0, 255]) and integer labels (multi-label
 datasets such as VOC: float32 label vectors, see :func:`load_tfds`); models do
-their own normalisation.
+their own normalisation. Video datasets (tfds ``ucf101``, ``video_folder:PATH``)
+yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 """
 
 import dataclasses
@@ -15,11 +16,18 @@ from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
+from sskt_tf.data.video_folder import decode_op, list_video_folder
+from sskt_tf.data.video_pipeline import resize_short_side, train_clips, validation_clips, video_clip_stacks
 from sskt_tf.data.views import view_batches
 from sskt_tf.errors import ConfigError
 
 FOLDER_PREFIX = "folder:"
+VIDEO_FOLDER_PREFIX = "video_folder:"
 DEFAULT_FOLDER_IMAGE_SIZE = 32
+# The paper's video clips: 16 frames of 112x112, cropped from frames whose short side is about this.
+DEFAULT_CLIP_LENGTH = 16
+DEFAULT_CLIP_SIZE = 112
+DEFAULT_VIDEO_SHORT_SIDE = 128
 
 
 @dataclasses.dataclass
@@ -41,6 +49,11 @@ class Data:
         subset: the kept classes and training examples
             (:meth:`sskt_tf.data.subset.SubsetPlan.description`), or None
             when the whole dataset is used.
+        frames: clip length of a video dataset (``train``/``val`` yield clips
+            ``[batch, frames, image_size, image_size, 3]``); None for images.
+        video_test: a video dataset's validation videos as stacks of every
+            clip, one video an element (:func:`video_clip_stacks`), for video
+            accuracy; None for images.
     """
 
     train: tf.data.Dataset
@@ -53,6 +66,8 @@ class Data:
     std: Optional[tuple] = None
     multi_label: bool = False
     subset: Optional[dict] = None
+    frames: Optional[int] = None
+    video_test: Optional[tf.data.Dataset] = None
 
 
 def _resize(dataset, image_size):
@@ -170,6 +185,91 @@ def load(
     )
 
 
+def is_video_dataset(dataset, data_dir=None):
+    """Whether ``dataset`` (a ``--dataset`` value) holds videos: ``video_folder:PATH`` or a tfds video dataset."""
+    if dataset.startswith(VIDEO_FOLDER_PREFIX):
+        return True
+    if dataset.startswith(FOLDER_PREFIX):
+        return False
+    try:
+        import tensorflow_datasets as tfds
+
+        features = tfds.builder(dataset, data_dir=data_dir).info.features
+    except Exception:  # unknown names are reported where the dataset is loaded
+        return False
+    return "video" in features and "image" not in features
+
+
+def load_video(
+    dataset,
+    batch_size,
+    clip_length=DEFAULT_CLIP_LENGTH,
+    image_size=None,
+    short_side=DEFAULT_VIDEO_SHORT_SIDE,
+    split=None,
+    data_dir=None,
+    seed=None,
+    augment=True,
+    download=True,
+    eval_batch_size=None,
+    subset=None,
+):
+    """Loads a video dataset as clip pipelines (the paper's action-recognition data).
+
+    Args:
+        dataset: ``video_folder:PATH`` (:mod:`sskt_tf.data.video_folder`) or a
+            tfds video dataset (``ucf101/ucf101_1``: split 1 of UCF101; tfds
+            calls its validation split ``test``).
+        batch_size: global training batch size.
+        clip_length: frames a clip (16 in the paper).
+        image_size: clip side (default 112, the paper's).
+        short_side: frames are resized so their short side has this many
+            pixels before cropping (0: as decoded).
+        split: official split list of a class-per-subfolder video folder
+            (:func:`sskt_tf.data.video_splits.read_split`).
+        data_dir: tfds data directory.
+        seed: order and clip sampling seed (None: not reproducible).
+        augment: random clips (start, multi-scale corner crop, flip); False:
+            every training video's centre clip.
+        download: let tfds download a dataset that is not prepared yet.
+        eval_batch_size: validation batch size (default ``batch_size``).
+        subset: a :class:`Subset` to keep.
+
+    Returns:
+        A :class:`Data` with ``frames`` and ``video_test`` set; ``mean`` and
+        ``std`` are None (a video target uses the original's mean).
+    """
+    size = image_size or DEFAULT_CLIP_SIZE
+    if dataset.startswith(VIDEO_FOLDER_PREFIX):
+        (train_paths, train_labels), (val_paths, val_labels), info = list_video_folder(
+            dataset[len(VIDEO_FOLDER_PREFIX) :], split=split, subset=subset
+        )
+        train = tf.data.Dataset.from_tensor_slices((train_paths, train_labels))
+        val = tf.data.Dataset.from_tensor_slices((val_paths, val_labels))
+        decode = lambda path: decode_op(path, short_side)  # noqa: E731
+        shuffle_buffer = max(len(train_paths), 1)
+    else:
+        if split:
+            raise ConfigError(f"--video_split is for video_folder: datasets; tfds {dataset!r} has its own splits.")
+        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
+        if not info.get("video"):
+            raise ConfigError(f"tfds dataset {dataset!r} holds images, not videos.")
+        decode = lambda video: resize_short_side(video, short_side)  # noqa: E731
+        shuffle_buffer = 64  # decoded videos: a small buffer (tfds reads its files in a fixed order)
+    eval_batch_size = eval_batch_size or batch_size
+    return Data(
+        train=train_clips(train, batch_size, clip_length, size, decode, seed, augment, shuffle_buffer),
+        val=validation_clips(val, eval_batch_size, clip_length, size, decode),
+        num_classes=info["num_classes"],
+        image_size=size,
+        class_names=list(info["class_names"]),
+        train_examples=info["train_examples"],
+        subset=info.get("subset"),
+        frames=clip_length,
+        video_test=video_clip_stacks(val, clip_length, size, decode),
+    )
+
+
 __all__ = [
     "DIFFICULT",
     "Data",
@@ -177,7 +277,9 @@ __all__ = [
     "Splits",
     "Subset",
     "eval_pipeline",
+    "is_video_dataset",
     "load",
+    "load_video",
     "load_folder",
     "load_splits",
     "load_tfds",

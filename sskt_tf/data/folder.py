@@ -111,13 +111,9 @@ def load_folder(path, image_size, seed=None, subset=None):
     val_paths, val_labels = _flatten(val_files, class_index)
     subset_info = None
     if subset is not None and subset.active:
-        kept = subset_lib.plan(subset, train_labels, class_names)
-        mapping = kept.label_map(len(class_names))
-        train_paths, train_labels = train_paths[kept.train_positions], mapping[train_labels[kept.train_positions]]
-        in_kept_class = mapping[val_labels] >= 0
-        val_paths, val_labels = val_paths[in_kept_class], mapping[val_labels[in_kept_class]]
-        class_names = list(kept.class_names)
-        subset_info = dict(kept.description(), train_files=[os.path.relpath(p, path) for p in train_paths])
+        (train_paths, train_labels), (val_paths, val_labels), class_names, subset_info = subset_lib.keep_files(
+            subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path
+        )
     if len(val_paths) == 0:
         raise ConfigError(f"{val_dir} holds no images" + (" of the kept classes." if subset_info else "."))
     train = _split_dataset(train_paths, train_labels, image_size, shuffle_seed=seed or 0)

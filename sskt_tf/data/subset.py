@@ -12,6 +12,7 @@ every worker.
 """
 
 import dataclasses
+import os
 from typing import Optional, Tuple
 
 import numpy as np
@@ -172,6 +173,30 @@ def plan(subset, train_labels, class_names):
         examples_per_class=subset.examples_per_class,
         seed=subset.seed,
     )
+
+
+def keep_files(subset, train, val, class_names, root):
+    """Applies ``subset`` to the file lists of a folder dataset (images or videos).
+
+    Args:
+        subset: an active :class:`Subset`.
+        train: ``(paths, labels)`` numpy arrays of the training files, in their fixed order.
+        val: ``(paths, labels)`` of the validation files.
+        class_names: the dataset's class names in label order.
+        root: the folder, for the relative paths recorded in the description.
+
+    Returns:
+        ``(train, val, class_names, description)``: the kept files relabelled
+        0..k-1, the kept class names, and :meth:`SubsetPlan.description` plus
+        ``train_files`` (the kept training files, relative to ``root``).
+    """
+    kept = plan(subset, train[1], class_names)
+    mapping = kept.label_map(len(class_names))
+    train_paths, train_labels = train[0][kept.train_positions], mapping[train[1][kept.train_positions]]
+    in_kept_class = mapping[val[1]] >= 0
+    val = (val[0][in_kept_class], mapping[val[1][in_kept_class]])
+    description = dict(kept.description(), train_files=[os.path.relpath(p, root) for p in train_paths])
+    return (train_paths, train_labels), val, list(kept.class_names), description
 
 
 def relabel(dataset, subset_plan, num_classes):

@@ -86,8 +86,18 @@ def _label_feature(features, multi_label):
     return features["labels"].feature if multi_label else features["label"]
 
 
+def _media_key(features):
+    """The feature holding the pixels: ``"image"``, or ``"video"`` (frames ``[T, H, W, 3]``, e.g. ucf101)."""
+    return "video" if "video" in features and "image" not in features else "image"
+
+
 def _examples(builder, split, multi_label, mark_difficult):
-    """``(uint8 image, label)`` examples of one split, in the dataset's own order."""
+    """``(uint8 image or video, label)`` examples of one split, in the dataset's own order."""
+    media = _media_key(builder.info.features)
+    if media == "video":
+        return builder.as_dataset(split=split, shuffle_files=False).map(
+            lambda example: (example["video"], example["label"]), num_parallel_calls=tf.data.AUTOTUNE
+        )
     if not multi_label:
         return builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
     num_classes = _label_feature(builder.info.features, multi_label).num_classes
@@ -100,7 +110,8 @@ def _examples(builder, split, multi_label, mark_difficult):
 
 def _split_labels(builder, split):
     """Every label of a single-label split, in the split's order, read without decoding the images."""
-    labels = builder.as_dataset(split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    skip = {_media_key(builder.info.features): tfds.decode.SkipDecoding()}
+    labels = builder.as_dataset(split=split, shuffle_files=False, decoders=skip)
     batches = labels.map(lambda example: example["label"]).batch(65536)
     return np.concatenate([batch.numpy() for batch in batches]) if int(batches.cardinality()) else np.zeros(0, np.int64)
 
@@ -128,11 +139,12 @@ def _apply_subset(builder, split, subset, train, val, info):
 
 
 def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=None, subset=None):
-    """Loads a tfds image classification dataset as raw examples.
+    """Loads a tfds image (or video) classification dataset as raw examples.
 
     Args:
-        name: tfds name, e.g. ``"cifar10"``, ``"cifar100"``, ``"stl10"``, or
-            the multi-label ``"voc/2007"``.
+        name: tfds name, e.g. ``"cifar10"``, ``"cifar100"``, ``"stl10"``, the
+            multi-label ``"voc/2007"``, or a video dataset such as
+            ``"ucf101/ucf101_1"`` (its ``video`` feature: uint8 frames ``[T, H, W, 3]``).
         data_dir: tfds data directory (default ``~/tensorflow_datasets``).
         download: download and prepare the dataset if it is not there.
         train_split: split to train on (default ``"train"``; VOC 2007: its
@@ -160,9 +172,11 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
         ) from error
     features = builder.info.features
     multi_label = known.get("multi_label", False)
-    if "image" not in features or not (multi_label or "label" in features):
+    media = _media_key(features)
+    if media not in features or not (multi_label or "label" in features):
         raise ConfigError(
-            f"tfds dataset {name!r} has no 'image' and 'label' features and is not a known multi-label dataset "
+            f"tfds dataset {name!r} has no 'image' (or 'video') and 'label' features and is not a known multi-label "
+            "dataset "
             f"({', '.join(n for n, k in KNOWN_DATASETS.items() if k.get('multi_label'))}); "
             "it is not an image classification dataset."
         )
@@ -183,7 +197,8 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
     label_feature = _label_feature(features, multi_label)
     info = dict(
         num_classes=label_feature.num_classes,
-        image_shape=tuple(features["image"].shape),
+        image_shape=tuple(features[media].shape),
+        video=media == "video",
         class_names=list(label_feature.names),
         train_examples=train_examples,
         mean=known.get("mean"),

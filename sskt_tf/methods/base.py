@@ -117,6 +117,11 @@ class MethodModel(keras.Model):
         images, _ = split_inputs(inputs)
         return self.target(images, training=training)
 
+    @property
+    def target_networks(self):
+        """The networks of the target's architecture that learn the target task (fine-tuning starts them all)."""
+        return [self.target]
+
     def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, **kwargs):
         """Configures training.
 

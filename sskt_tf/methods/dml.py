@@ -32,6 +32,11 @@ class DMLModel(BaselineModel):
         self.peer2 = peer2
         self.peer2_accuracy = keras.metrics.SparseCategoricalAccuracy(name="peer2_accuracy")
 
+    @property
+    def target_networks(self):
+        """Both peers: fine-tuning starts each from the pretrained weights."""
+        return [self.target, self.peer2]
+
     def compile(self, optimizer="sgd", alpha=1.0, temperature=1.0, **kwargs):
         """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
 

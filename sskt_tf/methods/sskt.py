@@ -23,6 +23,7 @@ from sskt_tf.methods.base import (
     split_inputs,
     update_loss_trackers,
 )
+from sskt_tf.targets import CLIP_FRAMES
 from sskt_tf.targets import get as get_target
 from sskt_tf.training.source_flags import check_source_flags
 
@@ -308,10 +309,15 @@ def build_target(config, data, num_classes=None):
         num_classes: output classes (default: the dataset's).
 
     Returns:
-        A functional ``keras.Model`` taking raw images, returning logits.
+        A functional ``keras.Model`` taking raw images (or clips), returning logits.
     """
     return get_target(
-        config.target, num_classes or data.num_classes, image_size=data.image_size, mean=data.mean, std=data.std
+        config.target,
+        num_classes or data.num_classes,
+        image_size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+        frames=data.frames or CLIP_FRAMES,
     )
 
 

@@ -4,8 +4,9 @@ A :class:`Source` wraps any Keras model. Called on raw target images (float in
 [0, 255], target resolution) it resizes them to the source's input size, applies
 the source's own preprocessing, and returns the frozen model's logits. It never
 trains and always runs in inference mode (BatchNorm uses moving statistics).
-Called on video clips ``[batch, T, H, W, 3]``, it sees each clip's centre frame
-(frame ``T // 2``), as the paper's 2-D sources do in its video experiments.
+Called on video clips ``[batch, T, H, W, 3]``, an image model sees each clip's
+centre frame (frame ``T // 2``), as the paper's 2-D sources do in its video
+experiments; a clip model (a 3-D KD teacher) sees the clips unchanged.
 """
 
 import math
@@ -78,9 +79,12 @@ def _fixed_input_size(model):
     shape = model.input_shape
     if isinstance(shape, list):
         raise ConfigError(f"Source model {model.name!r} has {len(shape)} inputs; a source takes one image input.")
+    if len(shape) == 5:
+        return None  # a clip model (a KD teacher for a video target) sees the clips as they come
     if len(shape) != 4:
         raise ConfigError(
-            f"Source model {model.name!r} takes inputs of shape {shape}; expected images [batch, H, W, C]."
+            f"Source model {model.name!r} takes inputs of shape {shape}; expected images [batch, H, W, C] "
+            "(or clips [batch, T, H, W, C])."
         )
     height, width = shape[1], shape[2]
     return (height, width) if height is not None and width is not None else None
@@ -119,7 +123,8 @@ class Source(keras.layers.Layer):
 
     Call args:
         images: raw images ``[batch, H, W, 3]``, float in [0, 255], or clips
-            ``[batch, T, H, W, 3]``, of which the source sees the centre frame.
+            ``[batch, T, H, W, 3]``, of which an image model sees the centre
+            frame (a clip model, the whole clips, not resized).
 
     Returns:
         float32 source logits ``[batch, num_classes]``.
@@ -173,14 +178,15 @@ class Source(keras.layers.Layer):
         """Resizes raw images and applies the source's preprocessing.
 
         Args:
-            images: ``[batch, H, W, 3]`` RGB pixels in [0, 255].
+            images: ``[batch, H, W, 3]`` RGB pixels in [0, 255] (or clips
+            ``[batch, T, H, W, 3]`` for a clip model, not resized).
 
         Returns:
             float32 model inputs at :meth:`output_size`.
         """
         x = ops.cast(images, "float32")
         size = self.output_size(tuple(x.shape[1:3]))
-        if size != tuple(x.shape[1:3]):
+        if len(x.shape) == 4 and size != tuple(x.shape[1:3]):
             x = ops.image.resize(x, size, interpolation="bilinear")
         if isinstance(self.preprocess, str):
             return keras.applications.imagenet_utils.preprocess_input(x, mode=self.preprocess)
@@ -188,8 +194,13 @@ class Source(keras.layers.Layer):
             return self.preprocess(x)
         return x
 
+    @property
+    def takes_clips(self):
+        """Whether the model takes clips ``[batch, T, H, W, C]`` rather than images."""
+        return len(self.model.input_shape) == 5
+
     def call(self, images):
-        if len(images.shape) == 5:
+        if len(images.shape) == 5 and not self.takes_clips:
             images = centre_frame(images)
         outputs = ops.cast(self.model(self.preprocess_images(images), training=False), "float32")
         if not self.from_logits:

@@ -1,6 +1,7 @@
 """Keras callbacks used by the training loop."""
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -10,7 +11,26 @@ import numpy as np
 import tensorflow as tf
 
 from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.training import history as history_lib
 from sskt_tf.training.metrics import mean_average_precision
+
+LR_SCHEDULES = ("step", "plateau")
+
+
+def learning_rate_callback(config, history_path, resume_epoch):
+    """The callback of ``--lr_schedule``: milestones (``step``) or plateaus of ``val_loss`` (``plateau``).
+
+    Args:
+        config: a :class:`TrainConfig`.
+        history_path: the run's ``history.csv`` (a resumed plateau schedule replays it).
+        resume_epoch: epochs already trained.
+
+    Returns:
+        A Keras callback that sets the optimizer's learning rate.
+    """
+    if config.lr_schedule == "plateau":
+        return PlateauSchedule(history_path, resume_epoch, factor=config.lr_decay, patience=config.lr_patience)
+    return keras.callbacks.LearningRateScheduler(step_schedule(config.lr, config.lr_milestones, config.lr_decay))
 
 
 def step_schedule(base_lr, milestones, decay):
@@ -26,6 +46,68 @@ def step_schedule(base_lr, milestones, decay):
     """
     milestones = sorted(milestones)
     return lambda epoch, lr=None: base_lr * decay ** sum(epoch >= m for m in milestones)
+
+
+class PlateauSchedule(keras.callbacks.Callback):
+    """Learning rate times ``factor`` when ``val_loss`` stops improving, resumable: ``--lr_schedule=plateau``.
+
+    The rule of ``keras.callbacks.ReduceLROnPlateau(monitor, factor, patience,
+    mode="min", min_delta=1e-4, cooldown=0)``: an epoch improves when its value is
+    below the best so far by more than ``min_delta``; after ``patience`` epochs
+    without improvement the rate is multiplied by ``factor`` and the count starts
+    again. Epochs that do not validate neither count nor reset it. Keras keeps
+    that state in memory only; here a resumed run replays the monitored values
+    of the epochs already in ``history.csv``, so the schedule continues where it
+    stopped (the rate itself comes back with the optimizer state).
+
+    Args:
+        history_path: the run's ``history.csv``.
+        resume_epoch: epochs already trained (0 for a new run).
+        factor: rate factor at each plateau (the original video code: 0.1).
+        patience: epochs without improvement before a reduction (10).
+        monitor: the validation loss to watch (lower is better).
+        min_delta: the smallest decrease that counts as an improvement.
+    """
+
+    def __init__(self, history_path, resume_epoch=0, factor=0.1, patience=10, monitor="val_loss", min_delta=1e-4):
+        super().__init__()
+        self.history_path = history_path
+        self.resume_epoch = int(resume_epoch)
+        self.factor, self.patience, self.monitor, self.min_delta = factor, patience, monitor, min_delta
+        self.best, self.wait = math.inf, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait = math.inf, 0
+        for row in history_lib.read_history(self.history_path)[: self.resume_epoch]:
+            if row.get(self.monitor, "") != "":
+                self.advance(float(row[self.monitor]))
+
+    def advance(self, current):
+        """Counts one validated epoch; True when the learning rate is due for a reduction."""
+        if current < self.best - self.min_delta:
+            self.best, self.wait = current, 0
+            return False
+        self.wait += 1
+        if self.wait < self.patience:
+            return False
+        self.wait = 0
+        return True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = rate  # the rate this epoch trained with
+        current = logs.get(self.monitor)
+        if current is not None and self.advance(float(current)):
+            self.model.optimizer.learning_rate = rate * self.factor
+            logging.info(
+                "Epoch %d: %s has not improved for %d validated epochs; learning rate %.3g -> %.3g.",
+                epoch + 1,
+                self.monitor,
+                self.patience,
+                rate,
+                rate * self.factor,
+            )
 
 
 def _all_finite(variables):

@@ -4,11 +4,13 @@ import dataclasses
 
 from sskt_tf import methods as methods_lib
 from sskt_tf import targets as targets_lib
+from sskt_tf.data import is_video_dataset
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.sources import parse_scale
 from sskt_tf.training import distribute as distribute_lib
+from sskt_tf.training.callbacks import LR_SCHEDULES
 from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
 from sskt_tf.training.run_data import data_subset
 
@@ -43,10 +45,18 @@ def validate(config):
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
+    _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    if config.lr_patience < 1:
+        raise ConfigError(f"--lr_patience must be >= 1 (validated epochs), got {config.lr_patience}.")
     parse_scale(config.source_scale)
     if config.soft_label_cache and not method.uses_sources:
         raise ConfigError(
             f"--soft_label_cache holds sources' soft labels, which --method={config.method} does not use."
+        )
+    if config.soft_label_cache and is_video_dataset(config.dataset, config.data_dir or None):
+        raise ConfigError(
+            "--soft_label_cache holds views of images; video datasets train with their sources online: "
+            "drop --soft_label_cache."
         )
     method.check(config)
     if config.epochs < 1 or config.batch_size < 1:
@@ -59,6 +69,13 @@ def validate(config):
         raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
     if config.validation_freq < 1:
         raise ConfigError(f"--validation_freq must be >= 1 (validate every N epochs), got {config.validation_freq}.")
+    if config.clip_length < 1 or config.video_short_side < 0 or config.head_width < 0:
+        raise ConfigError(
+            f"--clip_length must be >= 1 and --video_short_side and --head_width >= 0; got {config.clip_length}, "
+            f"{config.video_short_side} and {config.head_width}."
+        )
+    if config.train_from and not config.pretrained:
+        raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()
     return config
 
@@ -84,6 +101,17 @@ def check_data(config, data):
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
     _check_labels(config, data)
+    video_target = targets_lib.is_video(config.target)
+    if video_target != (data.frames is not None):
+        raise ConfigError(
+            f"--target={config.target} takes {'clips' if video_target else 'images'}, but {config.dataset} holds "
+            f"{'videos' if data.frames else 'images'}: use "
+            + (
+                f"a video target ({', '.join(targets_lib.VIDEO_TARGETS)})."
+                if data.frames
+                else "a video dataset (ucf101/ucf101_1, video_folder:PATH) or an image target."
+            )
+        )
 
 
 def _check_labels(config, data):

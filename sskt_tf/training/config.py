@@ -22,11 +22,22 @@ class TrainConfig:
     # Data.
     dataset: str = _f(
         "cifar10",
-        "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ...) or folder:PATH with train/ and val/ (or test/) class subfolders.",
+        "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ucf101/ucf101_1 (video), ...), folder:PATH with train/ and val/ (or test/) class subfolders, or video_folder:PATH (videos: see --video_split).",
     )
     data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
     download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
-    image_size: int = _f(0, "Image side length; 0 = the dataset's own size (folder datasets: 32).")
+    image_size: int = _f(
+        0, "Image side length; 0 = the dataset's own size (folder datasets: 32; video datasets: 112, the clip side)."
+    )
+    clip_length: int = _f(16, "Video datasets: frames a clip (the paper: 16).")
+    video_short_side: int = _f(
+        128,
+        "Video datasets: frames are decoded with this short side (pixels) before the clip's crop; 0 = as stored.",
+    )
+    video_split: str = _f(
+        "",
+        "video_folder: datasets of class subfolders: the official split list, a UCF101 trainlist0N.txt (testlist0N.txt beside it) or a glob of HMDB51 <class>_test_split<N>.txt files. Empty: the folder has train/ and val/ (or test/).",
+    )
     num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
     cache: bool = _f(True, "Cache decoded images in memory.")
     augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
@@ -57,7 +68,15 @@ class TrainConfig:
     # Target network.
     target: str = _f(
         "resnet20",
-        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16.",
+        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets, video datasets).",
+    )
+    pretrained: str = _f(
+        "",
+        "Start the target from this network: a .keras model or a PyTorch checkpoint (torchvision ResNet, Hara's 3D ResNet such as resnet-18-kinetics.pth); layers are copied where names and shapes agree (a classifier over other classes starts fresh).",
+    )
+    train_from: str = _f(
+        "",
+        "With --pretrained: train only from this stage on (e.g. layer4: layer4 and fc, the paper's video fine-tuning); earlier layers, their BatchNorm statistics included, stay fixed. Empty = train every layer.",
     )
     # Sources and heads.
     sources: List[str] = _f(
@@ -104,8 +123,13 @@ class TrainConfig:
     steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")
     batch_size: int = _f(128, "Global training batch size.")
     lr: float = _f(0.1, "Initial SGD learning rate.")
+    lr_schedule: str = _f(
+        "step",
+        "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved for --lr_patience validated epochs (the original video code, with --lr_decay=0.1).",
+    )
     lr_milestones: List[int] = _f([60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.")
-    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone.")
+    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone (or plateau).")
+    lr_patience: int = _f(10, "--lr_schedule=plateau: validated epochs without a better val_loss before a decay.")
     momentum: float = _f(0.9, "SGD momentum.")
     nesterov: bool = _f(False, "Nesterov momentum.")
     weight_decay: float = _f(5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).")

@@ -22,7 +22,9 @@ from sskt_tf.training import history as history_lib
 from sskt_tf.training.checks import check_data, validate
 from sskt_tf.training.export import export_saved_model
 from sskt_tf.training.flags import config_from_flagfile, to_flagfile
+from sskt_tf.training.metrics import video_accuracy
 from sskt_tf.training.precision import dtype_policy
+from sskt_tf.training.pretrained import start_from
 from sskt_tf.training.run_data import epoch_batches, load_data, monitored_metric, validation_epochs
 from sskt_tf.training.source_flags import build_sources, open_cache
 
@@ -56,7 +58,10 @@ def build_model(config, data, cache=None):
     sources = []
     if method.uses_sources:
         sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
-    return method.build(config, data, sources)
+    model = method.build(config, data, sources)
+    if config.pretrained:
+        start_from(model.target_networks, config.pretrained, config.train_from)
+    return model
 
 
 def compile_model(model, config, multi_label=False):
@@ -98,9 +103,7 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
         mean_ap
         + [
             nan_guard,
-            keras.callbacks.LearningRateScheduler(
-                callbacks_lib.step_schedule(config.lr, config.lr_milestones, config.lr_decay)
-            ),
+            callbacks_lib.learning_rate_callback(config, os.path.join(output_dir, "history.csv"), resume_epoch),
             history_lib.HistoryLogger(os.path.join(output_dir, "history.csv")),
             keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
             saver,
@@ -231,6 +234,8 @@ def train(config):
     nan_guard.raise_if_failed(output_dir)
     results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
     results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
+    if data.video_test is not None:
+        results.update(_video_test(output_dir, data))
     _write_results(output_dir, results)
     backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
     logging.info(
@@ -275,13 +280,14 @@ def _prepare_run_directory(config, strategy):
 
 def _log_start(config, data, model, strategy, output_dir):
     logging.info(
-        "Training %s with %s (%d parameters) on %s (%d classes, %sx%s) with %d source(s) for %d epochs on %d "
+        "Training %s with %s (%d parameters) on %s (%d classes, %s%sx%s) with %d source(s) for %d epochs on %d "
         "replica(s) in %s.",
         model.target.name,
         config.method,
         model.target.count_params(),
         config.dataset,
         data.num_classes,
+        f"{data.frames} frames of " if data.frames else "",
         data.image_size,
         data.image_size,
         len(model.sources),
@@ -337,6 +343,23 @@ def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
         sources=[s.name for s in model.sources],
     )
     return results
+
+
+def _video_test(output_dir, data):
+    """Video accuracy (and every clip's accuracy) of ``best.keras`` on the validation videos."""
+    best = os.path.join(output_dir, "best.keras")
+    if not os.path.exists(best):
+        return {"video_accuracy": None, "all_clips_accuracy": None}
+    target = keras.saving.load_model(best, compile=False)
+    scores = video_accuracy(lambda clips: target(clips, training=False), data.video_test)
+    logging.info(
+        "best.keras on %d validation videos (%d clips): video accuracy %.4f, clip accuracy %.4f.",
+        scores["videos"],
+        scores["clips"],
+        scores["video_accuracy"] or float("nan"),
+        scores["all_clips_accuracy"] or float("nan"),
+    )
+    return {name: scores[name] for name in ("video_accuracy", "all_clips_accuracy")}
 
 
 def _export_best(output_dir, export_dir, class_names):

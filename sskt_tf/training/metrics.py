@@ -1,4 +1,4 @@
-"""Multi-label evaluation: Pascal VOC 2007 per-class average precision and mAP.
+"""Evaluation beyond Keras' metrics: Pascal VOC 2007 per-class average precision and mAP; video accuracy.
 
 Labels follow :func:`sskt_tf.data.load_tfds`'s multi-label encoding: 1 positive,
 0 negative, -1 difficult. Difficult (image, class) pairs are ignored, as in
@@ -107,3 +107,36 @@ def mean_average_precision(scores, labels, ignore=None):
     ap = voc_average_precision(scores, labels, ignore)
     defined = ap[~np.isnan(ap)]
     return (float(defined.mean()) if defined.size else float("nan")), ap
+
+
+def video_accuracy(predict, videos):
+    """Video accuracy: a video's class is the argmax of its clips' softmax, averaged.
+
+    The paper's test metric for action recognition; the accuracy of every clip
+    on its own comes with it.
+
+    Args:
+        predict: clips ``[n, T, H, W, 3]`` -> logits ``[n, classes]``.
+        videos: ``(clips [n_clips, T, H, W, 3], int label)`` elements, one a
+            video (:func:`sskt_tf.data.video_pipeline.video_clip_stacks`).
+
+    Returns:
+        ``{"video_accuracy", "all_clips_accuracy", "videos", "clips"}``
+        (accuracies None when there is no video).
+    """
+    correct_videos = correct_clips = videos_seen = clips_seen = 0
+    for clips, label in videos:
+        logits = np.asarray(predict(clips), np.float64)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        label = int(label)
+        correct_videos += int(np.argmax(probabilities.mean(axis=0)) == label)
+        correct_clips += int(np.sum(np.argmax(probabilities, axis=1) == label))
+        videos_seen += 1
+        clips_seen += len(probabilities)
+    return {
+        "video_accuracy": correct_videos / videos_seen if videos_seen else None,
+        "all_clips_accuracy": correct_clips / clips_seen if clips_seen else None,
+        "videos": videos_seen,
+        "clips": clips_seen,
+    }

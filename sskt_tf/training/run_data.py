@@ -58,6 +58,22 @@ def load_data(config, cache=None, start_epoch=0):
         batches cover every remaining epoch and carry the cached soft labels.
     """
     seed = config.seed if config.seed >= 0 else None
+    if data_lib.is_video_dataset(config.dataset, config.data_dir or None):
+        return data_lib.load_video(
+            config.dataset,
+            config.batch_size,
+            clip_length=config.clip_length,
+            image_size=config.image_size or None,
+            short_side=config.video_short_side,
+            split=config.video_split or None,
+            data_dir=config.data_dir or None,
+            seed=seed,
+            augment=config.augment,
+            download=config.download,
+            subset=data_subset(config),
+        )
+    if config.video_split:
+        raise ConfigError(f"--video_split is for video datasets (video_folder:PATH); {config.dataset} holds images.")
     if cache is None:
         return data_lib.load(
             config.dataset,

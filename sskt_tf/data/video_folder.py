@@ -1,0 +1,224 @@
+"""A user's folder of videos (``video_folder:PATH``), e.g. HMDB51, which tfds does not offer.
+
+Layouts:
+
+* ``PATH/<class>/<video>`` with ``--video_split`` naming the official split
+  list (:mod:`sskt_tf.data.video_splits`), as UCF101 and HMDB51 unpack;
+* ``PATH/train/<class>/<video>`` and ``PATH/val/<class>/<video>`` (or ``test/``).
+
+A video is a file (``.avi``, ``.mp4``, ...; decoded with PyAV, which bundles
+FFmpeg in its wheels) or a directory of its frames as images, in name order
+(``image_00001.jpg``, ..., as Hara et al.'s scripts extract them). Frames are
+decoded with their short side resized to ``short_side`` pixels (the clips'
+crops are taken from those). An unreadable video is skipped with a warning that
+names it.
+"""
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from sskt_tf.data import subset as subset_lib
+from sskt_tf.data.folder import IMAGE_EXTENSIONS, VAL_SPLIT_NAMES
+from sskt_tf.data.video_splits import read_split
+from sskt_tf.errors import ConfigError
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
+
+
+def _frame_files(directory):
+    return sorted(
+        os.path.join(directory, name) for name in os.listdir(directory) if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def _is_video(path):
+    if os.path.isdir(path):
+        return bool(_frame_files(path))
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _scaled_size(height, width, short_side):
+    if not short_side:
+        return height, width
+    factor = short_side / min(height, width)
+    return max(round(height * factor), 1), max(round(width * factor), 1)
+
+
+def _decode_frames_folder(directory, short_side):
+    frames = []
+    for path in _frame_files(directory):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        size = _scaled_size(int(image.shape[0]), int(image.shape[1]), short_side)
+        if size != tuple(image.shape[:2]):
+            image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, size, antialias=True)), 0, 255), tf.uint8)
+        frames.append(image.numpy())
+    return np.stack(frames)
+
+
+def _decode_video_file(path, short_side):
+    try:
+        import av
+    except ImportError as error:
+        raise ConfigError(
+            f"Decoding {path!r} needs PyAV: pip install -e '.[video]' (or pip install 'av>=18.1,<19')."
+        ) from error
+    frames = []
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            height, width = _scaled_size(frame.height, frame.width, short_side)
+            frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+    if not frames:
+        raise ValueError("it holds no video frames")
+    return np.stack(frames)
+
+
+def decode_video(path, short_side=0):
+    """All frames of a video file or frame folder.
+
+    Args:
+        path: a video file, or a directory of frame images (name order).
+        short_side: resize every frame so its short side has this many pixels
+            (0: keep the size).
+
+    Returns:
+        uint8 ``[frames, height, width, 3]``.
+
+    Raises:
+        ConfigError: PyAV is missing. Other exceptions: the video is unreadable.
+    """
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    if os.path.isdir(path):
+        return _decode_frames_folder(path, short_side)
+    return _decode_video_file(path, short_side)
+
+
+def decode_or_skip(path, short_side=0):
+    """:func:`decode_video`, or an empty video (0 frames) and a warning naming the file when it fails."""
+    try:
+        return decode_video(path, short_side)
+    except ConfigError:
+        raise
+    except Exception as error:  # any decoder failure: the video is skipped, the run goes on
+        name = path.decode() if isinstance(path, bytes) else str(path)
+        logging.warning("Skipping unreadable video %s: %s", name, error)
+        return np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def decode_op(path, short_side):
+    """:func:`decode_or_skip` as a TensorFlow op: a string path tensor to uint8 ``[T, H, W, 3]``."""
+    video = tf.numpy_function(lambda p: decode_or_skip(p, short_side), [path], tf.uint8, stateful=False)
+    video.set_shape([None, None, None, 3])
+    return video
+
+
+def _list_classes(root):
+    """``{class: sorted video paths}`` of a class-per-subdirectory folder."""
+    videos = {}
+    for name in sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))):
+        class_dir = os.path.join(root, name)
+        videos[name] = sorted(
+            os.path.join(class_dir, entry)
+            for entry in os.listdir(class_dir)
+            if _is_video(os.path.join(class_dir, entry))
+        )
+    return videos
+
+
+def _from_split_file(path, split):
+    """``(class names, train {class: paths}, test {class: paths})`` from an official split list."""
+    train_entries, test_entries = read_split(split)
+    class_names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    named = {entry.split("/", 1)[0] for entry in train_entries + test_entries}
+    unknown = sorted(named - set(class_names))
+    if unknown:
+        raise ConfigError(
+            f"--video_split={split} names classes that {path} has no folder for: {', '.join(unknown[:5])}"
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            + "."
+        )
+    missing = [entry for entry in train_entries + test_entries if not os.path.exists(os.path.join(path, entry))]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} videos that --video_split={split} lists are not in {path} (e.g. {', '.join(missing[:3])})."
+        )
+
+    def by_class(entries):
+        grouped = {name: [] for name in class_names}
+        for entry in sorted(entries):
+            grouped[entry.split("/", 1)[0]].append(os.path.join(path, entry))
+        return grouped
+
+    return class_names, by_class(train_entries), by_class(test_entries)
+
+
+def _from_split_folders(path):
+    train_dir = os.path.join(path, "train")
+    val_dir = next((os.path.join(path, d) for d in VAL_SPLIT_NAMES if os.path.isdir(os.path.join(path, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise ConfigError(
+            f"Video folder {path!r} must contain train/ and val/ (or test/) with one subdirectory of videos per "
+            "class, or pass --video_split with the official split list of a class-per-subdirectory folder."
+        )
+    train, val = _list_classes(train_dir), _list_classes(val_dir)
+    unknown = sorted(set(val) - set(train))
+    if unknown:
+        raise ConfigError(f"{val_dir} has classes that train/ lacks: {unknown}.")
+    return list(train), train, {name: val.get(name, []) for name in train}
+
+
+def _flatten(videos_by_class, class_names):
+    paths, labels = [], []
+    for index, name in enumerate(class_names):
+        paths += videos_by_class[name]
+        labels += [index] * len(videos_by_class[name])
+    return np.asarray(paths, dtype=object).astype(str), np.asarray(labels, np.int64)
+
+
+def list_video_folder(path, split=None, subset=None):
+    """The training and validation videos of a video folder.
+
+    Args:
+        path: the folder (see the module docstring for its layouts).
+        split: an official split list (see :func:`sskt_tf.data.video_splits.read_split`), or None.
+        subset: a :class:`sskt_tf.data.subset.Subset` to keep, or None.
+
+    Returns:
+        ``(train, val, info)``: ``train`` and ``val`` are ``(paths, labels)``
+        numpy arrays (classes in sorted order, videos sorted within a class);
+        ``info`` has ``num_classes``, ``class_names``, ``train_examples``
+        and, with an active subset, ``subset`` (its description and the kept
+        training videos).
+    """
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"Video folder {path!r} does not exist (dataset video_folder:{path}).")
+    if split:
+        class_names, train, val = _from_split_file(path, split)
+    else:
+        class_names, train, val = _from_split_folders(path)
+    empty = [name for name in class_names if not train[name]]
+    if not class_names or empty:
+        raise ConfigError(f"{path}: every class needs training videos; found classes {class_names}, empty: {empty}.")
+    train_paths, train_labels = _flatten(train, class_names)
+    val_paths, val_labels = _flatten(val, class_names)
+    info = {}
+    if subset is not None and subset.active:
+        (train_paths, train_labels), (val_paths, val_labels), class_names, info["subset"] = subset_lib.keep_files(
+            subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path
+        )
+    if len(val_paths) == 0:
+        raise ConfigError(f"{path}: no validation videos" + (" of the kept classes." if info else "."))
+    info.update(num_classes=len(class_names), class_names=class_names, train_examples=len(train_paths))
+    logging.info(
+        "video_folder:%s: %d classes, %d training and %d validation videos.",
+        path,
+        len(class_names),
+        len(train_paths),
+        len(val_paths),
+    )
+    return (train_paths, train_labels), (val_paths, val_labels), info

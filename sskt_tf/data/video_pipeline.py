@@ -1,0 +1,114 @@
+"""tf.data pipelines from videos to clip batches: training, validation, and every clip of a video for testing.
+
+Each pipeline starts from ``(reference, label)`` examples and a ``decode``
+function that turns a reference into uint8 frames ``[T, H, W, 3]``: a path
+decoded by :func:`sskt_tf.data.video_folder.decode_op`, or the frames
+themselves (tfds). Videos that decode to no frames (unreadable files, skipped
+with a warning) are dropped. Clips are float32 in [0, 255]; the target
+normalises them itself.
+"""
+
+import tensorflow as tf
+
+from sskt_tf.data import clips as clips_lib
+from sskt_tf.data.pipeline import shard_by_data
+
+
+def resize_short_side(video, short_side):
+    """Frames resized (antialiased) so their short side has ``short_side`` pixels; uint8 kept.
+
+    Args:
+        video: uint8 ``[T, H, W, 3]``.
+        short_side: target short side; 0 keeps the frames as they are.
+
+    Returns:
+        uint8 ``[T, H', W', 3]``.
+    """
+    if not short_side:
+        return video
+    shape = tf.cast(tf.shape(video)[1:3], tf.float32)
+    size = tf.cast(tf.round(shape * (short_side / tf.reduce_min(shape))), tf.int32)
+    resized = tf.image.resize(video, size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def _decoded(examples, decode):
+    """``(uint8 video, label)``, without the videos that decode to no frames."""
+    decoded = examples.map(
+        lambda reference, label: (decode(reference), label), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return decoded.filter(lambda video, label: tf.shape(video)[0] > 0)
+
+
+def train_clips(examples, batch_size, length, size, decode=tf.identity, seed=None, augment=True, shuffle_buffer=4096):
+    """Shuffled batches of training clips: random start, multi-scale corner crop, flip (see :mod:`.clips`).
+
+    Args:
+        examples: ``(reference, label)`` training examples in a fixed order.
+        batch_size: global batch size; the last partial batch is dropped.
+        length: frames a clip.
+        size: clip side.
+        decode: reference -> uint8 frames.
+        seed: makes the order and the clips reproducible (each epoch differs).
+        augment: False takes every video's centre clip instead.
+        shuffle_buffer: examples in the shuffle buffer (references are shuffled
+            before decoding, so paths cost little; decoded videos cost much).
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 clips [batch, length, size, size, 3], labels)``.
+    """
+    examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    # One random seed pair per example, a fresh sequence every epoch, all derived from `seed`.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    decoded = tf.data.Dataset.zip(examples, seeds).map(
+        lambda example, pair_seed: (decode(example[0]), pair_seed, example[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    clip_examples = decoded.filter(lambda video, pair_seed, label: tf.shape(video)[0] > 0).map(
+        lambda video, pair_seed, label: (
+            clips_lib.training_clip(video, length, size, pair_seed, augment=augment),
+            label,
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return shard_by_data(clip_examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def validation_clips(examples, batch_size, length, size, decode=tf.identity):
+    """Batches of each video's centre clip, centre-cropped, in order (clip accuracy).
+
+    Args:
+        examples: ``(reference, label)`` validation examples.
+        batch_size: batch size; the last batch may be smaller.
+        length: frames a clip.
+        size: clip side.
+        decode: reference -> uint8 frames.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 clips, labels)`` batches.
+    """
+    centre = _decoded(examples, decode).map(
+        lambda video, label: (clips_lib.validation_clip(video, length, size), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return shard_by_data(centre.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def video_clip_stacks(examples, length, size, decode=tf.identity):
+    """Every non-overlapping clip of each video, one video an element (video accuracy).
+
+    Args:
+        examples: ``(reference, label)`` test examples.
+        length: frames a clip.
+        size: clip side.
+        decode: reference -> uint8 frames.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 clips [n_clips, length, size, size, 3], label)``, one a video.
+    """
+    return _decoded(examples, decode).map(
+        lambda video, label: (clips_lib.every_clip(video, length, size), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
