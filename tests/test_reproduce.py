@@ -200,7 +200,7 @@ def _paper_tables():
 
 def test_paper_tables_are_valid():
     tables = _paper_tables()
-    assert set(tables) == {"cifar", "stl10", "voc2007", "teachers"}
+    assert set(tables) == {"cifar", "stl10", "voc2007", "teachers", "video", "video_finetune"}
     methods = ["scratch", "kd", "dml", "maxl", "sskt_i", "sskt_p", "sskt_pi"]
     assert [row.name for row in tables["cifar"].rows] == [row.name for row in tables["stl10"].rows] == methods
     assert [row.name for row in tables["voc2007"].rows] == ["scratch", "sskt_i", "sskt_p", "sskt_pi"]
@@ -212,8 +212,15 @@ def test_paper_tables_are_valid():
     ]
     assert tables["voc2007"].metric == "best_val_mAP"
     assert tables["cifar"].paper["sskt_pi"]["cifar10-resnet20"] == "92.46±0.15"
+    # The video tables follow the official README's rows: scratch, DML, SSKT; from scratch and fine-tuned.
+    assert [row.name for row in tables["video"].rows] == ["scratch", "dml", "sskt_pi"]
+    assert [row.name for row in tables["video_finetune"].rows] == ["scratch", "dml", "sskt_p"]
+    assert tables["video"].paper["sskt_pi"]["ucf101-resnet3d18"] == "52.19"
+    assert tables["video_finetune"].paper["sskt_p"]["hmdb51-resnet3d18"] == "57.82"
+    finetune_cells = harness.plan([tables["video_finetune"]], output_dir="out")
+    assert all(_train_config(cell.command[2:]).train_from == "layer4" for cell in finetune_cells)
     for table in tables.values():
-        assert "reconstructed layout" in table.title or table.name == "teachers"
+        assert "reconstructed layout" in table.title or table.name in ("teachers", "video", "video_finetune")
         for row in table.rows:
             with open(row.flagfile) as f:
                 assert f.read().startswith("# "), row.flagfile  # a comment explains the row
@@ -236,8 +243,10 @@ def _train_config(args):
 
 def test_paper_flagfiles_parse_as_train_flags():
     # Needs tools/train.py's --method, --teacher and --maxl_* flags.
-    reference = _train_config([f"--flagfile={REPO}/configs/cifar10.flags"])
+    image_reference = _train_config([f"--flagfile={REPO}/configs/cifar10.flags"])
+    video_reference = _train_config([f"--flagfile={REPO}/configs/ucf101.flags"])
     for table in _paper_tables().values():
+        reference = video_reference if table.name.startswith("video") else image_reference
         for row in table.rows:
             for column in table.columns:
                 cell = harness.make_cell(table, row, column, 0, "out", train_command=("python", "train.py"))
@@ -247,7 +256,16 @@ def test_paper_flagfiles_parse_as_train_flags():
                     column.target,
                     cell.model_dir,
                 )
-                for name in ("epochs", "batch_size", "lr", "lr_milestones", "lr_decay", "momentum", "weight_decay"):
+                for name in (
+                    "epochs",
+                    "batch_size",
+                    "lr",
+                    "lr_schedule",
+                    "lr_milestones",
+                    "lr_decay",
+                    "momentum",
+                    "weight_decay",
+                ):
                     assert getattr(config, name) == getattr(reference, name), (row.flagfile, name)
                 if row.name.startswith("sskt_"):
                     for name in ("head", "aux_loss", "alpha", "temperature", "source_weights", "places365_weights"):

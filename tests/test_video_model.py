@@ -205,3 +205,25 @@ def test_bad_fine_tuning_settings_are_clear_errors(tmp_path):
         freeze_before(_clip_target(), "layer9")
     with pytest.raises(ConfigError, match="shares no layer"):
         load_pretrained(_clip_target(), targets.get("resnet20", 4))
+
+
+def test_a_video_target_exports_a_signature_that_takes_uint8_clips(tmp_path):
+    import tensorflow as tf
+
+    from sskt_tf.training.export import export_run, export_saved_model
+
+    keras.utils.set_random_seed(0)
+    target = _clip_target()
+    path = export_saved_model(target, str(tmp_path / "export"), class_names=list(DIRECTIONS))
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_default"}
+    clips, _ = moving_digits(3, seed=2)
+    outputs = loaded.signatures["serving_default"](clips=tf.constant(clips))
+    expected = keras.ops.softmax(target(clips.astype("float32"), training=False))
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+    assert outputs["class_names"].shape == (3,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"clips. must be uint8 RGB pixels of shape \[batch, 16"):
+        loaded.signatures["serving_default"](clips=tf.zeros((1, 8, 32, 32, 3), tf.uint8))
+    target.save(str(tmp_path / "best.keras"))
+    with pytest.raises(ConfigError, match="TFLite has no built-in 3D max-pool"):
+        export_run(str(tmp_path), str(tmp_path / "tflite"), export_format="tflite")

@@ -132,9 +132,9 @@ def _list_classes(root):
 def _from_split_file(path, split):
     """``(class names, train {class: paths}, test {class: paths})`` from an official split list."""
     train_entries, test_entries = read_split(split)
-    class_names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    named = {entry.split("/", 1)[0] for entry in train_entries + test_entries}
-    unknown = sorted(named - set(class_names))
+    # The classes are those the split names (the folder may hold other things, e.g. the split files).
+    class_names = sorted({entry.split("/", 1)[0] for entry in train_entries + test_entries})
+    unknown = [name for name in class_names if not os.path.isdir(os.path.join(path, name))]
     if unknown:
         raise ConfigError(
             f"--video_split={split} names classes that {path} has no folder for: {', '.join(unknown[:5])}"

@@ -11,6 +11,9 @@ two signatures:
   GIF or BMP images of any size, decoded, resized to ``H x W`` (bilinear, antialiased,
   as training data is) and classified the same way.
 
+A video target (a 3D ResNet) has ``serving_default`` only, taking ``clips``, uint8
+``[batch, T, H, W, 3]`` (the paper's: ``[batch, 16, 112, 112, 3]``), with the same outputs.
+
 Versions follow TF Serving's layout, ``<export_dir>/<version>/``.
 """
 
@@ -32,11 +35,14 @@ from sskt_tf.training.run_data import load_data
 TFLITE_QUANTIZATIONS = ("none", "float16", "int8")
 
 
-def _image_shape(target):
+def _example_shape(target):
+    """``(H, W, 3)`` of an image target or ``(T, H, W, 3)`` of a video target (all sizes fixed)."""
     shape = target.input_shape
-    if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] != 3:
-        raise ConfigError(f"Export needs a target with a fixed [H, W, 3] image input, got {shape}.")
-    return int(shape[1]), int(shape[2])
+    if len(shape) not in (4, 5) or any(size is None for size in shape[1:]) or shape[-1] != 3:
+        raise ConfigError(
+            f"Export needs a target with a fixed [H, W, 3] image or [T, H, W, 3] clip input, got {shape}."
+        )
+    return tuple(int(size) for size in shape[1:])
 
 
 def _outputs(target, images, class_names=None):
@@ -53,7 +59,9 @@ def _archive(target, class_names=None):
     num_classes = int(target.output_shape[-1])
     if class_names and len(class_names) != num_classes:
         raise ConfigError(f"{len(class_names)} class names for a target with {num_classes} outputs.")
-    height, width = _image_shape(target)
+    example_shape = _example_shape(target)
+    height, width = example_shape[-3:-1]
+    input_name = "clips" if len(example_shape) == 4 else "images"
     archive = keras.export.ExportArchive()
     archive.track(target)
 
@@ -61,8 +69,8 @@ def _archive(target, class_names=None):
         # Signatures do not check static shapes when called; say what is expected.
         tf.debugging.assert_equal(
             tf.shape(images)[1:],
-            tf.constant([height, width, 3]),
-            message=f"`images` must be uint8 RGB pixels of shape [batch, {height}, {width}, 3]",
+            tf.constant(example_shape),
+            message=f"`{input_name}` must be uint8 RGB pixels of shape [batch, {', '.join(map(str, example_shape))}]",
         )
         return _outputs(target, images, class_names)
 
@@ -77,11 +85,14 @@ def _archive(target, class_names=None):
     archive.add_endpoint(
         "serving_default",
         serve_images,
-        input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")],
+        input_signature=[tf.TensorSpec([None, *example_shape], tf.uint8, name=input_name)],
     )
-    archive.add_endpoint(
-        "serving_image_bytes", serve_image_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
-    )
+    if input_name == "images":
+        archive.add_endpoint(
+            "serving_image_bytes",
+            serve_image_bytes,
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
     return archive
 
 
@@ -169,10 +180,11 @@ class TFLiteClassifier:
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             self.interpreter = tf.lite.Interpreter(model_path=path)
         self._runner = self.interpreter.get_signature_runner("serving_default")
+        (self._input_name,) = self._runner.get_input_details()  # "images", or "clips" for a video target
 
     def __call__(self, images):
-        """Returns the ``serving_default`` outputs for uint8 ``[batch, H, W, 3]`` images."""
-        return self._runner(images=np.asarray(images, np.uint8))
+        """Returns the ``serving_default`` outputs for uint8 ``[batch, H, W, 3]`` images (or clips)."""
+        return self._runner(**{self._input_name: np.asarray(images, np.uint8)})
 
 
 def accuracy(predict_probabilities, batches):
@@ -230,6 +242,11 @@ def export_run(
     model_path = os.path.join(model_dir, f"{checkpoint}.keras")
     require_file(model_path, f"The run's {checkpoint} target")
     target = keras.saving.load_model(model_path, compile=False)
+    if export_format == "tflite" and len(target.input_shape) == 5:
+        raise ConfigError(
+            "TFLite has no built-in 3D max-pool (a video target would need TensorFlow's Select ops in the "
+            "interpreter): export video targets with --format=saved_model."
+        )
     if export_format == "saved_model":
         return {"path": export_saved_model(target, export_dir, version, class_names=_class_names(model_dir))}
 
