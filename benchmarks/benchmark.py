@@ -4,9 +4,12 @@
     python benchmarks/benchmark.py --configs=scratch,sskt_cached --steps=50 --jit_compile=false
     python benchmarks/benchmark.py --configs=torch_scratch,torch_sskt_online_2   # the PyTorch reference
     python benchmarks/benchmark.py --configs=scratch,sskt_cached --head=linear  # linear heads
+    python benchmarks/benchmark.py --configs=video_scratch,video_sskt_online_2,torch_video_scratch,\
+        torch_video_sskt_online_2 --batch_size=8 --num_classes=101        # the video step (3D ResNet-18)
 
 Prints one JSON line per (configuration, XLA, precision): config, jit_compile,
-mixed_precision, batch_size, images_per_second, step_ms, peak_memory_mb, device, ...
+mixed_precision, batch_size, images_per_second (clips per second for the video
+configurations: ``examples`` says which), step_ms, peak_memory_mb, device, ...
 Each measurement runs in its own process, so peak memory is its own. Synthetic batches,
 random weights: the input pipeline and the weights do not affect these numbers. Runs
 unchanged on CPUs and GPUs. --markdown also prints the table README.md shows.
@@ -41,6 +44,9 @@ flags.DEFINE_list(
     "Source specs (random weights); the *_1 configurations use the first, the others the first two.",
 )
 flags.DEFINE_string("source_scale", "7/3", "The sources' resize factor (32 -> 74).")
+flags.DEFINE_integer("clip_length", 16, "Video configurations: frames a clip.", lower_bound=1)
+flags.DEFINE_integer("clip_size", 112, "Video configurations: clip side length.", lower_bound=16)
+flags.DEFINE_integer("video_source_size", 224, "Video configurations: the side the sources see.", lower_bound=16)
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads; 0 = TensorFlow's default.", lower_bound=0)
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads; 0 = TensorFlow's default.", lower_bound=0)
 flags.DEFINE_string("output", "", "Also append the JSON lines to this file.")
@@ -56,6 +62,9 @@ _FORWARDED = (
     "image_size",
     "num_classes",
     "source_scale",
+    "clip_length",
+    "clip_size",
+    "video_source_size",
     "intra_op_threads",
     "inter_op_threads",
 )
@@ -82,6 +91,9 @@ def _measure_here(values):
         num_classes=values.num_classes,
         source_scale=values.source_scale,
         head=values.head,
+        video_shape=dict(
+            clip_length=values.clip_length, clip_size=values.clip_size, video_source_size=values.video_source_size
+        ),
     )
     result.update(intra_op_threads=values.intra_op_threads, inter_op_threads=values.inter_op_threads)
     print(json.dumps(result, sort_keys=True))
@@ -94,7 +106,7 @@ def _measurements(values):
             raise flags.ValidationError(
                 f"Unknown --configs entry {config!r}; choose from {', '.join(benchmark.CONFIGS)}."
             )
-        if config in benchmark.TORCH_CONFIGS:
+        if config in benchmark.TORCH_CONFIGS + benchmark.TORCH_VIDEO_CONFIGS:
             yield config, "false", "float32"
             continue
         for policy in values.mixed_precision:
@@ -126,7 +138,7 @@ def _measure_in_child(values, config, jit, policy):
 def markdown_table(results):
     """The results as the markdown table in README.md."""
     rows = [
-        "| configuration | XLA | precision | images/s | step (ms) | peak memory (MiB) |",
+        "| configuration | XLA | precision | images (clips)/s | step (ms) | peak memory (MiB) |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:

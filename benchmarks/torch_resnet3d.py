@@ -124,3 +124,75 @@ def save_like_hara(model, path, arch="resnet-18", legacy_format=True):
     state = {f"module.{key}": value for key, value in model.state_dict().items()}
     checkpoint = {"epoch": 200, "arch": arch, "state_dict": state, "optimizer": optimizer.state_dict()}
     torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy_format)
+
+
+def _conv_bn_relu_3d(inplanes, planes, kernel_size, stride):
+    return [
+        nn.Conv3d(inplanes, planes, kernel_size, stride=stride, padding=kernel_size // 2),
+        nn.BatchNorm3d(planes),
+        nn.ReLU(),
+    ]
+
+
+class TransferModule3D(nn.Module):
+    """The original's 3D transfer module: per stage 1x1x1 to 500, 3x3x3 stride 2, 1x1x1 to 1000; pooled, averaged."""
+
+    def __init__(self, stage_channels, num_classes, width=1000):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                *_conv_bn_relu_3d(c, width // 2, 1, 1),
+                *_conv_bn_relu_3d(width // 2, width // 2, 3, 2),
+                *_conv_bn_relu_3d(width // 2, width, 1, 1),
+            )
+            for c in stage_channels
+        )
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, features):
+        pooled = [branch(f).mean((2, 3, 4)) for branch, f in zip(self.branches, features)]
+        return self.fc(torch.stack(pooled).mean(0))
+
+
+class VideoSSKTStep:
+    """The original video training step (3D_SSKT), eager PyTorch, for timing.
+
+    A 3D ResNet-18 target on clips; 2D ResNet-50 sources on each clip's centre
+    frame, upsampled to ``source_size``, under ``no_grad`` in eval mode; one 3D
+    transfer module per source; CE + soft cross-entropy per source (alpha=1,
+    T=1); SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-3 (the original's).
+
+    Args:
+        num_classes: target classes.
+        sources: ``[(arch, classes)]`` of torchvision-layout ResNet sources (random weights).
+        source_size: side the sources see.
+    """
+
+    def __init__(self, num_classes=101, sources=(), source_size=224):
+        from torch_reference import ResNet
+
+        self.target = ResNet3D(18, num_classes).train()
+        self.sources = [ResNet(arch, classes).eval() for arch, classes in sources]
+        for source in self.sources:
+            source.requires_grad_(False)
+        self.heads = nn.ModuleList(TransferModule3D((64, 128, 256, 512), classes) for _, classes in sources).train()
+        parameters = list(self.target.parameters()) + list(self.heads.parameters())
+        self.optimizer = torch.optim.SGD(parameters, lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3)
+        self.source_size = source_size
+
+    def __call__(self, clips, labels):
+        """One step on ``clips`` (``[N, 3, T, H, W]``, mean-subtracted) and ``labels``; returns the loss."""
+        with torch.no_grad():
+            frames = clips[:, :, clips.shape[2] // 2]
+            if self.sources:
+                frames = F.interpolate(frames, size=(self.source_size,) * 2, mode="bilinear", align_corners=False)
+            soft = [F.softmax(source(frames), 1) for source in self.sources]
+        stages = self.target.features(clips)
+        logits = self.target.fc(torch.flatten(self.target.avgpool(stages[-1]), 1))
+        loss = F.cross_entropy(logits, labels)
+        for head, target_probabilities in zip(self.heads, soft):
+            loss = loss + torch.sum(-target_probabilities * F.log_softmax(head(stages), 1), 1).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()

@@ -12,6 +12,11 @@ Configurations:
 * ``torch_scratch`` / ``torch_sskt_online_2``: the original method's step in
   eager PyTorch (:class:`torch_reference.SSKTStep`), on the same
   machine, for comparison.
+* ``video_scratch`` / ``video_sskt_online_2``: the paper's video step, a 3D
+  ResNet-18 on clips ``[batch, clip_length, clip_size, clip_size, 3]``, alone or
+  with two sources on each clip's centre frame at ``video_source_size`` and a 3D
+  transfer module each; ``torch_video_scratch`` / ``torch_video_sskt_online_2``:
+  the same step in eager PyTorch (:class:`torch_resnet3d.VideoSSKTStep`).
 
 Each measurement runs the train function ``fit`` uses (or the PyTorch step)
 for ``warmup`` steps, which include tracing and compilation, then times
@@ -36,8 +41,12 @@ from sskt_tf.methods.sskt import SSKTModel
 from sskt_tf.sources.spec import parse_spec
 
 KERAS_CONFIGS = ("scratch", "sskt_online_1", "sskt_online_2", "sskt_cached", "sskt_cached_1")
+VIDEO_CONFIGS = ("video_scratch", "video_sskt_online_2")
 TORCH_CONFIGS = ("torch_scratch", "torch_sskt_online_2")
-CONFIGS = KERAS_CONFIGS + TORCH_CONFIGS
+TORCH_VIDEO_CONFIGS = ("torch_video_scratch", "torch_video_sskt_online_2")
+CONFIGS = KERAS_CONFIGS + VIDEO_CONFIGS + TORCH_CONFIGS + TORCH_VIDEO_CONFIGS
+# The video configurations' clips and source size (the paper's): --clip_length, --clip_size, --video_source_size.
+VIDEO_SHAPE = dict(clip_length=16, clip_size=112, video_source_size=224)
 _SOURCE_COUNT = {
     "scratch": 0,
     "sskt_online_1": 1,
@@ -46,6 +55,10 @@ _SOURCE_COUNT = {
     "sskt_cached_1": 1,
     "torch_scratch": 0,
     "torch_sskt_online_2": 2,
+    "video_scratch": 0,
+    "video_sskt_online_2": 2,
+    "torch_video_scratch": 0,
+    "torch_video_sskt_online_2": 2,
 }
 
 
@@ -91,6 +104,7 @@ def build_keras_step(
     batch_size=128,
     jit_compile=False,
     head="transfer",
+    video_shape=None,
 ):
     """A compiled model and one synthetic batch for a Keras configuration.
 
@@ -104,10 +118,14 @@ def build_keras_step(
         batch_size: images per step.
         jit_compile: compile the step with XLA.
         head: auxiliary head kind, ``transfer`` or ``linear``.
+        video_shape: ``clip_length``, ``clip_size`` and ``video_source_size``
+            of the video configurations (default :data:`VIDEO_SHAPE`).
 
     Returns:
         ``(model, batch)``.
     """
+    if config in VIDEO_CONFIGS:
+        return _build_video_step(config, source_specs, num_classes, batch_size, jit_compile, video_shape or VIDEO_SHAPE)
     count = _SOURCE_COUNT[config]
     if len(source_specs) < count:
         raise ConfigError(f"{config} needs {count} source(s); --sources names {len(source_specs)}.")
@@ -131,6 +149,31 @@ def build_keras_step(
     return model, (images, labels)
 
 
+def _build_video_step(config, source_specs, num_classes, batch_size, jit_compile, shape):
+    """:func:`build_keras_step` for the video configurations: 3D ResNet-18, sources on the centre frame."""
+    size, length = shape["clip_size"], shape["clip_length"]
+    specs = source_specs[: _SOURCE_COUNT[config]]
+    sources = [
+        sources_lib.from_spec(
+            spec, size, source_image_size=shape["video_source_size"], weights=None, places365_weights=None
+        )
+        for spec in specs
+    ]
+    target = targets_lib.get("resnet3d18", num_classes, image_size=size, frames=length)
+    model = SSKTModel(target, sources)
+    model.compile(
+        keras.optimizers.SGD(0.001, momentum=0.9),
+        weight_decay=1e-3,
+        aux_loss="soft_ce",
+        alpha=1.0,
+        temperature=1.0,
+        jit_compile=jit_compile,
+    )
+    rng = np.random.default_rng(0)
+    clips = rng.uniform(0, 255, (batch_size, length, size, size, 3)).astype("float32")
+    return model, (clips, rng.integers(0, num_classes, batch_size))
+
+
 def time_keras_step(model, batch, steps, warmup):
     """Seconds per training step of ``model`` on ``batch`` (after ``warmup`` steps)."""
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
@@ -146,16 +189,27 @@ def time_keras_step(model, batch, steps, warmup):
     return (time.perf_counter() - start) / steps
 
 
-def time_torch_step(config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup):
+def time_torch_step(
+    config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup, video_shape=None
+):
     """Seconds per step of the eager PyTorch reference (CPU, all cores)."""
     import torch
-    from torch_reference import SSKTStep
 
     torch.set_num_threads(os.cpu_count())
     classes = [("resnet50", _source_classes(spec)) for spec in source_specs[: _SOURCE_COUNT[config]]]
-    size = sources_lib.scaled_size(image_size, sources_lib.parse_scale(source_scale))
-    step = SSKTStep(num_classes=num_classes, sources=classes, source_size=size)
-    images = torch.randn(batch_size, 3, image_size, image_size)
+    if config in TORCH_VIDEO_CONFIGS:
+        from torch_resnet3d import VideoSSKTStep
+
+        shape = video_shape or VIDEO_SHAPE
+        step = VideoSSKTStep(num_classes=num_classes, sources=classes, source_size=shape["video_source_size"])
+        length, size = shape["clip_length"], shape["clip_size"]
+        images = torch.randn(batch_size, 3, length, size, size) * 60.0
+    else:
+        from torch_reference import SSKTStep
+
+        size = sources_lib.scaled_size(image_size, sources_lib.parse_scale(source_scale))
+        step = SSKTStep(num_classes=num_classes, sources=classes, source_size=size)
+        images = torch.randn(batch_size, 3, image_size, image_size)
     labels = torch.randint(0, num_classes, (batch_size,))
     for _ in range(warmup):
         step(images, labels)
@@ -179,6 +233,7 @@ def run(
     num_classes=10,
     source_scale="7/3",
     head="transfer",
+    video_shape=None,
 ):
     """Measures one configuration; call once per process (peak memory is per process).
 
@@ -197,6 +252,7 @@ def run(
         source_scale: the sources' resize factor.
         head: auxiliary head kind, ``transfer`` or ``linear`` (PyTorch:
             always transfer modules).
+        video_shape: see :func:`build_keras_step` (video configurations).
 
     Returns:
         The result dict: ``config``, ``jit_compile``, ``mixed_precision``,
@@ -205,18 +261,30 @@ def run(
     """
     if config not in CONFIGS:
         raise ConfigError(f"Unknown benchmark configuration {config!r}; choose from {', '.join(CONFIGS)}.")
-    if config in TORCH_CONFIGS:
+    video = config in VIDEO_CONFIGS + TORCH_VIDEO_CONFIGS
+    if config in TORCH_CONFIGS + TORCH_VIDEO_CONFIGS:
         seconds = time_torch_step(
-            config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup
+            config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup, video_shape
         )
         framework, jit_compile, mixed_precision, target, head = "torch", False, "float32", "resnet20", "transfer"
     else:
         keras.mixed_precision.set_global_policy(mixed_precision)
         model, batch = build_keras_step(
-            config, source_specs, target, image_size, num_classes, source_scale, batch_size, jit_compile, head
+            config,
+            source_specs,
+            target,
+            image_size,
+            num_classes,
+            source_scale,
+            batch_size,
+            jit_compile,
+            head,
+            video_shape,
         )
         seconds = time_keras_step(model, batch, steps, warmup)
         framework = "keras"
+    if video:
+        target, head = "resnet3d18", "transfer"
     return dict(
         config=config,
         framework=framework,
@@ -224,6 +292,7 @@ def run(
         mixed_precision=mixed_precision,
         batch_size=batch_size,
         images_per_second=round(batch_size / seconds, 1),
+        examples="clips" if video else "images",
         step_ms=round(seconds * 1000, 1),
         peak_memory_mb=round(peak_memory_mb(), 1),
         target=target,

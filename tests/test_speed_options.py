@@ -121,3 +121,28 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     assert "| sskt_cached | off | float32 |" in result.stdout
     bad = run_python(["benchmarks/benchmark.py", "--configs=warp_drive"])
     assert bad.returncode == 2 and "Unknown --configs entry 'warp_drive'" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_benchmark_measures_the_video_step_beside_pytorch():
+    result = run_python(
+        [
+            "benchmarks/benchmark.py",
+            "--configs=video_scratch,video_sskt_online_2,torch_video_sskt_online_2",
+            "--jit_compile=false",
+            "--clip_length=4",
+            "--clip_size=32",
+            "--video_source_size=32",
+            "--batch_size=2",
+            "--num_classes=5",
+            "--steps=1",
+            "--warmup=1",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["config"] for line in lines] == ["video_scratch", "video_sskt_online_2", "torch_video_sskt_online_2"]
+    assert all(line["examples"] == "clips" and line["target"] == "resnet3d18" for line in lines)
+    assert [len(line["sources"]) for line in lines] == [0, 2, 2]
+    assert all(line["images_per_second"] > 0 for line in lines)
