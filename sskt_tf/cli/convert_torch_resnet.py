@@ -1,14 +1,16 @@
-"""Converts a torchvision-layout ResNet checkpoint (e.g. CSAIL Places365) to Keras.
+"""Converts a torchvision-layout ResNet (e.g. CSAIL Places365) or Hara 3D ResNet (Kinetics) checkpoint to Keras.
 
     python tools/convert_torch_resnet.py --checkpoint resnet50_places365.pth.tar \
         --arch resnet50 --num_classes 365 --output ~/.keras/models/resnet50_places365.keras
+    python tools/convert_torch_resnet.py --checkpoint resnet-18-kinetics.pth --output resnet3d18_kinetics.keras
 
 Reads .pth/.pth.tar files written by torch.save, without torch (a bare state dict or one under
 "state_dict", with or without DataParallel's "module." prefix) or a .npz of the
 same arrays. Writes, by the suffix of --output:
   .keras        the complete Keras model (input: preprocessed NHWC images, or raw
-                [0, 255] pixels with --raw_pixels); same logits as the torch model
-  .weights.h5   its weights only (sskt_tf.targets.torchvision_resnet.build(arch, classes) loads them)
+                [0, 255] pixels with --raw_pixels; a 3D ResNet takes raw clips
+                [batch, T, H, W, 3] and subtracts Hara's mean itself); same logits as the torch model
+  .weights.h5   its weights only (sskt_tf.sources.torch_checkpoint.build_for(arch, classes) loads them)
   .npz          the state dict as numpy arrays
 """
 
@@ -16,11 +18,13 @@ from absl import app, flags
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.sources import torch_checkpoint
-from sskt_tf.targets import torchvision_resnet
 
 flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth, .pth.tar, .pt) or .npz state dict to convert.")
 flags.DEFINE_string(
-    "arch", "", f"Architecture: {', '.join(torchvision_resnet.ARCHS)}. Empty = infer it from the checkpoint."
+    "arch",
+    "",
+    f"Architecture: {', '.join(torch_checkpoint.ALL_ARCHS)} (Hara's resnet-18 spelling too). "
+    "Empty = infer it from the checkpoint.",
 )
 flags.DEFINE_integer("num_classes", 0, "Expected class count (365 for Places365); 0 = the checkpoint's.")
 flags.DEFINE_string(
