@@ -27,6 +27,23 @@ def _list_split(split_dir):
     return files
 
 
+def split_directories(path, problem):
+    """``(train dir, validation dir)`` of a folder dataset: ``train/`` and ``val/``, ``validation/`` or ``test/``.
+
+    Args:
+        path: the dataset folder.
+        problem: the ConfigError message when either is missing.
+
+    Returns:
+        The two directory paths.
+    """
+    train_dir = os.path.join(path, "train")
+    val_dir = next((os.path.join(path, d) for d in VAL_SPLIT_NAMES if os.path.isdir(os.path.join(path, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise ConfigError(problem)
+    return train_dir, val_dir
+
+
 def _decode(path, label, image_size):
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -86,13 +103,11 @@ def load_folder(path, image_size, seed=None, subset=None):
     path = os.path.expanduser(path)
     if not os.path.isdir(path):
         raise ConfigError(f"Image folder {path!r} does not exist (dataset folder:{path}).")
-    train_dir = os.path.join(path, "train")
-    val_dir = next((os.path.join(path, d) for d in VAL_SPLIT_NAMES if os.path.isdir(os.path.join(path, d))), None)
-    if not os.path.isdir(train_dir) or val_dir is None:
-        raise ConfigError(
-            f"Image folder {path!r} must contain train/ and one of {'/, '.join(VAL_SPLIT_NAMES)}/ "
-            "subdirectories, each with one subdirectory of images per class."
-        )
+    train_dir, val_dir = split_directories(
+        path,
+        f"Image folder {path!r} must contain train/ and one of {'/, '.join(VAL_SPLIT_NAMES)}/ "
+        "subdirectories, each with one subdirectory of images per class.",
+    )
     train_files, val_files = _list_split(train_dir), _list_split(val_dir)
     class_names = list(train_files)
     empty = [name for name, files in train_files.items() if not files]

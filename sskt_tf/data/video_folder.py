@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from sskt_tf.data import subset as subset_lib
-from sskt_tf.data.folder import IMAGE_EXTENSIONS, VAL_SPLIT_NAMES
+from sskt_tf.data.folder import IMAGE_EXTENSIONS, split_directories
 from sskt_tf.data.video_splits import read_split
 from sskt_tf.errors import ConfigError
 
@@ -157,13 +157,11 @@ def _from_split_file(path, split):
 
 
 def _from_split_folders(path):
-    train_dir = os.path.join(path, "train")
-    val_dir = next((os.path.join(path, d) for d in VAL_SPLIT_NAMES if os.path.isdir(os.path.join(path, d))), None)
-    if not os.path.isdir(train_dir) or val_dir is None:
-        raise ConfigError(
-            f"Video folder {path!r} must contain train/ and val/ (or test/) with one subdirectory of videos per "
-            "class, or pass --video_split with the official split list of a class-per-subdirectory folder."
-        )
+    train_dir, val_dir = split_directories(
+        path,
+        f"Video folder {path!r} must contain train/ and val/ (or test/) with one subdirectory of videos per "
+        "class, or pass --video_split with the official split list of a class-per-subdirectory folder.",
+    )
     train, val = _list_classes(train_dir), _list_classes(val_dir)
     unknown = sorted(set(val) - set(train))
     if unknown:
