@@ -262,3 +262,27 @@ def test_video_accuracy_averages_each_videos_clip_softmax():
     # Softmax averaging, not vote counting: two weak votes for 1 lose to one strong vote for 0.
     weak = np.array([[0.0, 0.1], [0.0, 0.1], [4.0, 0.0]])
     assert video_accuracy(lambda clips: weak, [(np.zeros((3, 1)), 0)])["video_accuracy"] == 1.0
+
+
+def test_encoded_frames_give_the_same_clips_decoding_only_the_clip():
+    from sskt_tf.data.video_pipeline import frame_loader
+
+    video = np.random.default_rng(0).integers(0, 255, (30, 12, 16, 3), dtype=np.uint8)
+    encoded = tf.stack([tf.io.encode_png(frame) for frame in video])  # as tfds stores ucf101 (lossless here)
+    decoded_frames = []
+
+    def counting_loader(frames):
+        decoded_frames.append(int(tf.shape(frames)[0]))
+        return frame_loader(0)(frames)
+
+    seed = tf.constant([4, 2])
+    np.testing.assert_array_equal(
+        clips.training_clip(encoded, 16, 8, seed, load=counting_loader), clips.training_clip(video, 16, 8, seed)
+    )
+    assert decoded_frames == [16]  # the clip's frames, not the video's 30
+    np.testing.assert_array_equal(
+        clips.validation_clip(encoded, 16, 8, load=frame_loader(0)), clips.validation_clip(video, 16, 8)
+    )
+    every = clips.every_clip(encoded, 16, 8, load=frame_loader(0))
+    np.testing.assert_array_equal(every, clips.every_clip(video, 16, 8))
+    assert frame_loader(6)(encoded[:2]).shape == (2, 6, 8, 3)  # short side 12 -> 6

@@ -17,7 +17,7 @@ from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.video_folder import decode_op, list_video_folder
-from sskt_tf.data.video_pipeline import resize_short_side, train_clips, validation_clips, video_clip_stacks
+from sskt_tf.data.video_pipeline import frame_loader, train_clips, validation_clips, video_clip_stacks
 from sskt_tf.data.views import view_batches
 from sskt_tf.errors import ConfigError
 
@@ -246,7 +246,7 @@ def load_video(
         )
         train = tf.data.Dataset.from_tensor_slices((train_paths, train_labels))
         val = tf.data.Dataset.from_tensor_slices((val_paths, val_labels))
-        decode = lambda path: decode_op(path, short_side)  # noqa: E731
+        decode, load = (lambda path: decode_op(path, short_side)), None
         shuffle_buffer = max(len(train_paths), 1)
     else:
         if split:
@@ -254,19 +254,19 @@ def load_video(
         train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
         if not info.get("video"):
             raise ConfigError(f"tfds dataset {dataset!r} holds images, not videos.")
-        decode = lambda video: resize_short_side(video, short_side)  # noqa: E731
-        shuffle_buffer = 64  # decoded videos: a small buffer (tfds reads its files in a fixed order)
+        decode, load = tf.identity, frame_loader(short_side)  # a clip decodes only its own frames
+        shuffle_buffer = 256  # encoded videos (a few MB each); tfds reads its files in a fixed order
     eval_batch_size = eval_batch_size or batch_size
     return Data(
-        train=train_clips(train, batch_size, clip_length, size, decode, seed, augment, shuffle_buffer),
-        val=validation_clips(val, eval_batch_size, clip_length, size, decode),
+        train=train_clips(train, batch_size, clip_length, size, decode, seed, augment, shuffle_buffer, load),
+        val=validation_clips(val, eval_batch_size, clip_length, size, decode, load),
         num_classes=info["num_classes"],
         image_size=size,
         class_names=list(info["class_names"]),
         train_examples=info["train_examples"],
         subset=info.get("subset"),
         frames=clip_length,
-        video_test=video_clip_stacks(val, clip_length, size, decode),
+        video_test=video_clip_stacks(val, clip_length, size, decode, load),
     )
 
 

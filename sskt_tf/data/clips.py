@@ -11,7 +11,11 @@ averages their softmax). Videos shorter than ``length`` frames are loop-padded
 (frames 0, 1, ..., n-1, 0, 1, ...).
 
 All functions are TensorFlow ops, usable inside ``tf.data`` maps, with
-stateless randomness: the same seed gives the same clip.
+stateless randomness: the same seed gives the same clip. A video may also be
+its frames still encoded (a string tensor ``[frames]``: JPEG bytes or frame
+file paths); the clip functions then pick the clip's frames first and turn only
+those into pixels with their ``load`` argument (:func:`sskt_tf.data.video_pipeline.frame_loader`),
+so a training clip of a long video costs 16 decoded frames, not all of them.
 """
 
 import math
@@ -74,9 +78,20 @@ def clip_starts(num_frames, length):
     return tf.range(0, tf.maximum(tf.cast(num_frames, tf.int32), 1), length, dtype=tf.int32)
 
 
-def take_frames(video, start, length):
-    """The ``length``-frame clip of ``video`` from ``start``, loop-padded (see :func:`loop_indices`)."""
-    return tf.gather(video, loop_indices(start, length, tf.shape(video)[0]))
+def take_frames(video, start, length, load=None):
+    """The ``length``-frame clip of ``video`` from ``start``, loop-padded (see :func:`loop_indices`).
+
+    Args:
+        video: uint8 ``[T, H, W, 3]``, or encoded frames ``[T]``.
+        start: first frame.
+        length: clip length.
+        load: encoded frames -> uint8 ``[n, H, W, 3]``; None when ``video`` holds pixels.
+
+    Returns:
+        uint8 ``[length, H, W, 3]``.
+    """
+    frames = tf.gather(video, loop_indices(start, length, tf.shape(video)[0]))
+    return frames if load is None else load(frames)
 
 
 def corner_crop_box(height, width, scale, position):
@@ -145,7 +160,7 @@ def random_flip(clip, seed):
     return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
 
 
-def training_clip(video, length, size, seed, augment=True):
+def training_clip(video, length, size, seed, augment=True, load=None):
     """One training clip: random start, multi-scale corner crop and flip (or the validation clip).
 
     Args:
@@ -154,29 +169,42 @@ def training_clip(video, length, size, seed, augment=True):
         size: clip side.
         seed: ``[2]`` int seed, one per example and epoch.
         augment: False gives :func:`validation_clip` (a deterministic clip).
+        load: see :func:`take_frames`.
 
     Returns:
         float32 ``[length, size, size, 3]`` in [0, 255].
     """
     if not augment:
-        return validation_clip(video, length, size)
+        return validation_clip(video, length, size, load)
     time_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
-    clip = take_frames(video, random_start(tf.shape(video)[0], length, time_seed), length)
+    clip = take_frames(video, random_start(tf.shape(video)[0], length, time_seed), length, load)
     return random_flip(multiscale_corner_crop(clip, size, crop_seed), flip_seed)
 
 
-def validation_clip(video, length, size):
-    """The centre clip of ``video``, centre-cropped: float32 ``[length, size, size, 3]``."""
-    return centre_crop(take_frames(video, centre_start(tf.shape(video)[0], length), length), size)
+def validation_clip(video, length, size, load=None):
+    """The centre clip of ``video``, centre-cropped: float32 ``[length, size, size, 3]``.
+
+    ``load``: see :func:`take_frames`.
+    """
+    return centre_crop(take_frames(video, centre_start(tf.shape(video)[0], length), length, load), size)
 
 
-def every_clip(video, length, size):
-    """Every non-overlapping clip of ``video``, centre-cropped: float32 ``[clips, length, size, size, 3]``."""
+def every_clip(video, length, size, load=None):
+    """Every non-overlapping clip of ``video``, centre-cropped: float32 ``[clips, length, size, size, 3]``.
+
+    Args:
+        video: uint8 ``[T, H, W, 3]``, or encoded frames ``[T]``.
+        length: clip length.
+        size: clip side.
+        load: see :func:`take_frames`.
+    """
     starts = clip_starts(tf.shape(video)[0], length)
-    frames = tf.gather(video, tf.map_fn(lambda start: loop_indices(start, length, tf.shape(video)[0]), starts))
-    flat = tf.reshape(frames, tf.concat([[-1], tf.shape(video)[1:]], axis=0))
+    indices = tf.map_fn(lambda start: loop_indices(start, length, tf.shape(video)[0]), starts)
+    flat = tf.gather(video, tf.reshape(indices, [-1]))
+    if load is not None:
+        flat = load(flat)
     cropped = centre_crop(flat, size)
-    return tf.reshape(cropped, [-1, length, size, size, tf.shape(video)[3]])
+    return tf.reshape(cropped, [-1, length, size, size, tf.shape(flat)[3]])
 
 
 def _random_index(count, seed):

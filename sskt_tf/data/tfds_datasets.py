@@ -92,10 +92,15 @@ def _media_key(features):
 
 
 def _examples(builder, split, multi_label, mark_difficult):
-    """``(uint8 image or video, label)`` examples of one split, in the dataset's own order."""
+    """``(uint8 image, label)`` examples of one split, in the dataset's own order.
+
+    Videos come with their frames still encoded (string ``[T]``), so that a clip
+    decodes only its own frames (:func:`sskt_tf.data.video_pipeline.frame_loader`).
+    """
     media = _media_key(builder.info.features)
     if media == "video":
-        return builder.as_dataset(split=split, shuffle_files=False).map(
+        encoded = {"video": tfds.decode.SkipDecoding()}
+        return builder.as_dataset(split=split, shuffle_files=False, decoders=encoded).map(
             lambda example: (example["video"], example["label"]), num_parallel_calls=tf.data.AUTOTUNE
         )
     if not multi_label:
@@ -144,7 +149,8 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
     Args:
         name: tfds name, e.g. ``"cifar10"``, ``"cifar100"``, ``"stl10"``, the
             multi-label ``"voc/2007"``, or a video dataset such as
-            ``"ucf101/ucf101_1"`` (its ``video`` feature: uint8 frames ``[T, H, W, 3]``).
+            ``"ucf101/ucf101_1"`` (its ``video`` feature: frames ``[T]`` still
+            encoded, for :func:`sskt_tf.data.video_pipeline.frame_loader`).
         data_dir: tfds data directory (default ``~/tensorflow_datasets``).
         download: download and prepare the dataset if it is not there.
         train_split: split to train on (default ``"train"``; VOC 2007: its

@@ -32,6 +32,28 @@ def resize_short_side(video, short_side):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
+def frame_loader(short_side):
+    """Encoded frames (JPEG or PNG bytes, as tfds stores videos) -> uint8 pixels, short side resized.
+
+    Args:
+        short_side: see :func:`resize_short_side`.
+
+    Returns:
+        A function: string ``[n]`` -> uint8 ``[n, H, W, 3]``, for the clip
+        functions' ``load`` argument (only a clip's frames get decoded).
+    """
+
+    def load(encoded):
+        frames = tf.map_fn(
+            lambda data: tf.io.decode_image(data, channels=3, expand_animations=False),
+            encoded,
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        )
+        return resize_short_side(frames, short_side)
+
+    return load
+
+
 def _decoded(examples, decode):
     """``(uint8 video, label)``, without the videos that decode to no frames."""
     decoded = examples.map(
@@ -40,7 +62,9 @@ def _decoded(examples, decode):
     return decoded.filter(lambda video, label: tf.shape(video)[0] > 0)
 
 
-def train_clips(examples, batch_size, length, size, decode=tf.identity, seed=None, augment=True, shuffle_buffer=4096):
+def train_clips(
+    examples, batch_size, length, size, decode=tf.identity, seed=None, augment=True, shuffle_buffer=4096, load=None
+):
     """Shuffled batches of training clips: random start, multi-scale corner crop, flip (see :mod:`.clips`).
 
     Args:
@@ -48,11 +72,13 @@ def train_clips(examples, batch_size, length, size, decode=tf.identity, seed=Non
         batch_size: global batch size; the last partial batch is dropped.
         length: frames a clip.
         size: clip side.
-        decode: reference -> uint8 frames.
+        decode: reference -> uint8 frames (or encoded frames, with ``load``).
         seed: makes the order and the clips reproducible (each epoch differs).
         augment: False takes every video's centre clip instead.
         shuffle_buffer: examples in the shuffle buffer (references are shuffled
             before decoding, so paths cost little; decoded videos cost much).
+        load: turns a clip's encoded frames into pixels when ``decode`` leaves
+            them encoded (:func:`frame_loader`); None when it decodes them.
 
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips [batch, length, size, size, 3], labels)``.
@@ -67,7 +93,7 @@ def train_clips(examples, batch_size, length, size, decode=tf.identity, seed=Non
     )
     clip_examples = decoded.filter(lambda video, pair_seed, label: tf.shape(video)[0] > 0).map(
         lambda video, pair_seed, label: (
-            clips_lib.training_clip(video, length, size, pair_seed, augment=augment),
+            clips_lib.training_clip(video, length, size, pair_seed, augment=augment, load=load),
             label,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -76,7 +102,7 @@ def train_clips(examples, batch_size, length, size, decode=tf.identity, seed=Non
     return shard_by_data(clip_examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
-def validation_clips(examples, batch_size, length, size, decode=tf.identity):
+def validation_clips(examples, batch_size, length, size, decode=tf.identity, load=None):
     """Batches of each video's centre clip, centre-cropped, in order (clip accuracy).
 
     Args:
@@ -84,31 +110,33 @@ def validation_clips(examples, batch_size, length, size, decode=tf.identity):
         batch_size: batch size; the last batch may be smaller.
         length: frames a clip.
         size: clip side.
-        decode: reference -> uint8 frames.
+        decode: reference -> uint8 frames (or encoded frames, with ``load``).
+        load: see :func:`train_clips`.
 
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips, labels)`` batches.
     """
     centre = _decoded(examples, decode).map(
-        lambda video, label: (clips_lib.validation_clip(video, length, size), label),
+        lambda video, label: (clips_lib.validation_clip(video, length, size, load), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return shard_by_data(centre.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def video_clip_stacks(examples, length, size, decode=tf.identity):
+def video_clip_stacks(examples, length, size, decode=tf.identity, load=None):
     """Every non-overlapping clip of each video, one video an element (video accuracy).
 
     Args:
         examples: ``(reference, label)`` test examples.
         length: frames a clip.
         size: clip side.
-        decode: reference -> uint8 frames.
+        decode: reference -> uint8 frames (or encoded frames, with ``load``).
+        load: see :func:`train_clips`.
 
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips [n_clips, length, size, size, 3], label)``, one a video.
     """
     return _decoded(examples, decode).map(
-        lambda video, label: (clips_lib.every_clip(video, length, size), label),
+        lambda video, label: (clips_lib.every_clip(video, length, size, load), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
