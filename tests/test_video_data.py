@@ -286,3 +286,36 @@ def test_encoded_frames_give_the_same_clips_decoding_only_the_clip():
     every = clips.every_clip(encoded, 16, 8, load=frame_loader(0))
     np.testing.assert_array_equal(every, clips.every_clip(video, 16, 8))
     assert frame_loader(6)(encoded[:2]).shape == (2, 6, 8, 3)  # short side 12 -> 6
+
+
+def test_frame_folders_decode_only_clip_frames_and_skip_a_clip_with_a_corrupt_frame(tmp_path, caplog):
+    from helpers.moving_digits import DIRECTIONS, moving_digits
+    from helpers.video_files import write_video_folder
+
+    from sskt_tf import data
+
+    train_x, train_y = moving_digits(9, frames=24, seed=0)
+    paths = write_video_folder(str(tmp_path), train_x, train_y, DIRECTIONS, "train", kind="frames")
+    val_x, val_y = moving_digits(2, frames=24, seed=1)
+    write_video_folder(str(tmp_path), val_x, val_y, DIRECTIONS, "val", kind="frames")
+    (tmp_path / "notes.txt").write_text("not a video")
+    with open(f"{paths[0]}/image_00001.png", "wb") as f:  # the first frame of one training video
+        f.write(b"corrupt")
+    loaded = data.load_video(
+        f"video_folder:{tmp_path}", batch_size=2, clip_length=8, image_size=16, short_side=0, seed=0
+    )
+    with caplog.at_level("WARNING"):
+        train_batches = list(loaded.train) + list(loaded.train)  # two epochs: the corrupt frame is drawn at most
+    assert all(clips.shape == (2, 8, 16, 16, 3) for clips, _ in train_batches)
+    # Validation clips equal the clips of the fully decoded videos (same frames, same crop).
+    val = np.concatenate([c for c, _ in loaded.val])
+    order = np.argsort([DIRECTIONS[label] for label in val_y], kind="stable")  # classes in sorted order
+    expected = np.stack([clips.validation_clip(val_x[i], 8, 16).numpy() for i in order])
+    np.testing.assert_allclose(val, expected, atol=1e-3)
+    # Test stacks: 24 frames make 3 clips of 8. A 24-frame training clip always holds the corrupt frame 1.
+    stacks = [s for s, _ in loaded.video_test]
+    assert [s.shape[0] for s in stacks] == [3, 3]
+    corrupt = data.load_video(f"video_folder:{tmp_path}", batch_size=1, clip_length=24, image_size=16, seed=0)
+    with caplog.at_level("WARNING"):
+        assert len(list(corrupt.train)) == 8  # 9 videos, the corrupt one's only clip dropped
+    assert any("unreadable frame" in r.message and "video000" in r.message for r in caplog.records)

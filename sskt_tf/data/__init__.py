@@ -7,6 +7,7 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 import tensorflow as tf
@@ -16,7 +17,7 @@ from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
-from sskt_tf.data.video_folder import decode_op, list_video_folder
+from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
 from sskt_tf.data.video_pipeline import frame_loader, train_clips, validation_clips, video_clip_stacks
 from sskt_tf.data.views import view_batches
 from sskt_tf.errors import ConfigError
@@ -246,7 +247,11 @@ def load_video(
         )
         train = tf.data.Dataset.from_tensor_slices((train_paths, train_labels))
         val = tf.data.Dataset.from_tensor_slices((val_paths, val_labels))
-        decode, load = (lambda path: decode_op(path, short_side)), None
+        if all(os.path.isdir(path) for path in (*train_paths, *val_paths)):
+            # Frame folders: list the files now, decode only a clip's frames later.
+            decode, load = list_frames_op, frame_files_loader(short_side)
+        else:
+            decode, load = (lambda path: decode_op(path, short_side)), None
         shuffle_buffer = max(len(train_paths), 1)
     else:
         if split:

@@ -160,11 +160,48 @@ def random_flip(clip, seed):
     return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
 
 
+def training_frames(video, length, seed, augment=True, load=None):
+    """The frames of one training clip: ``length`` from a random start (the centre ones without ``augment``).
+
+    Args:
+        video: uint8 ``[frames, H, W, 3]``, or encoded frames ``[frames]``.
+        length: clip length.
+        seed: ``[2]`` int seed, one per example and epoch (see :func:`training_clip`).
+        augment: False takes the centre clip (:func:`validation_frames`).
+        load: see :func:`take_frames`.
+
+    Returns:
+        uint8 ``[length, H, W, 3]``.
+    """
+    if not augment:
+        return validation_frames(video, length, load)
+    time_seed = tf.random.experimental.stateless_split(seed, num=3)[0]
+    return take_frames(video, random_start(tf.shape(video)[0], length, time_seed), length, load)
+
+
+def training_crop(frames, size, seed, augment=True):
+    """A training clip's multi-scale corner crop and flip (the centre crop without ``augment``).
+
+    Args:
+        frames: ``[length, H, W, 3]`` from :func:`training_frames` with the same ``seed``.
+        size: clip side.
+        seed: the clip's ``[2]`` seed.
+        augment: False centre-crops instead.
+
+    Returns:
+        float32 ``[length, size, size, 3]`` in [0, 255].
+    """
+    if not augment:
+        return centre_crop(frames, size)
+    _, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
+    return random_flip(multiscale_corner_crop(frames, size, crop_seed), flip_seed)
+
+
 def training_clip(video, length, size, seed, augment=True, load=None):
     """One training clip: random start, multi-scale corner crop and flip (or the validation clip).
 
     Args:
-        video: uint8 ``[frames, H, W, 3]``.
+        video: uint8 ``[frames, H, W, 3]``, or encoded frames with ``load``.
         length: clip length.
         size: clip side.
         seed: ``[2]`` int seed, one per example and epoch.
@@ -174,11 +211,12 @@ def training_clip(video, length, size, seed, augment=True, load=None):
     Returns:
         float32 ``[length, size, size, 3]`` in [0, 255].
     """
-    if not augment:
-        return validation_clip(video, length, size, load)
-    time_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=3))
-    clip = take_frames(video, random_start(tf.shape(video)[0], length, time_seed), length, load)
-    return random_flip(multiscale_corner_crop(clip, size, crop_seed), flip_seed)
+    return training_crop(training_frames(video, length, seed, augment, load), size, seed, augment)
+
+
+def validation_frames(video, length, load=None):
+    """The frames of the centre clip of ``video`` (``load``: see :func:`take_frames`)."""
+    return take_frames(video, centre_start(tf.shape(video)[0], length), length, load)
 
 
 def validation_clip(video, length, size, load=None):
@@ -186,7 +224,26 @@ def validation_clip(video, length, size, load=None):
 
     ``load``: see :func:`take_frames`.
     """
-    return centre_crop(take_frames(video, centre_start(tf.shape(video)[0], length), length, load), size)
+    return centre_crop(validation_frames(video, length, load), size)
+
+
+def every_clip_frames(video, length, load=None):
+    """The frames of every non-overlapping clip of ``video``, one clip after the other: ``[clips * length, H, W, 3]``.
+
+    Args:
+        video: uint8 ``[T, H, W, 3]``, or encoded frames ``[T]``.
+        length: clip length.
+        load: see :func:`take_frames`.
+    """
+    starts = clip_starts(tf.shape(video)[0], length)
+    indices = tf.map_fn(lambda start: loop_indices(start, length, tf.shape(video)[0]), starts)
+    frames = tf.gather(video, tf.reshape(indices, [-1]))
+    return frames if load is None else load(frames)
+
+
+def crop_clips(frames, length, size):
+    """:func:`every_clip_frames` centre-cropped and regrouped: float32 ``[clips, length, size, size, 3]``."""
+    return tf.reshape(centre_crop(frames, size), [-1, length, size, size, tf.shape(frames)[3]])
 
 
 def every_clip(video, length, size, load=None):
@@ -198,13 +255,7 @@ def every_clip(video, length, size, load=None):
         size: clip side.
         load: see :func:`take_frames`.
     """
-    starts = clip_starts(tf.shape(video)[0], length)
-    indices = tf.map_fn(lambda start: loop_indices(start, length, tf.shape(video)[0]), starts)
-    flat = tf.gather(video, tf.reshape(indices, [-1]))
-    if load is not None:
-        flat = load(flat)
-    cropped = centre_crop(flat, size)
-    return tf.reshape(cropped, [-1, length, size, size, tf.shape(flat)[3]])
+    return crop_clips(every_clip_frames(video, length, load), length, size)
 
 
 def _random_index(count, seed):

@@ -47,9 +47,9 @@ def _scaled_size(height, width, short_side):
     return max(round(height * factor), 1), max(round(width * factor), 1)
 
 
-def _decode_frames_folder(directory, short_side):
+def _decode_frame_files(paths, short_side):
     frames = []
-    for path in _frame_files(directory):
+    for path in paths:
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         size = _scaled_size(int(image.shape[0]), int(image.shape[1]), short_side)
         if size != tuple(image.shape[:2]):
@@ -93,7 +93,7 @@ def decode_video(path, short_side=0):
     """
     path = path.decode() if isinstance(path, bytes) else str(path)
     if os.path.isdir(path):
-        return _decode_frames_folder(path, short_side)
+        return _decode_frame_files(_frame_files(path), short_side)
     return _decode_video_file(path, short_side)
 
 
@@ -114,6 +114,42 @@ def decode_op(path, short_side):
     video = tf.numpy_function(lambda p: decode_or_skip(p, short_side), [path], tf.uint8, stateful=False)
     video.set_shape([None, None, None, 3])
     return video
+
+
+def list_frames_op(directory):
+    """A frame folder's image files in name order, as a string tensor ``[frames]`` (nothing decoded yet)."""
+    files = tf.io.matching_files(tf.strings.join([directory, "/*"]))  # sorted by name
+    extensions = "|".join(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
+    return tf.boolean_mask(files, tf.strings.regex_full_match(tf.strings.lower(files), f".*\\.({extensions})"))
+
+
+def frame_files_loader(short_side=0):
+    """Frame files -> uint8 pixels, for the clip functions' ``load``: only a clip's frames get decoded.
+
+    A frame that cannot be read gives no frames (the clip is dropped) and a
+    warning naming the video's folder and the error.
+
+    Args:
+        short_side: resize each frame so its short side has this many pixels (0: keep).
+
+    Returns:
+        A function: string ``[n]`` of paths -> uint8 ``[n, H, W, 3]``.
+    """
+
+    def decode(paths):
+        names = [path.decode() for path in paths]
+        try:
+            return _decode_frame_files(names, short_side)
+        except Exception as error:  # a corrupt or missing frame: the clip is skipped, the run goes on
+            logging.warning("Skipping a clip of %s: unreadable frame: %s", os.path.dirname(names[0]), error)
+            return np.zeros((0, 1, 1, 3), np.uint8)
+
+    def load(paths):
+        frames = tf.numpy_function(decode, [paths], tf.uint8, stateful=False)
+        frames.set_shape([None, None, None, 3])
+        return frames
+
+    return load
 
 
 def _list_classes(root):

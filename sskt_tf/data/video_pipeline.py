@@ -54,12 +54,16 @@ def frame_loader(short_side):
     return load
 
 
-def _decoded(examples, decode):
-    """``(uint8 video, label)``, without the videos that decode to no frames."""
-    decoded = examples.map(
-        lambda reference, label: (decode(reference), label), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return decoded.filter(lambda video, label: tf.shape(video)[0] > 0)
+def _has_frames(frames, *_):
+    return tf.shape(frames)[0] > 0
+
+
+_PARALLEL = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _videos(examples, decode):
+    """``(video, ...)`` with ``decode`` applied, without the videos that decode to no frames."""
+    return examples.map(lambda reference, *rest: (decode(reference), *rest), **_PARALLEL).filter(_has_frames)
 
 
 def train_clips(
@@ -79,6 +83,7 @@ def train_clips(
             before decoding, so paths cost little; decoded videos cost much).
         load: turns a clip's encoded frames into pixels when ``decode`` leaves
             them encoded (:func:`frame_loader`); None when it decodes them.
+            A clip whose frames fail to load (no frames) is dropped.
 
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips [batch, length, size, size, 3], labels)``.
@@ -86,18 +91,13 @@ def train_clips(
     examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     # One random seed pair per example, a fresh sequence every epoch, all derived from `seed`.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    decoded = tf.data.Dataset.zip(examples, seeds).map(
-        lambda example, pair_seed: (decode(example[0]), pair_seed, example[1]),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+    with_seeds = tf.data.Dataset.zip(examples, seeds).map(lambda example, pair: (example[0], pair, example[1]))
+    frames = _videos(with_seeds, decode).map(
+        lambda video, pair, label: (clips_lib.training_frames(video, length, pair, augment, load), pair, label),
+        **_PARALLEL,
     )
-    clip_examples = decoded.filter(lambda video, pair_seed, label: tf.shape(video)[0] > 0).map(
-        lambda video, pair_seed, label: (
-            clips_lib.training_clip(video, length, size, pair_seed, augment=augment, load=load),
-            label,
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
+    clip_examples = frames.filter(_has_frames).map(
+        lambda clip, pair, label: (clips_lib.training_crop(clip, size, pair, augment), label), **_PARALLEL
     )
     return shard_by_data(clip_examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
@@ -116,10 +116,10 @@ def validation_clips(examples, batch_size, length, size, decode=tf.identity, loa
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips, labels)`` batches.
     """
-    centre = _decoded(examples, decode).map(
-        lambda video, label: (clips_lib.validation_clip(video, length, size, load), label),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    frames = _videos(examples, decode).map(
+        lambda video, label: (clips_lib.validation_frames(video, length, load), label), **_PARALLEL
     )
+    centre = frames.filter(_has_frames).map(lambda clip, label: (clips_lib.centre_crop(clip, size), label), **_PARALLEL)
     return shard_by_data(centre.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
@@ -136,7 +136,9 @@ def video_clip_stacks(examples, length, size, decode=tf.identity, load=None):
     Returns:
         A ``tf.data.Dataset`` of ``(float32 clips [n_clips, length, size, size, 3], label)``, one a video.
     """
-    return _decoded(examples, decode).map(
-        lambda video, label: (clips_lib.every_clip(video, length, size, load), label),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    frames = _videos(examples, decode).map(
+        lambda video, label: (clips_lib.every_clip_frames(video, length, load), label), **_PARALLEL
+    )
+    return frames.filter(_has_frames).map(
+        lambda clip_frames, label: (clips_lib.crop_clips(clip_frames, length, size), label), **_PARALLEL
     )
