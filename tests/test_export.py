@@ -144,7 +144,9 @@ def test_tflite_float_matches_keras_and_reports_accuracy(finished_run, target, t
     result = training.export_run(str(finished_run), str(tmp_path / "tflite"), export_format="tflite")
     assert result["path"].endswith(os.path.join("tflite", "1", "model.tflite"))
     images = _images(6, seed=1)
-    probabilities = export.TFLiteClassifier(result["path"])(images)["probabilities"]
+    classifier = export.TFLiteClassifier(result["path"])
+    assert type(classifier.interpreter).__module__.startswith("ai_edge_litert")  # LiteRT, not tf.lite
+    probabilities = classifier(images)["probabilities"]
     np.testing.assert_allclose(probabilities, _expected_probabilities(target, images), atol=1e-4)
     saved = json.loads((tmp_path / "tflite" / "1" / "tflite_eval.json").read_text())
     assert saved["val_examples"] == 100

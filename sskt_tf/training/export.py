@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import tempfile
-import warnings
 
 import keras
 import numpy as np
@@ -168,17 +167,23 @@ def export_tflite(saved_model_dir, output, quantize="none", representative_image
 
 
 class TFLiteClassifier:
-    """Runs a ``.tflite`` file from :func:`export_tflite` on batches of images.
+    """Runs a ``.tflite`` file from :func:`export_tflite` on batches of images, with LiteRT.
+
+    LiteRT (``ai-edge-litert``) is the TFLite runtime's maintained home; TF 2.21
+    deprecates ``tf.lite.Interpreter`` in its favour.
 
     Args:
         path: the ``.tflite`` file.
     """
 
     def __init__(self, path):
-        with warnings.catch_warnings():
-            # TF 2.21 points to the ai-edge-litert package, which has no wheel for this setup.
-            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-            self.interpreter = tf.lite.Interpreter(model_path=path)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise ConfigError(
+                "Running a .tflite file needs LiteRT: pip install 'ai-edge-litert>=2.3,<3' (a dependency of sskt_tf)."
+            ) from error
+        self.interpreter = Interpreter(model_path=path)
         self._runner = self.interpreter.get_signature_runner("serving_default")
         (self._input_name,) = self._runner.get_input_details()  # "images", or "clips" for a video target
 
