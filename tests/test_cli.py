@@ -157,9 +157,11 @@ def _config(**overrides):
         (dict(aux_loss="mse"), "Unknown --aux_loss=mse"),
         (dict(head="mlp"), "Unknown --head=mlp"),
         (dict(source_scale="x"), "Invalid source scale"),
-        (dict(temperature=0.0), "--temperature must be positive"),
-        (dict(alpha=-1.0), "--alpha and --weight_decay must be >= 0"),
-        (dict(lr_milestones=[-3]), "--lr_milestones must be epoch numbers"),
+        (dict(temperature=0.0), "--temperature=0.0: must be > 0"),
+        (dict(alpha=-1.0), "--alpha=-1.0: must be >= 0"),
+        (dict(lr_milestones=[-3]), "--lr_milestones=-3: must be numbers >= 0"),
+        (dict(lr=float("nan")), "--lr=nan: must be a finite number > 0"),
+        (dict(lr_milestones=[60, 30]), "--lr_milestones=60,30: must be in increasing order"),
     ],
 )
 def test_bad_settings_fail_before_any_training(overrides, message, tmp_path, monkeypatch):

@@ -329,7 +329,7 @@ def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tm
         (dict(method="kd"), "--method=kd needs --teacher=PATH"),
         (dict(method="kd", teacher="/nonexistent/t.keras"), "The KD teacher"),
         (dict(method="kd", teacher="x.keras", alpha=1.5), "--alpha must be in \\[0, 1\\]"),
-        (dict(method="maxl", maxl_psi=0), "--maxl_psi must be >= 1"),
+        (dict(method="maxl", maxl_psi=0), "--maxl_psi=0: must be >= 1"),
         (dict(method="maxl", mixed_precision="mixed_float16"), "does not support --mixed_precision=mixed_float16"),
         (dict(method="dml", soft_label_cache="/tmp/cache"), "does not use"),
         (dict(method="boost"), "Unknown --method=boost"),

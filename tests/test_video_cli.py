@@ -85,7 +85,7 @@ def test_cli_trains_on_tfds_ucf101(tmp_path):
         (dict(target="resnet20"), "--target=resnet20 takes images, but video_folder:.* holds videos"),
         (dict(soft_label_cache="cache"), "video datasets train with their sources online"),
         (dict(video_split="nowhere/trainlist01.txt"), "nowhere/trainlist01.txt' does not exist"),
-        (dict(clip_length=0), "--clip_length must be >= 1"),
+        (dict(clip_length=0), "--clip_length=0: must be >= 1"),
     ],
 )
 def test_bad_video_settings_are_clear_errors(videos, tmp_path, overrides, message):

@@ -218,16 +218,12 @@ class MAXLModel(BaselineModel):
 
 
 def _check(config):
-    """MAXL's own flags; float16 is refused (its meta gradients are not loss-scaled)."""
+    """float16 is refused (its meta gradients are not loss-scaled); MAXL's numeric flags have ranges like every flag."""
     if config.mixed_precision == "mixed_float16":
         raise ConfigError(
             "--method=maxl does not support --mixed_precision=mixed_float16 (its inner and meta "
             "gradients are not loss-scaled); use float32 or mixed_bfloat16."
         )
-    if config.maxl_psi < 1:
-        raise ConfigError(f"--maxl_psi must be >= 1, got {config.maxl_psi}.")
-    if config.maxl_entropy_weight < 0 or config.maxl_generator_lr <= 0:
-        raise ConfigError("--maxl_entropy_weight must be >= 0 and --maxl_generator_lr > 0.")
 
 
 def build_maxl(config, data, sources):

@@ -10,6 +10,7 @@ from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.sources import parse_scale
 from sskt_tf.training import distribute as distribute_lib
+from sskt_tf.training import ranges
 from sskt_tf.training.callbacks import LR_SCHEDULES
 from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
 from sskt_tf.training.run_data import data_subset
@@ -39,6 +40,7 @@ def validate(config):
     config = dataclasses.replace(
         config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
     )
+    ranges.check(config)
     _one_of("target", config.target, targets_lib.TARGETS)
     _one_of("head", config.head, heads_lib.HEAD_KINDS)
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
@@ -46,8 +48,6 @@ def validate(config):
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
     _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
-    if config.lr_patience < 1:
-        raise ConfigError(f"--lr_patience must be >= 1 (validated epochs), got {config.lr_patience}.")
     parse_scale(config.source_scale)
     if config.soft_label_cache and not method.uses_sources:
         raise ConfigError(
@@ -59,21 +59,6 @@ def validate(config):
             "drop --soft_label_cache."
         )
     method.check(config)
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ConfigError("--epochs and --batch_size must be positive.")
-    if config.lr <= 0 or (config.temperature is not None and config.temperature <= 0):
-        raise ConfigError("--lr and --temperature must be positive.")
-    if (config.alpha is not None and config.alpha < 0) or config.weight_decay < 0 or config.lr_decay <= 0:
-        raise ConfigError("--alpha and --weight_decay must be >= 0 and --lr_decay > 0.")
-    if any(m < 0 for m in config.lr_milestones):
-        raise ConfigError(f"--lr_milestones must be epoch numbers >= 0, got {config.lr_milestones}.")
-    if config.validation_freq < 1:
-        raise ConfigError(f"--validation_freq must be >= 1 (validate every N epochs), got {config.validation_freq}.")
-    if config.clip_length < 1 or config.video_short_side < 0 or config.head_width < 0:
-        raise ConfigError(
-            f"--clip_length must be >= 1 and --video_short_side and --head_width >= 0; got {config.clip_length}, "
-            f"{config.video_short_side} and {config.head_width}."
-        )
     if config.train_from and not config.pretrained:
         raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()

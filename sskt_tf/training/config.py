@@ -27,18 +27,23 @@ class TrainConfig:
     data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
     download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
     image_size: int = _f(
-        0, "Image side length; 0 = the dataset's own size (folder datasets: 32; video datasets: 112, the clip side)."
+        0,
+        "Image side length; 0 = the dataset's own size (folder datasets: 32; video datasets: 112, the clip side).",
+        accepts="0 or >= 8",
     )
-    clip_length: int = _f(16, "Video datasets: frames a clip (the paper: 16).")
+    clip_length: int = _f(16, "Video datasets: frames a clip (the paper: 16).", accepts=">= 1")
     video_short_side: int = _f(
         128,
         "Video datasets: frames are decoded with this short side (pixels) before the clip's crop; 0 = as stored.",
+        accepts="0 or >= 8",
     )
     video_split: str = _f(
         "",
         "video_folder: datasets of class subfolders: the official split list, a UCF101 trainlist0N.txt (testlist0N.txt beside it) or a glob of HMDB51 <class>_test_split<N>.txt files. Empty: the folder has train/ and val/ (or test/).",
     )
-    num_classes: int = _f(0, "Number of target classes; 0 = from the dataset. A different value is an error.")
+    num_classes: int = _f(
+        0, "Number of target classes; 0 = from the dataset. A different value is an error.", accepts=">= 0"
+    )
     cache: bool = _f(True, "Cache decoded images in memory.")
     augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
     classes: List[str] = _f(
@@ -47,10 +52,12 @@ class TrainConfig:
     train_examples_per_class: Optional[int] = _f(
         None,
         "Keep this many training examples of each (kept) class, a class-balanced subset drawn with --subset_seed; unset = all. Validation keeps every example of the kept classes.",
+        accepts=">= 1",
     )
     subset_seed: int = _f(
         0,
         "Seed of the --train_examples_per_class draw, independent of --seed: every method and seed trains on the same images.",
+        accepts=">= 0",
     )
     # Method.
     method: str = _f(
@@ -60,10 +67,14 @@ class TrainConfig:
         "",
         "KD teacher (--method=kd): a .keras classifier over the target's classes, taking raw images (e.g. a scratch run's best.keras).",
     )
-    maxl_psi: int = _f(5, "MAXL: auxiliary classes per primary class (the class hierarchy psi).")
-    maxl_entropy_weight: float = _f(0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.")
+    maxl_psi: int = _f(5, "MAXL: auxiliary classes per primary class (the class hierarchy psi).", accepts=">= 1")
+    maxl_entropy_weight: float = _f(
+        0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.", accepts=">= 0"
+    )
     maxl_generator_lr: float = _f(
-        1e-3, "MAXL: learning rate of the label-generation network (it follows the --lr schedule's decays)."
+        1e-3,
+        "MAXL: learning rate of the label-generation network (it follows the --lr schedule's decays).",
+        accepts="> 0",
     )
     # Target network.
     target: str = _f(
@@ -98,11 +109,13 @@ class TrainConfig:
     source_image_size: int = _f(
         0,
         "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).",
+        accepts="0 or >= 8",
     )
     head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
     head_width: int = _f(
         0,
         "Branch width C of the transfer modules (inner width C/2); 0 = the last stage's channels (images) or the original's 1000 (video targets).",
+        accepts=">= 0",
     )
     feature_layers: List[str] = _f(
         [],
@@ -113,26 +126,34 @@ class TrainConfig:
     alpha: Optional[float] = _f(
         None,
         "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml). Unset = the method's: 0.1 (sskt), 0.9 (kd), 1 (dml).",
+        accepts=">= 0",
     )
     temperature: Optional[float] = _f(
         None,
         "Temperature T of the auxiliary (sskt), distillation (kd) or mutual (dml) loss. Unset = the method's: 3 (sskt), 4 (kd), 1 (dml).",
+        accepts="> 0",
     )
     # Optimisation.
-    epochs: int = _f(200, "Training epochs.")
-    steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.")
-    batch_size: int = _f(128, "Global training batch size.")
-    lr: float = _f(0.1, "Initial SGD learning rate.")
+    epochs: int = _f(200, "Training epochs.", accepts=">= 1")
+    steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.", accepts=">= 0")
+    batch_size: int = _f(128, "Global training batch size.", accepts=">= 1")
+    lr: float = _f(0.1, "Initial SGD learning rate.", accepts="> 0")
     lr_schedule: str = _f(
         "step",
         "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved for --lr_patience validated epochs (the original video code, with --lr_decay=0.1).",
     )
-    lr_milestones: List[int] = _f([60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.")
-    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone (or plateau).")
-    lr_patience: int = _f(10, "--lr_schedule=plateau: validated epochs without a better val_loss before a decay.")
-    momentum: float = _f(0.9, "SGD momentum.")
+    lr_milestones: List[int] = _f(
+        [60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.", accepts="increasing >= 0"
+    )
+    lr_decay: float = _f(0.2, "Learning-rate factor at each milestone (or plateau).", accepts="> 0")
+    lr_patience: int = _f(
+        10, "--lr_schedule=plateau: validated epochs without a better val_loss before a decay.", accepts=">= 1"
+    )
+    momentum: float = _f(0.9, "SGD momentum.", accepts=">= 0")
     nesterov: bool = _f(False, "Nesterov momentum.")
-    weight_decay: float = _f(5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).")
+    weight_decay: float = _f(
+        5e-4, "Coupled L2 weight decay on target and heads (PyTorch SGD semantics).", accepts=">= 0"
+    )
     jit_compile: bool = _f(
         False,
         "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs: see tools/benchmark.py).",
@@ -146,14 +167,16 @@ class TrainConfig:
         "Directory written by tools/cache_soft_labels.py: train on its cached views and soft labels instead of running the sources every step (a run with a cache never builds the sources).",
     )
     validation_freq: int = _f(
-        1, "Validate every N epochs, and always after the last; best.keras is chosen among the validated epochs."
+        1,
+        "Validate every N epochs, and always after the last; best.keras is chosen among the validated epochs.",
+        accepts=">= 1",
     )
     val_aux_losses: bool = _f(
         True,
         "Run the sources on the validation set too, to report val_aux_<source>_loss; --noval_aux_losses validates the target alone (faster).",
     )
     # Run.
-    seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.")
+    seed: int = _f(0, "Seed for weights, shuffling and augmentation; -1 = not seeded.", accepts=">= -1")
     deterministic: bool = _f(False, "Also make TensorFlow ops deterministic (slower).")
     model_dir: str = _f(
         "",
@@ -167,4 +190,4 @@ class TrainConfig:
     export_dir: str = _f(
         "", "After training, export best.keras as a SavedModel for TF Serving into <export_dir>/<next version>/."
     )
-    verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.")
+    verbose: int = _f(1, "Keras fit verbosity: 1 = progress bar, 2 = one line per epoch, 0 = silent.", accepts=">= 0")

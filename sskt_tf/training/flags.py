@@ -12,6 +12,7 @@ import typing
 from absl import flags
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.training import ranges
 from sskt_tf.training.config import TrainConfig
 
 
@@ -41,6 +42,7 @@ def define_flags(flag_values=flags.FLAGS):
         if isinstance(default, list):
             default = [str(v) for v in default]
         _definer(item.type)(item.name, default, item.metadata["help"], flag_values=flag_values)
+    ranges.register_validators(TrainConfig, flag_values)
 
 
 def config_from_flags(flag_values=flags.FLAGS):
