@@ -53,3 +53,61 @@ def test_a_refused_flag_is_one_line_exit_2_and_touches_nothing(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: flag --lr=nan: must be a finite number > 0"], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and _snapshot(tmp_path) == before
+
+
+def _config(tmp_path, **overrides):
+    import dataclasses
+
+    from sskt_tf import TrainConfig
+
+    base = TrainConfig(sources=[], method="scratch", epochs=1, batch_size=8, model_dir=str(tmp_path / "run"))
+    return dataclasses.replace(base, **overrides)
+
+
+def test_a_model_dir_with_someone_elses_files_is_refused_untouched(tmp_path):
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.training import train
+
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "best.keras").write_bytes(b"my own model")
+    (model_dir / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    before = _snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="holds best.keras, history.csv but no flags.txt: not a run of this tool"):
+        train(_config(tmp_path, dataset=f"folder:{tmp_path}"))
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(model_dir="{file}"), "--model_dir=.*a_file is a file; the run needs a directory there"),
+        (dict(export_dir="{file}"), "--export_dir=.*a_file is a file"),
+        (dict(dataset="{directory}"), "--dataset=.*images is a directory: use --dataset=folder:.*images"),
+    ],
+)
+def test_paths_of_the_wrong_kind_are_named_before_any_work(tmp_path, overrides, message):
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.training import train
+
+    (tmp_path / "a_file").write_text("mine")
+    (tmp_path / "images").mkdir()
+    values = {k: v.format(file=tmp_path / "a_file", directory=tmp_path / "images") for k, v in overrides.items()}
+    before = _snapshot(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        train(_config(tmp_path, **values))
+    assert _snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+def test_export_and_study_directories_that_are_files_are_named(tmp_path):
+    from studies import harness
+
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.training import export
+
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(ConfigError, match="--export_dir=.*a_file is a file"):
+        export.version_dir(str(tmp_path / "a_file"))
+    with pytest.raises(ConfigError, match="--output_dir=.*a_file is a file"):
+        harness.reproduce(["configs/paper/video"], output_dir=str(tmp_path / "a_file"), collect_only=True)
+    assert (tmp_path / "a_file").read_text() == "mine"

@@ -171,8 +171,11 @@ def test_from_file_and_spec_errors(tmp_path):
     with pytest.raises(ConfigError, match="must be a Keras v3 '.keras' file"):
         sources.from_file(str(tmp_path / "model.h5"))
     (tmp_path / "broken.keras").write_text("not a zip")
-    with pytest.raises(ConfigError, match="Could not load source model"):
+    with pytest.raises(ConfigError, match="broken.keras. is not a .keras archive .a .keras file is a zip"):
         sources.from_file(str(tmp_path / "broken.keras"))
+    (tmp_path / "empty.keras").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"empty.keras' is empty \(0 bytes\)"):
+        sources.from_file(str(tmp_path / "empty.keras"))
     with pytest.raises(ConfigError, match="Unknown source 'places'"):
         sources.from_spec("places", 32)
     with pytest.raises(ConfigError, match="Unknown torchvision ResNet 'resnet9'.*resnet50"):

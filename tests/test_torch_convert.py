@@ -299,7 +299,7 @@ def test_broken_downloads_and_caches_say_what_to_delete(csail_resnet18, tmp_path
     cached = sources.places365_cache_path("resnet18", str(home))
     open(cached, "w").write("not a keras file")
     with pytest.raises(
-        ConfigError, match=r"(?s)Could not load.*Delete .*resnet18_places365\.keras to download and convert"
+        ConfigError, match=r"(?s)is not a .keras archive.*Delete .*resnet18_places365\.keras to download and convert"
     ):
         sources.places365("resnet18", cache_dir=str(home))
 

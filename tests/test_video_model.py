@@ -199,7 +199,7 @@ def test_bad_fine_tuning_settings_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="--pretrained=.*nowhere.keras does not exist"):
         pretrained_network(str(tmp_path / "nowhere.keras"))
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    with pytest.raises(ConfigError, match="could not be loaded as a Keras model"):
+    with pytest.raises(ConfigError, match="--pretrained .*broken.keras. is not a .keras archive"):
         pretrained_network(str(tmp_path / "broken.keras"))
     with pytest.raises(ConfigError, match="--train_from=layer9: resnet3d10 has no such layer"):
         freeze_before(_clip_target(), "layer9")

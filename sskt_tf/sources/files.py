@@ -2,6 +2,7 @@
 
 import os
 import re
+import zipfile
 
 import keras
 
@@ -13,6 +14,34 @@ def require_file(path, what):
     """Raises a ConfigError naming ``what`` when ``path`` does not exist."""
     if not os.path.exists(path):
         raise ConfigError(f"{what} {path!r} does not exist.")
+
+
+def load_keras_file(path, what):
+    """Loads a ``.keras`` model, or raises a ConfigError that says what is wrong with the file.
+
+    Args:
+        path: the file.
+        what: how to name it in messages (``"Source model file"``, ``"--pretrained"``, ...).
+
+    Returns:
+        The ``keras.Model`` (not compiled).
+    """
+    require_file(path, what)
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path!r} is a directory, not a .keras file.")
+    if not path.endswith(".keras"):
+        raise ConfigError(f"{what} {path!r} must be a Keras v3 '.keras' file (model.save('x.keras')).")
+    if os.path.getsize(path) == 0:
+        raise ConfigError(f"{what} {path!r} is empty (0 bytes): an interrupted copy or save?")
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"{what} {path!r} is not a .keras archive (a .keras file is a zip; this one is truncated or of "
+            "another format)."
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:
+        raise ConfigError(f"{what} {path!r} could not be loaded: {error}") from error
 
 
 def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
@@ -28,12 +57,6 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     Returns:
         A :class:`Source`.
     """
-    require_file(path, "Source model file")
-    if not path.endswith(".keras"):
-        raise ConfigError(f"Source model file {path!r} must be a Keras v3 '.keras' file (model.save('x.keras')).")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:
-        raise ConfigError(f"Could not load source model {path!r}: {error}") from error
+    model = load_keras_file(path, "Source model file")
     stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", os.path.splitext(os.path.basename(path))[0])
     return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)

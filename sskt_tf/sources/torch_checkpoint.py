@@ -19,6 +19,7 @@ import numpy as np
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import torch_pickle
+from sskt_tf.sources.files import load_keras_file
 from sskt_tf.targets.resnet3d import BLOCKS as RESNET3D_BLOCKS
 from sskt_tf.targets.resnet3d import resnet3d
 from sskt_tf.targets.torchvision_resnet import ARCHS, build, with_raw_pixel_input
@@ -314,10 +315,7 @@ def load(path, arch, num_classes, trust_pickle=False):
     if not os.path.exists(path):
         raise ConfigError(f"Weights file {path!r} for {key} does not exist.")
     if path.endswith(".keras"):
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except Exception as error:
-            raise ConfigError(f"Could not load {path!r}: {error}") from error
+        model = load_keras_file(path, f"Converted {key} file")
         if model.name in ARCHS and model.name != key:
             raise ConfigError(f"{path!r} holds a {model.name}, not a {key}.")
         if any(layer.name == "torch_preprocessing" for layer in model.layers):

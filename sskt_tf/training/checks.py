@@ -1,6 +1,7 @@
 """Checks of a run's configuration, before and after its data is loaded."""
 
 import dataclasses
+import os
 
 from sskt_tf import methods as methods_lib
 from sskt_tf import targets as targets_lib
@@ -59,10 +60,24 @@ def validate(config):
             "drop --soft_label_cache."
         )
     method.check(config)
+    _check_paths(config)
     if config.train_from and not config.pretrained:
         raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()
     return config
+
+
+def _check_paths(config):
+    """Directories the run writes must be directories; a dataset directory needs its prefix."""
+    for flag in ("model_dir", "export_dir"):
+        path = os.path.expanduser(getattr(config, flag))
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"--{flag}={getattr(config, flag)} is a file; the run needs a directory there.")
+    if ":" not in config.dataset and os.path.isdir(os.path.expanduser(config.dataset)):
+        raise ConfigError(
+            f"--dataset={config.dataset} is a directory: use --dataset=folder:{config.dataset} (images in "
+            f"train/ and val/ class subfolders) or --dataset=video_folder:{config.dataset} (videos)."
+        )
 
 
 def check_data(config, data):

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from sskt_tf.errors import ConfigError
-from sskt_tf.sources import require_file
+from sskt_tf.sources.files import load_keras_file
 from sskt_tf.training.flags import config_from_flagfile
 from sskt_tf.training.run_data import load_data
 
@@ -97,6 +97,8 @@ def _archive(target, class_names=None):
 
 def next_version(export_dir):
     """One more than the largest numeric version under ``export_dir`` (1 if none)."""
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ConfigError(f"--export_dir={export_dir} is a file; exports need a directory there.")
     if not os.path.isdir(export_dir):
         return 1
     versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
@@ -106,6 +108,8 @@ def next_version(export_dir):
 def version_dir(export_dir, version=None):
     """``<export_dir>/<version>`` (None = :func:`next_version`); a ConfigError if it exists."""
     version = version or next_version(export_dir)
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ConfigError(f"--export_dir={export_dir} is a file; exports need a directory there.")
     if version < 1:
         raise ConfigError(f"--version must be a positive integer, got {version}.")
     path = os.path.join(export_dir, str(version))
@@ -244,9 +248,7 @@ def export_run(
         raise ConfigError(f"Unknown --checkpoint={checkpoint}; choose best or last.")
     if export_format not in ("saved_model", "tflite"):
         raise ConfigError(f"Unknown --format={export_format}; choose saved_model or tflite.")
-    model_path = os.path.join(model_dir, f"{checkpoint}.keras")
-    require_file(model_path, f"The run's {checkpoint} target")
-    target = keras.saving.load_model(model_path, compile=False)
+    target = load_keras_file(os.path.join(model_dir, f"{checkpoint}.keras"), f"The run's {checkpoint} target")
     if export_format == "tflite" and len(target.input_shape) == 5:
         raise ConfigError(
             "TFLite has no built-in 3D max-pool (a video target would need TensorFlow's Select ops in the "

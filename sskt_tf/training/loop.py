@@ -15,7 +15,7 @@ import tensorflow as tf
 from sskt_tf import methods as methods_lib
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
-from sskt_tf.sources import require_file
+from sskt_tf.sources.files import load_keras_file
 from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import history as history_lib
@@ -155,19 +155,40 @@ _ARCHITECTURE_FLAGS = (
 )
 
 
+# What a run writes in its --model_dir (besides flags.txt, written first).
+_RUN_FILES = (
+    "best.keras",
+    "last.keras",
+    "best.json",
+    "history.csv",
+    "results.json",
+    "subset.json",
+    "val_ap.json",
+    "backup",
+    "tensorboard",
+)
+
+
 def _prepare_resume(config, output_dir, backup_dir):
     """Returns the epoch the run resumes from, and makes ``history.csv`` agree with it.
 
     Raises:
         ConfigError: ``output_dir`` holds a finished run (``results.json``, no
-            backup), or a backup of different networks.
+            backup), a backup of different networks, or files a run writes
+            without the ``flags.txt`` of one (someone else's).
     """
     resume_epoch = callbacks_lib.FiniteBackupAndRestore.saved_epoch(backup_dir)
+    flags_file = os.path.join(output_dir, "flags.txt")
+    ours = [name for name in _RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
+    if ours and not os.path.exists(flags_file):
+        raise ConfigError(
+            f"--model_dir={output_dir} holds {', '.join(ours)} but no flags.txt: not a run of this tool, and a run "
+            "would overwrite them. Use a new or empty --model_dir."
+        )
     if resume_epoch == 0 and os.path.exists(os.path.join(output_dir, "results.json")):
         raise ConfigError(
             f"{output_dir} holds a finished run (results.json); use another --model_dir, or delete it to train again."
         )
-    flags_file = os.path.join(output_dir, "flags.txt")
     if resume_epoch and os.path.exists(flags_file):
         previous = config_from_flagfile(flags_file)
         changed = [f"--{name}" for name in _ARCHITECTURE_FLAGS if getattr(previous, name) != getattr(config, name)]
@@ -350,7 +371,7 @@ def _video_test(output_dir, data):
     best = os.path.join(output_dir, "best.keras")
     if not os.path.exists(best):
         return {"video_accuracy": None, "all_clips_accuracy": None}
-    target = keras.saving.load_model(best, compile=False)
+    target = load_keras_file(best, "The run's best target")
     scores = video_accuracy(lambda clips: target(clips, training=False), data.video_test)
     logging.info(
         "best.keras on %d validation videos (%d clips): video accuracy %.4f, clip accuracy %.4f.",
@@ -365,7 +386,7 @@ def _video_test(output_dir, data):
 def _export_best(output_dir, export_dir, class_names):
     """Exports the run's ``best.keras`` as a SavedModel; returns the version directory."""
     best = os.path.join(output_dir, "best.keras")
-    require_file(best, "The target to export (no epoch had a finite validation accuracy)")
-    path = export_saved_model(keras.saving.load_model(best, compile=False), export_dir, class_names=class_names)
+    target = load_keras_file(best, "The target to export (no epoch had a finite validation accuracy)")
+    path = export_saved_model(target, export_dir, class_names=class_names)
     logging.info("Exported %s as a SavedModel to %s.", best, path)
     return path

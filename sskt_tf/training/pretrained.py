@@ -12,10 +12,9 @@ inference mode, so its statistics stay those of the pretrained network.
 import logging
 import os
 
-import keras
-
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import torch_checkpoint
+from sskt_tf.sources.files import load_keras_file
 
 
 def pretrained_network(path, trust_pickle=False):
@@ -33,10 +32,7 @@ def pretrained_network(path, trust_pickle=False):
     if not os.path.exists(path):
         raise ConfigError(f"--pretrained={path} does not exist.")
     if path.endswith(".keras"):
-        try:
-            return keras.saving.load_model(path, compile=False)
-        except Exception as error:
-            raise ConfigError(f"--pretrained={path} could not be loaded as a Keras model: {error}") from error
+        return load_keras_file(path, "--pretrained")
     return torch_checkpoint.convert(path, trust_pickle=trust_pickle)
 
 

@@ -846,6 +846,8 @@ def reproduce(
     """
     if dry_run and collect_only:
         raise ConfigError("--dry_run and --collect_only exclude each other.")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(f"--output_dir={output_dir} is a file; the runs need a directory there.")
     out = out or sys.stdout
     loaded = [load_table(table) for table in tables]
     if isinstance(extra_flags, str):
