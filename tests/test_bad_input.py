@@ -111,3 +111,43 @@ def test_export_and_study_directories_that_are_files_are_named(tmp_path):
     with pytest.raises(ConfigError, match="--output_dir=.*a_file is a file"):
         harness.reproduce(["configs/paper/video"], output_dir=str(tmp_path / "a_file"), collect_only=True)
     assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def _image_folder(root, per_class=3):
+    import numpy as np
+    import tensorflow as tf
+
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for index in range(per_class):
+                pixels = np.full((8, 8, 3), 40 * index, np.uint8)
+                tf.io.write_file(str(root / split / name / f"{index}.png"), tf.io.encode_png(pixels))
+
+
+def test_empty_and_foreign_image_files_are_named_and_left_out(tmp_path, caplog):
+    from sskt_tf import data
+
+    _image_folder(tmp_path)
+    (tmp_path / "train" / "a" / "zero.jpg").write_bytes(b"")
+    (tmp_path / "train" / "b" / "notes.png").write_text("not an image")
+    with caplog.at_level("WARNING"):
+        loaded = data.load(f"folder:{tmp_path}", batch_size=2, image_size=8, cache=False)
+    assert loaded.train_examples == 6  # the two bad files are not counted
+    (warning,) = [r.message for r in caplog.records if "Skipping" in r.message]
+    assert "2 file(s)" in warning and "zero.jpg" in warning and "notes.png" in warning
+
+
+def test_validation_images_that_are_all_unreadable_stop_the_run_before_training(tmp_path):
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.training import train
+
+    data_dir = tmp_path / "images"
+    _image_folder(data_dir)
+    for path in (data_dir / "val").rglob("*.png"):
+        path.write_text("NA")
+    config = _config(tmp_path, dataset=f"folder:{data_dir}", image_size=8, batch_size=2)
+    for _ in range(2):  # and again: no crash loop, the same clear error
+        with pytest.raises(ConfigError, match="val holds no readable images"):
+            train(config)
+    assert not (tmp_path / "run" / "history.csv").exists()

@@ -15,14 +15,44 @@ VAL_SPLIT_NAMES = ("val", "validation", "test")
 _STATS_SAMPLE = 512
 
 
+# The first bytes of the image formats tf.io.decode_image reads.
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def looks_like_an_image(path):
+    """Whether ``path`` starts like a JPEG, PNG, GIF or BMP file (empty and foreign files do not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_SIGNATURES)
+
+
 def _list_split(split_dir):
-    """``{class name: [file paths]}`` for one split directory."""
+    """``{class name: [file paths]}`` for one split directory, without the files that are not images.
+
+    An empty or foreign file (one that does not start like a JPEG, PNG, GIF or
+    BMP) is left out with a warning naming it, so the counts are right and a
+    split of only such files is an error before training. A file that starts
+    right but is truncated is skipped when decoding fails.
+    """
     classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
-    files = {}
+    files, unreadable = {}, []
     for name in classes:
         class_dir = os.path.join(split_dir, name)
-        files[name] = sorted(
+        paths = sorted(
             os.path.join(class_dir, f) for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        files[name] = [path for path in paths if looks_like_an_image(path)]
+        unreadable += sorted(set(paths) - set(files[name]))
+    if unreadable:
+        logging.warning(
+            "Skipping %d file(s) of %s that are empty or not images: %s%s",
+            len(unreadable),
+            split_dir,
+            ", ".join(unreadable[:10]),
+            f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else "",
         )
     return files
 
@@ -90,8 +120,8 @@ def load_folder(path, image_size, seed=None, subset=None):
         image_size: side length the images are resized to.
         seed: seed of the one-off mixing of the training file list (None: 0).
         subset: a :class:`sskt_tf.data.subset.Subset` to keep (None: everything).
-            Training positions count files class by class (classes and files
-            in sorted order), before any unreadable file is skipped.
+            Training positions count the image files class by class (classes
+            and files in sorted order), after empty and foreign files are left out.
 
     Returns:
         ``(train, val, info)`` like :func:`sskt_tf.data.tfds_datasets.load_tfds`;
@@ -130,7 +160,7 @@ def load_folder(path, image_size, seed=None, subset=None):
             subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path
         )
     if len(val_paths) == 0:
-        raise ConfigError(f"{val_dir} holds no images" + (" of the kept classes." if subset_info else "."))
+        raise ConfigError(f"{val_dir} holds no readable images" + (" of the kept classes." if subset_info else "."))
     train = _split_dataset(train_paths, train_labels, image_size, shuffle_seed=seed or 0)
     val = _split_dataset(val_paths, val_labels, image_size)
     train_examples = len(train_paths)
