@@ -139,7 +139,7 @@ def test_runs_record_the_subset_and_every_seed_and_method_trains_on_the_same_ima
 def test_bad_subset_flags_fail_before_anything_is_loaded(tmp_path):
     config = TrainConfig(dataset="folder:/nonexistent", sources=[], method="scratch", model_dir=str(tmp_path / "x"))
     for overrides, message in (
-        (dict(train_examples_per_class=0), "keep at least 1"),
+        (dict(train_examples_per_class=0), "--train_examples_per_class=0: must be >= 1"),
         (dict(classes=["a", "a"]), "more than once"),
         (dict(subset_seed=-2), "--subset_seed"),
     ):
