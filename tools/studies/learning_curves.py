@@ -10,6 +10,7 @@ Plotting needs matplotlib (``pip install -e ".[plot]"``); reading and averaging 
 """
 
 import glob
+import math
 import os
 import textwrap
 
@@ -162,10 +163,15 @@ def plot_groups(groups, output_path, title=None):
         axis.grid(alpha=0.3)
         if column == "learning_rate" or column == "loss":
             axis.set_yscale("log")
-    axes[0][0].legend(fontsize=8)
+    # The legend goes below the panels, where it hides no curve.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend_height = 0.25 * math.ceil(len(labels) / 2) + 0.1
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(width, height + legend_height)
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         figure.suptitle(textwrap.fill(title, 110), fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, legend_height / (height + legend_height), 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     figure.savefig(output_path, dpi=110)
     plt.close(figure)
