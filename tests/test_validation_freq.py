@@ -96,7 +96,7 @@ def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder,
 def test_bad_validation_freq_is_refused(tmp_path):
     from sskt_tf.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--validation_freq must be >= 1"):
+    with pytest.raises(ConfigError, match="--validation_freq=0: must be >= 1"):
         training.train(dataclasses.replace(TrainConfig(sources=[], model_dir=str(tmp_path)), validation_freq=0))
 
 
