@@ -29,6 +29,13 @@ def looks_like_an_image(path):
     return head.startswith(_IMAGE_SIGNATURES)
 
 
+def image_files(directory):
+    """The files of ``directory`` with an image extension (``IMAGE_EXTENSIONS``), sorted by name."""
+    return sorted(
+        os.path.join(directory, name) for name in os.listdir(directory) if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
 def _list_split(split_dir):
     """``{class name: [file paths]}`` for one split directory, without the files that are not images.
 
@@ -40,10 +47,7 @@ def _list_split(split_dir):
     classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
     files, unreadable = {}, []
     for name in classes:
-        class_dir = os.path.join(split_dir, name)
-        paths = sorted(
-            os.path.join(class_dir, f) for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        paths = image_files(os.path.join(split_dir, name))
         files[name] = [path for path in paths if looks_like_an_image(path)]
         unreadable += sorted(set(paths) - set(files[name]))
     if unreadable:
@@ -80,13 +84,22 @@ def _decode(path, label, image_size):
     return resize_uint8(image, image_size), label
 
 
-def _flatten(files_by_class, class_index):
-    """``(paths, labels)`` arrays of one split, class by class in ``class_index`` order."""
+def flatten_files(files_by_class, class_names):
+    """``(paths, labels)`` numpy arrays of one split, class by class in ``class_names`` order.
+
+    Args:
+        files_by_class: ``{class name: [paths]}``; a class it lacks has no files.
+        class_names: the dataset's classes; a file's label is its class's index here.
+
+    Returns:
+        A str array of paths and an int64 array of labels.
+    """
     paths, labels = [], []
-    for name, files in files_by_class.items():
+    for index, name in enumerate(class_names):
+        files = files_by_class.get(name, [])
         paths += files
-        labels += [class_index[name]] * len(files)
-    return np.asarray(paths), np.asarray(labels, np.int64)
+        labels += [index] * len(files)
+    return np.asarray(paths, dtype=str), np.asarray(labels, np.int64)
 
 
 def _split_dataset(paths, labels, image_size, shuffle_seed=None):
@@ -151,9 +164,8 @@ def load_folder(path, image_size, seed=None, subset=None):
         raise ConfigError(
             f"{val_dir} has classes that train/ lacks: {unknown}. Both splits must use the same class names."
         )
-    class_index = {name: index for index, name in enumerate(class_names)}
-    train_paths, train_labels = _flatten(train_files, class_index)
-    val_paths, val_labels = _flatten(val_files, class_index)
+    train_paths, train_labels = flatten_files(train_files, class_names)
+    val_paths, val_labels = flatten_files(val_files, class_names)
     subset_info = None
     if subset is not None and subset.active:
         (train_paths, train_labels), (val_paths, val_labels), class_names, subset_info = subset_lib.keep_files(

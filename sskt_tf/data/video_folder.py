@@ -21,22 +21,17 @@ import numpy as np
 import tensorflow as tf
 
 from sskt_tf.data import subset as subset_lib
-from sskt_tf.data.folder import IMAGE_EXTENSIONS, split_directories
+from sskt_tf.data.folder import IMAGE_EXTENSIONS, flatten_files, image_files, split_directories
+from sskt_tf.data.video_pipeline import resize_short_side
 from sskt_tf.data.video_splits import read_split
 from sskt_tf.errors import ConfigError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
 
 
-def _frame_files(directory):
-    return sorted(
-        os.path.join(directory, name) for name in os.listdir(directory) if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-
-
 def _is_video(path):
     if os.path.isdir(path):
-        return bool(_frame_files(path))
+        return bool(image_files(path))
     return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
@@ -48,14 +43,8 @@ def _scaled_size(height, width, short_side):
 
 
 def _decode_frame_files(paths, short_side):
-    frames = []
-    for path in paths:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        size = _scaled_size(int(image.shape[0]), int(image.shape[1]), short_side)
-        if size != tuple(image.shape[:2]):
-            image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, size, antialias=True)), 0, 255), tf.uint8)
-        frames.append(image.numpy())
-    return np.stack(frames)
+    frames = [tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False) for path in paths]
+    return resize_short_side(tf.stack(frames), short_side).numpy()
 
 
 def _decode_video_file(path, short_side):
@@ -77,6 +66,11 @@ def _decode_video_file(path, short_side):
     return np.stack(frames)
 
 
+def _as_str(path):
+    """A path from a numpy_function (bytes) or from Python (str)."""
+    return path.decode() if isinstance(path, bytes) else str(path)
+
+
 def decode_video(path, short_side=0):
     """All frames of a video file or frame folder.
 
@@ -91,21 +85,21 @@ def decode_video(path, short_side=0):
     Raises:
         ConfigError: PyAV is missing. Other exceptions: the video is unreadable.
     """
-    path = path.decode() if isinstance(path, bytes) else str(path)
+    path = _as_str(path)
     if os.path.isdir(path):
-        return _decode_frame_files(_frame_files(path), short_side)
+        return _decode_frame_files(image_files(path), short_side)
     return _decode_video_file(path, short_side)
 
 
 def decode_or_skip(path, short_side=0):
     """:func:`decode_video`, or an empty video (0 frames) and a warning naming the file when it fails."""
+    path = _as_str(path)
     try:
         return decode_video(path, short_side)
     except ConfigError:
         raise
     except Exception as error:  # any decoder failure: the video is skipped, the run goes on
-        name = path.decode() if isinstance(path, bytes) else str(path)
-        logging.warning("Skipping unreadable video %s: %s", name, error)
+        logging.warning("Skipping unreadable video %s: %s", path, error)
         return np.zeros((0, 1, 1, 3), np.uint8)
 
 
@@ -205,14 +199,6 @@ def _from_split_folders(path):
     return list(train), train, {name: val.get(name, []) for name in train}
 
 
-def _flatten(videos_by_class, class_names):
-    paths, labels = [], []
-    for index, name in enumerate(class_names):
-        paths += videos_by_class[name]
-        labels += [index] * len(videos_by_class[name])
-    return np.asarray(paths, dtype=object).astype(str), np.asarray(labels, np.int64)
-
-
 def list_video_folder(path, split=None, subset=None):
     """The training and validation videos of a video folder.
 
@@ -238,8 +224,8 @@ def list_video_folder(path, split=None, subset=None):
     empty = [name for name in class_names if not train[name]]
     if not class_names or empty:
         raise ConfigError(f"{path}: every class needs training videos; found classes {class_names}, empty: {empty}.")
-    train_paths, train_labels = _flatten(train, class_names)
-    val_paths, val_labels = _flatten(val, class_names)
+    train_paths, train_labels = flatten_files(train, class_names)
+    val_paths, val_labels = flatten_files(val, class_names)
     info = {}
     if subset is not None and subset.active:
         (train_paths, train_labels), (val_paths, val_labels), class_names, info["subset"] = subset_lib.keep_files(
