@@ -10,7 +10,7 @@ from helpers.processes import run_python
 from studies import harness, learning_curves
 
 from sskt_tf.errors import ConfigError
-from sskt_tf.training.history import write_history
+from sskt_tf.training.history import read_history, write_history
 
 
 def _fake_run(run_dir, accuracy_offset, epochs=6, validation_freq=2):
@@ -109,3 +109,13 @@ def test_plot_runs_tool_and_reproduce_plot(tmp_path):
     out = io.StringIO()
     harness.reproduce([str(table)], output_dir=str(tmp_path / "runs"), collect_only=True, plot=True, out=out)
     assert (tmp_path / "runs" / "toy" / "curves.png").exists() and "curves.png" in out.getvalue()
+
+
+def test_the_legend_names_a_group_that_lacks_the_first_panels_column(tmp_path):
+    # MAXL's history has no target_loss: its curves are missing from the first panel only.
+    no_loss = _fake_run(tmp_path / "m" / "seed0", 0.2)
+    history_path = os.path.join(no_loss, "history.csv")
+    write_history(history_path, [{k: v for k, v in row.items() if k != "loss"} for row in read_history(history_path)])
+    groups = {"MAXL": [no_loss], "Scratch": [_fake_run(tmp_path / "a" / "seed0", 0.0)]}
+    figure = learning_curves.plot_groups(groups, str(tmp_path / "curves.png"))
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == ["MAXL (n=1)", "Scratch (n=1)"]

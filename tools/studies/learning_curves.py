@@ -164,7 +164,14 @@ def plot_groups(groups, output_path, title=None):
         if column == "learning_rate" or column == "loss":
             axis.set_yscale("log")
     # The legend goes below the panels, where it hides no curve.
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    # From every panel: a group may lack a panel's column (MAXL has no target_loss).
+    by_label = {}
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            by_label.setdefault(label, handle)
+    order = {f"{label} (n=": position for position, label in enumerate(groups)}
+    labels = sorted(by_label, key=lambda shown: next(p for prefix, p in order.items() if shown.startswith(prefix)))
+    handles = [by_label[label] for label in labels]
     legend_height = 0.25 * math.ceil(len(labels) / 2) + 0.1
     width, height = figure.get_size_inches()
     figure.set_size_inches(width, height + legend_height)
