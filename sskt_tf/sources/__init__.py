@@ -8,6 +8,7 @@
 ``spec``                command-line specs (``imagenet/<arch>``, ``places365/<arch>``, a path)
 ``torch_checkpoint``    PyTorch checkpoints of torchvision ResNets, read into Keras
 ``fold_batch_norm``     BatchNorm folded into the convolutions of a frozen network
+``transferability``     LEEP, NCE and LogME: how well a source's outputs predict target labels
 ======================  =======================================================================
 """
 
