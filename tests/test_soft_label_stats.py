@@ -51,4 +51,4 @@ def test_inspect_tool_on_a_folder_with_a_keras_source(digits_folder, tiny_source
     assert set(stats["per_class"]) == {"digit1", "digit7"} and stats["source_classes"] == 5
     assert "soft labels at T=3: mean entropy" in result.stdout
     missing = run_python(["tools/inspect_soft_labels.py", "--dataset=folder:/nonexistent", "--sources="], timeout=300)
-    assert missing.returncode == 2 and "nothing to inspect" in missing.stderr  # before looking for the data
+    assert missing.returncode == 2 and "no sources to run" in missing.stderr  # before looking for the data

@@ -91,6 +91,21 @@ def test_logme_is_the_largest_log_evidence_over_alpha_and_beta():
     assert scores.logme(features, labels) >= best - 1e-9
 
 
+def test_a_pair_scores_what_both_sources_predict_together():
+    labels = np.array([0, 1, 2] * 20)
+    # Source a tells class 0 from {1, 2}; source b tells class 1 from {0, 2}: together they
+    # determine the label, alone neither does.
+    a = np.where((labels == 0)[:, None], [0.9, 0.1], [0.1, 0.9])
+    b = np.where((labels == 1)[:, None], [0.9, 0.1], [0.1, 0.9])
+    together = scores.leep_of_pair(a, b, labels)
+    assert together > max(scores.leep(a, labels), scores.leep(b, labels)) + 0.3
+    pair_classes = a.argmax(axis=1) * 2 + b.argmax(axis=1)
+    assert scores.nce(pair_classes, labels) == pytest.approx(0.0, abs=1e-12)
+    # A constant partner adds nothing: the pair scores as the first source alone.
+    constant = np.tile([0.3, 0.5, 0.2], (len(labels), 1))
+    assert scores.leep_of_pair(a, constant, labels) == pytest.approx(scores.leep(a, labels))
+
+
 def test_bad_inputs_are_clear_errors():
     with pytest.raises(ConfigError, match="softmax probabilities"):
         scores.leep(np.array([[2.0, -1.0]]), np.array([0]))

@@ -14,18 +14,16 @@ into. A .keras source with a results.json beside it (a tools/train.py run) is sh
 that run's class names. See sskt_tf/soft_labels/stats.py.
 """
 
+import dataclasses
 import json
 import os
 
-import numpy as np
 from absl import app, flags, logging
 
-from sskt_tf import training
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
-from sskt_tf.errors import ConfigError
 from sskt_tf.soft_labels import stats as soft_label_stats
 from sskt_tf.training.flags import config_from_flags, define_flags
-from sskt_tf.training.source_flags import build_sources, check_source_flags
+from sskt_tf.training.source_outputs import source_outputs
 
 define_flags()
 flags.DEFINE_string("output", "", "Also write every statistic (per source) to this JSON file.")
@@ -43,25 +41,12 @@ def _source_class_names(spec):
 
 def inspect(config, batch_size):
     """Per-source statistics (:func:`sskt_tf.soft_labels.stats.soft_label_statistics`) of ``config``'s sources."""
-    config = training.validate(config)
-    specs = [spec for spec in config.sources if spec.strip()]
-    if not specs:
-        raise ConfigError("--sources is empty: there is nothing to inspect.")
-    check_source_flags(config)  # validation leaves them to a --soft_label_cache, which this tool ignores
-    splits = training.load_splits(config)
-    sources = build_sources(config, splits.image_size)
-    logits, labels = [[] for _ in sources], []
-    for images, batch_labels in splits.train.batch(batch_size).prefetch(2):
-        images = images.numpy().astype("float32")
-        for outputs, source in zip(logits, sources):
-            outputs.append(np.asarray(source(images, training=False), np.float64))
-        labels.append(batch_labels.numpy())
-    labels = np.concatenate(labels)
+    outputs = source_outputs(dataclasses.replace(config, soft_label_cache=""), batch_size)
     return {
-        source.name: soft_label_stats.soft_label_statistics(
-            np.concatenate(outputs), labels, config.temperature, _source_class_names(spec), splits.info["class_names"]
+        name: soft_label_stats.soft_label_statistics(
+            logits, outputs.labels, config.temperature, _source_class_names(spec), outputs.class_names
         )
-        for spec, source, outputs in zip(specs, sources, logits)
+        for name, spec, logits in zip(outputs.names, outputs.specs, outputs.logits)
     }
 
 

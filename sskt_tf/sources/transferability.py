@@ -74,6 +74,36 @@ def leep(probabilities, labels):
     return float(np.mean(np.log(np.maximum(likelihood, _TINY))))
 
 
+def leep_of_pair(probabilities_a, probabilities_b, labels):
+    """LEEP of two sources used together: of one source whose classes are their pairs of classes.
+
+    The pair's output on an image is the product distribution ``theta_a[z1] * theta_b[z2]``
+    over pairs ``(z1, z2)`` (the two sources' outputs, taken as independent given the
+    image), so the score measures what the two outputs predict together: two sources
+    that each separate other target classes score higher as a pair than either alone,
+    which the average of their scores cannot show. The joint table has
+    ``classes x Z1 x Z2`` entries, never ``n x Z1 x Z2``.
+
+    Args:
+        probabilities_a: ``[n, Z1]`` softmax outputs of the first source.
+        probabilities_b: ``[n, Z2]`` softmax outputs of the second, on the same images.
+        labels: ``[n]`` target labels.
+
+    Returns:
+        A float <= 0.
+    """
+    theta_a, labels = _check(probabilities_a, labels, "LEEP")
+    theta_b, _ = _check(probabilities_b, labels, "LEEP")
+    one_hot = _one_hot(labels)
+    joint = np.einsum("iy,ia,ib->yab", one_hot, theta_a, theta_b) / len(labels)  # P(y, z1, z2)
+    conditional = joint / np.maximum(joint.sum(axis=0, keepdims=True), _TINY)
+    likelihood = np.empty(len(labels))
+    for y in range(one_hot.shape[1]):
+        rows = labels == y
+        likelihood[rows] = np.einsum("ia,ab,ib->i", theta_a[rows], conditional[y], theta_b[rows])
+    return float(np.mean(np.log(np.maximum(likelihood, _TINY))))
+
+
 def nce(predictions, labels):
     """NCE of a source: ``-H(Y | Z)`` of the target labels given its top-1 classes.
 

@@ -6,6 +6,7 @@
 ``checks``                    the configuration's checks, before and after the data loads
 ``run_data``                  the run's data: dataset, subset, soft-label cache, epoch lengths
 ``source_flags``              the sources the flags name: checked, built, or cached
+``source_outputs``            the sources' logits on a run's training images (one pass, or a cache)
 ``precision``                 Keras dtype policies (``--mixed_precision``)
 ``loop``                      :func:`train`: the training loop
 ``callbacks``                 checkpoints, NaN guard, backup, learning-rate schedule, VOC mAP
