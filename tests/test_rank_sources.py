@@ -85,6 +85,14 @@ def test_scores_from_a_cache_equal_scores_from_running_the_sources(tmp_path, dig
     )
 
 
+def test_candidates_with_the_same_file_name_go_by_their_paths(tmp_path, digits_folder, tiny_source_path):
+    copy = tmp_path / "copy" / "tiny.keras"
+    copy.parent.mkdir()
+    copy.write_bytes(open(tiny_source_path, "rb").read())
+    ranking = rank_sources.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
+    assert {row["sources"][0] for row in ranking["rows"] if len(row["sources"]) == 1} == {tiny_source_path, str(copy)}
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, digits_folder, tiny_source_path):
     with pytest.raises(ConfigError, match="--sources is empty"):
         rank_sources.rank(_config(digits_folder, []))

@@ -50,10 +50,13 @@ def score_sources(outputs, pairs=True):
         pairs: also score each pair of sources used together.
 
     Returns:
-        A list of dicts (``sources``: the names, ``classes``, ``leep``, ``nce``,
-        ``logme``, ``seconds``), singles first, in the order of ``outputs``.
+        A list of dicts (``sources``: the names, or the specs when two names are
+        alike; ``classes``, ``leep``, ``nce``, ``logme``, ``seconds``), singles first,
+        in the order of ``outputs``.
     """
     labels = outputs.labels
+    # Sources are named after their files; two candidates called best.keras go by their paths.
+    names = outputs.names if len(set(outputs.names)) == len(outputs.names) else outputs.specs
     probabilities = [_softmax(logits) for logits in outputs.logits]
     rows = [
         {
@@ -64,7 +67,7 @@ def score_sources(outputs, pairs=True):
             "logme": transferability.logme(logits, labels),
             "seconds": round(seconds, 2),
         }
-        for name, logits, p, seconds in zip(outputs.names, outputs.logits, probabilities, outputs.seconds)
+        for name, logits, p, seconds in zip(names, outputs.logits, probabilities, outputs.seconds)
     ]
     if pairs:
         for a, b in itertools.combinations(range(len(outputs.names)), 2):
@@ -72,7 +75,7 @@ def score_sources(outputs, pairs=True):
             pair_classes = logits_a.argmax(axis=1) * logits_b.shape[1] + logits_b.argmax(axis=1)
             rows.append(
                 {
-                    "sources": [outputs.names[a], outputs.names[b]],
+                    "sources": [names[a], names[b]],
                     "classes": int(logits_a.shape[1] * logits_b.shape[1]),
                     "leep": transferability.leep_of_pair(probabilities[a], probabilities[b], labels),
                     "nce": transferability.nce(pair_classes, labels),
