@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL mid-training resumes from its last completed epoch."""
+"""A run killed with SIGKILL mid-training resumes from its last completed epoch, and ends
+with the weights of a run that was never interrupted."""
 
 import json
 import os
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 from helpers.processes import REPO
 
@@ -24,6 +27,7 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
         "--lr_milestones=3",
         "--batch_size=32",
         "--verbose=0",
+        "--deterministic",
         f"--model_dir={model_dir}",
     ]
 
@@ -61,6 +65,22 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
 
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
+
+    # The resumed run trained on the batches, crops and learning rates of an uninterrupted one.
+    whole = tmp_path / "uninterrupted"
+    uninterrupted = subprocess.run(
+        _train_command(whole, digits_folder, tiny_source_path, epochs=12),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    resumed_model = keras.saving.load_model(model_dir / "last.keras")
+    whole_model = keras.saving.load_model(whole / "last.keras")
+    for a, b in zip(resumed_model.weights, whole_model.weights):  # BatchNorm statistics included
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
 
 
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):

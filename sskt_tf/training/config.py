@@ -184,7 +184,7 @@ class TrainConfig:
     )
     distribution_strategy: str = _f(
         "default",
-        "tf.distribute strategy: default, one_device, mirrored (all local GPUs), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
+        "tf.distribute strategy: default, one_device, mirrored (all local GPUs, else every logical CPU), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
     )
     tpu: str = _f("", "TPU address or name for --distribution_strategy=tpu; empty = the local TPU.")
     export_dir: str = _f(

@@ -251,7 +251,7 @@ def train(config):
     _log_start(config, data, model, strategy, output_dir)
     backup = callbacks_lib.FiniteBackupAndRestore(os.path.join(output_dir, "backup"))
     nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
-    seconds = _fit(config, model, data, cache, callbacks, resume_epoch)
+    seconds = _fit(config, model, data, callbacks, resume_epoch)
     nan_guard.raise_if_failed(output_dir)
     results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
     results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
@@ -318,9 +318,9 @@ def _log_start(config, data, model, strategy, output_dir):
     )
 
 
-def _fit(config, model, data, cache, callbacks, resume_epoch):
+def _fit(config, model, data, callbacks, resume_epoch):
     """Runs ``model.fit`` over the epochs left after ``resume_epoch``; returns its seconds."""
-    train_batches, steps_per_epoch = epoch_batches(config, data, cache)
+    train_batches, steps_per_epoch = epoch_batches(config, data)
     start = time.time()
     with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
         # Keras warns "Your input ran out of data; interrupting training" at the end of the
