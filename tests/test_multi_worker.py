@@ -7,9 +7,12 @@ installed; this test fails if that crash comes back.
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -18,7 +21,7 @@ from helpers.processes import REPO, run_python
 
 import sskt_tf  # noqa: F401  (registers the custom layers of saved targets)
 from sskt_tf.errors import ConfigError
-from sskt_tf.training import distribute, history
+from sskt_tf.training import backup, distribute, history
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
@@ -33,8 +36,8 @@ def _free_ports(count):
     return ports
 
 
-def _run_two_workers(tmp_path, flags):
-    """Runs tools/train.py as workers 0 and 1 of a localhost cluster; returns their log files."""
+def _start_two_workers(log_dir, flags):
+    """Starts tools/train.py as workers 0 and 1 of a localhost cluster; returns the processes and their log files."""
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     command = [sys.executable, "tools/train.py", *flags, "--distribution_strategy=multi_worker_mirrored"]
     processes, logs = [], []
@@ -52,9 +55,16 @@ def _run_two_workers(tmp_path, flags):
         )
         # Logs go to files: an undrained pipe would block one worker and, through the
         # collectives, the other.
-        logs.append(tmp_path / f"worker{index}.log")
+        logs.append(log_dir / f"worker{index}.log")
         with open(logs[-1], "w") as log:
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return processes, logs
+
+
+def _run_two_workers(log_dir, flags):
+    """Runs tools/train.py as workers 0 and 1 of a localhost cluster to the end; returns their log files."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    processes, logs = _start_two_workers(log_dir, flags)
     try:
         for process in processes:
             process.wait(timeout=480)
@@ -173,6 +183,56 @@ def test_one_process_two_workers_and_two_replicas_train_alike(tmp_path, digits_f
         overall, statistics = _relative_distances(runs[name] / "last.keras", runs["single"] / "last.keras")
         assert overall < max(30 * rounding, 2e-4), f"{name}: weights {overall:.2e} from one process"
         assert statistics < 1e-3, f"{name}: BatchNorm statistics {statistics:.2e} from one process"
+
+
+def test_workers_killed_apart_resume_from_the_same_epoch_and_match_an_uninterrupted_run(
+    tmp_path, digits_folder, tiny_source_path
+):
+    flags = [
+        f"--dataset=folder:{digits_folder}",
+        "--image_size=16",
+        f"--sources={tiny_source_path}",
+        "--epochs=4",
+        "--lr_milestones=3",
+        "--batch_size=32",
+        "--verbose=0",
+        "--deterministic",
+    ]
+    run = tmp_path / "killed"
+    chief_backup, worker_backup = str(run / "backup"), str(run / "worker_1" / "backup")
+    processes, logs = _start_two_workers(tmp_path, [*flags, f"--model_dir={run}"])
+    try:
+        deadline = time.time() + 300
+        while backup.latest_position(worker_backup).epoch < 2:
+            assert all(p.poll() is None for p in processes), logs[1].read_text()[-3000:]
+            assert time.time() < deadline, "no epoch completed in time"
+            time.sleep(0.05)
+        processes[1].send_signal(signal.SIGKILL)  # in the middle of epoch 3
+        time.sleep(1)
+        processes[0].send_signal(signal.SIGKILL)  # the cluster is restarted as a whole
+    finally:
+        for process in processes:
+            process.wait()
+    # As if worker 1 had died between the two workers' writes of its newest backup.
+    shutil.rmtree(backup.backup_path(worker_backup, backup.latest_position(worker_backup)))
+    held = {"chief": backup.held_positions(chief_backup), "worker": backup.held_positions(worker_backup)}
+    agreed = min(held["chief"][0], held["worker"][0])
+    assert held["chief"][0] > agreed and not (run / "results.json").exists(), held
+
+    logs = _run_two_workers(tmp_path / "restart", [*flags, f"--model_dir={run}"])
+    for log, backup_dir in zip(logs, (chief_backup, worker_backup)):
+        assert f"Resuming from the backup in {backup_dir} after epoch {agreed.epoch}." in log.read_text()
+    assert "every worker resumes from epoch" in logs[0].read_text()
+    rows = history.read_history(str(run / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
+    assert json.loads((run / "results.json").read_text())["resumed_from_epoch"] == agreed.epoch
+
+    _run_two_workers(tmp_path / "uninterrupted", [*flags, f"--model_dir={tmp_path / 'uninterrupted'}"])
+    whole = keras.saving.load_model(tmp_path / "uninterrupted" / "last.keras")
+    for resumed_dir in (run, run / "worker_1"):
+        resumed = keras.saving.load_model(resumed_dir / "last.keras")
+        for a, b in zip(resumed.weights, whole.weights):  # BatchNorm statistics included
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=f"{resumed_dir}: {a.path}")
 
 
 def test_strategy_names_and_bad_tf_config(monkeypatch):

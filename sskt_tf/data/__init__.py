@@ -8,7 +8,8 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 
 import dataclasses
 import os
-from typing import Optional
+import random
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -58,6 +59,9 @@ class Data:
         steps_per_epoch: batches per epoch when ``train`` holds every
             remaining epoch (epoch-keyed batches, :func:`keyed_train_pipeline`,
             or cached soft labels); None when it holds one epoch.
+        train_from: with ``steps_per_epoch``, a function of an epoch that
+            returns the training batches from that epoch on (``train`` is
+            those of the first epoch to train); else None.
     """
 
     train: tf.data.Dataset
@@ -73,6 +77,7 @@ class Data:
     frames: Optional[int] = None
     video_test: Optional[tf.data.Dataset] = None
     steps_per_epoch: Optional[int] = None
+    train_from: Optional[Callable[[int], tf.data.Dataset]] = None
 
 
 def _resize(dataset, image_size):
@@ -100,7 +105,7 @@ class Splits:
     image_size: int
     info: dict
 
-    def data(self, train, val, steps_per_epoch=None):
+    def data(self, train, val, steps_per_epoch=None, train_from=None):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
             train=train,
@@ -114,6 +119,7 @@ class Splits:
             multi_label=self.info.get("multi_label", False),
             subset=self.info.get("subset"),
             steps_per_epoch=steps_per_epoch,
+            train_from=train_from,
         )
 
 
@@ -202,10 +208,14 @@ def load(
     if not (epochs and cache and examples):
         return splits.data(train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache), val)
     steps_per_epoch = steps_per_epoch or examples // batch_size
-    train = keyed_train_pipeline(
-        splits.train, batch_size, steps_per_epoch, examples, seed, augment, start_epoch=start_epoch, epochs=epochs
-    )
-    return splits.data(train, val, steps_per_epoch=steps_per_epoch)
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+
+    def train_from(epoch):
+        return keyed_train_pipeline(
+            splits.train, batch_size, steps_per_epoch, examples, seed, augment, start_epoch=epoch, epochs=epochs
+        )
+
+    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
 
 
 def is_video_dataset(dataset, data_dir=None):

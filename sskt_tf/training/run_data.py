@@ -1,5 +1,7 @@
 """A run's data from its configuration: the dataset, its subset, the soft-label cache, epoch lengths."""
 
+import random
+
 from sskt_tf import data as data_lib
 from sskt_tf.errors import ConfigError
 
@@ -93,16 +95,21 @@ def load_data(config, cache=None, start_epoch=0):
     splits = load_splits(config, order_seed=cache.settings["seed"])
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"])
-    train = cache.train_pipeline(
-        splits.train,
-        config.batch_size,
-        seed=seed,
-        start_epoch=start_epoch,
-        epochs=config.epochs,
-        steps_per_epoch=cache_steps_per_epoch(config, cache),
-        cache=config.cache,
-    )
-    return splits.data(train, val, steps_per_epoch=cache_steps_per_epoch(config, cache))
+    steps_per_epoch = cache_steps_per_epoch(config, cache)
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+
+    def train_from(epoch):
+        return cache.train_pipeline(
+            splits.train,
+            config.batch_size,
+            seed=seed,
+            start_epoch=epoch,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            cache=config.cache,
+        )
+
+    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
 
 
 def cache_steps_per_epoch(config, cache):
