@@ -12,3 +12,10 @@ class ConfigError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss and was stopped."""
+
+
+class Preempted(RuntimeError):
+    """Training was asked to stop (SIGTERM) and left a backup to resume from.
+
+    Rerunning the same command resumes at the step the backup holds.
+    """

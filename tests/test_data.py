@@ -47,6 +47,42 @@ def test_train_pipeline_is_seeded_and_changes_every_epoch():
     assert batch_x.dtype == tf.float32 and float(tf.reduce_max(batch_x)) <= 255.0 and batch_x.shape == (4, 8, 8, 3)
 
 
+def _keyed_epochs(start_epoch, epochs=4, steps=3, seed=5, n=20, batch_size=4):
+    batches = data.keyed_train_pipeline(
+        _examples(n), batch_size, steps, n, seed=seed, start_epoch=start_epoch, epochs=epochs
+    ).as_numpy_iterator()
+    flat = [np.concatenate([x.reshape(len(x), -1), y[:, None]], axis=1) for x, y in batches]
+    return [np.concatenate(flat[i : i + steps]) for i in range(0, len(flat), steps)]
+
+
+def test_keyed_train_pipeline_epochs_depend_only_on_seed_and_epoch():
+    from_zero = _keyed_epochs(0)
+    assert len(from_zero) == 4 and all(epoch.shape[0] == 3 * 4 for epoch in from_zero)
+    # Another process or worker, or a run resumed at epoch 2, sees the same batches.
+    tf.random.uniform([5])  # other random work before does not matter
+    np.testing.assert_array_equal(_keyed_epochs(0)[1], from_zero[1])
+    resumed = _keyed_epochs(2)
+    assert len(resumed) == 2
+    np.testing.assert_array_equal(resumed[0], from_zero[2])
+    np.testing.assert_array_equal(resumed[1], from_zero[3])
+    # Every epoch is another order and other crops; another seed, other batches.
+    assert not np.array_equal(from_zero[0], from_zero[1])
+    assert not np.array_equal(_keyed_epochs(0, seed=6)[0], from_zero[0])
+
+
+def test_keyed_train_pipeline_fills_long_epochs_from_more_permutations():
+    # 7 batches of 4 from 10 examples: every pass of 10 holds each example once, then another pass.
+    no_crop = data.keyed_train_pipeline(_examples(10), 4, 7, 10, seed=0, augment=False, epochs=1)
+    images = np.concatenate([x for x, _ in no_crop.as_numpy_iterator()])
+    assert images.shape[0] == 28
+    originals = np.stack([image for image, _ in _examples(10).as_numpy_iterator()]).astype(np.float32)
+    for start in (0, 10):  # each pass holds every example once
+        pass_images = images[start : start + 10]
+        assert sorted(map(bytes, pass_images.reshape(10, -1).astype(np.uint8))) == sorted(
+            map(bytes, originals.reshape(10, -1).astype(np.uint8))
+        )
+
+
 def test_train_pipeline_drops_partial_batches_and_eval_keeps_them():
     assert sum(1 for _ in data.train_pipeline(_examples(10), batch_size=4, seed=0)) == 2
     assert [x.shape[0] for x, _ in data.eval_pipeline(_examples(10), batch_size=4)] == [4, 4, 2]

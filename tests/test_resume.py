@@ -1,4 +1,6 @@
-"""A run killed with SIGKILL mid-training resumes from its last completed epoch."""
+"""A run killed with SIGKILL, or stopped with SIGTERM, resumes from its last backup (at an epoch
+end or within an epoch), and ends with the weights and history of a run that was never
+interrupted."""
 
 import json
 import os
@@ -7,13 +9,16 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 from helpers.processes import REPO
 
-from sskt_tf.training import callbacks, history
+from sskt_tf.errors import ConfigError
+from sskt_tf.training import backup, history
 
 
-def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
+def _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra):
     return [
         sys.executable,
         "tools/train.py",
@@ -24,7 +29,9 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs):
         "--lr_milestones=3",
         "--batch_size=32",
         "--verbose=0",
+        "--deterministic",
         f"--model_dir={model_dir}",
+        *extra,
     ]
 
 
@@ -33,11 +40,11 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
     model_dir = tmp_path / "run"
     command = _train_command(model_dir, digits_folder, tiny_source_path, epochs=12)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    backup = str(model_dir / "backup")
+    backup_dir = str(model_dir / "backup")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 300
-        while callbacks.FiniteBackupAndRestore.saved_epoch(backup) < 2:
+        while backup.latest_position(backup_dir).epoch < 2:
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             assert time.time() < deadline, "no epoch completed in time"
             time.sleep(0.05)
@@ -45,33 +52,126 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL
-    killed_at = callbacks.FiniteBackupAndRestore.saved_epoch(backup)
+    killed_at = backup.latest_position(backup_dir).epoch
     assert 2 <= killed_at < 12 and not (model_dir / "results.json").exists()
 
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from the backup in {backup} after epoch {killed_at}" in resumed.stderr
+    assert f"Resuming from the backup in {backup_dir} after epoch {killed_at}" in resumed.stderr
     rows = history.read_history(str(model_dir / "history.csv"))
     assert [int(row["epoch"]) for row in rows] == list(range(12))  # every epoch exactly once
     # The learning-rate schedule continued where it was: x0.2 from epoch 3 on.
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1] * 3 + [0.1 * 0.2] * 9)
     results = json.loads((model_dir / "results.json").read_text())
     assert results["epochs"] == 12 and results["resumed_from_epoch"] == killed_at
-    assert not os.path.exists(backup)  # removed once the run finished
+    assert not os.path.exists(backup_dir)  # removed once the run finished
 
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
 
+    # The resumed run trained on the batches, crops and learning rates of an uninterrupted one.
+    whole = tmp_path / "uninterrupted"
+    uninterrupted = subprocess.run(
+        _train_command(whole, digits_folder, tiny_source_path, epochs=12),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    resumed_model = keras.saving.load_model(model_dir / "last.keras")
+    whole_model = keras.saving.load_model(whole / "last.keras")
+    for a, b in zip(resumed_model.weights, whole_model.weights):  # BatchNorm statistics included
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+
+
+def _wait_for_backup(process, backup_dir, reached):
+    """Polls until the newest backup's position satisfies ``reached``; returns it."""
+    deadline = time.time() + 300
+    while True:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no backup in time"
+        try:
+            position = backup.latest_position(backup_dir)
+        except ConfigError:  # a backup being pruned while we look
+            continue
+        if reached(position):
+            return position
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_path, digits_folder, tiny_source_path):
+    model_dir = tmp_path / "run"
+    command = _train_command(model_dir, digits_folder, tiny_source_path, 4, "--backup_every_steps=10")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    backup_dir = str(model_dir / "backup")
+
+    # SIGKILL after a backup within epoch 2: the rerun starts at that step.
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        killed_at = _wait_for_backup(process, backup_dir, lambda p: p.epoch == 1 and p.step > 0)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+
+    # SIGTERM within epoch 3 of the rerun: a backup at the next step, exit code 75.
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_backup(process, backup_dir, lambda p: p.epoch == 2 and p.step > 0)
+        process.send_signal(signal.SIGTERM)
+        stderr = process.communicate(timeout=120)[1].decode()
+    finally:
+        process.kill()
+    assert process.returncode == 75, stderr[-3000:]
+    assert f"Resuming from the backup in {backup_dir} after epoch 1 and {killed_at.step} steps of the next" in stderr
+    stopped_at = backup.latest_position(backup_dir)
+    assert f"stopped: Stopped on SIGTERM; backed up at {stopped_at} in {backup_dir}" in stderr
+    assert stopped_at.epoch == 2 and stopped_at.step > 0
+    assert len(backup.held_positions(backup_dir)) == 2  # the newest two
+
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((model_dir / "results.json").read_text())
+    assert (results["resumed_from_epoch"], results["resumed_from_step"]) == stopped_at
+    steps_per_epoch = results["train_examples"] // 32
+    assert (killed_at.epoch * steps_per_epoch + killed_at.step) % 10 == 0  # every 10 steps of the run
+    assert stopped_at.step < steps_per_epoch
+
+    whole = tmp_path / "uninterrupted"
+    uninterrupted = subprocess.run(
+        _train_command(whole, digits_folder, tiny_source_path, 4),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    rows = history.read_history(str(model_dir / "history.csv"))
+    whole_rows = history.read_history(str(whole / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
+    for key in ("loss", "accuracy", "target_loss", "aux_tiny_loss", "learning_rate", "val_loss", "val_accuracy"):
+        # The resumed epochs' training metrics cover the whole epoch, both of its parts.
+        np.testing.assert_allclose(
+            [float(r[key]) for r in rows], [float(r[key]) for r in whole_rows], rtol=1e-5, err_msg=key
+        )
+    resumed_model = keras.saving.load_model(model_dir / "last.keras")
+    whole_model = keras.saving.load_model(whole / "last.keras")
+    for a, b in zip(resumed_model.weights, whole_model.weights):  # BatchNorm statistics included
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+
 
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     from sskt_tf import training
-    from sskt_tf.errors import ConfigError
     from sskt_tf.training.config import TrainConfig
     from sskt_tf.training.flags import to_flagfile
 
     run = tmp_path / "run"
-    (run / "backup").mkdir(parents=True)
-    (run / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    (run / "backup" / "epoch_3").mkdir(parents=True)
+    (run / "backup" / "epoch_3" / backup.METADATA_FILE).write_text('{"epoch": 3, "batch": 0}')
+    (run / "backup" / "epoch_3" / backup.WEIGHTS_FILE).write_text("")
     (run / "flags.txt").write_text(to_flagfile(TrainConfig(target="resnet20", model_dir=str(run))))
     (run / "history.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
     with pytest.raises(ConfigError, match="backup of a run with other --target"):
@@ -85,4 +185,4 @@ def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     resumed = training.loop._prepare_resume(
         TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup")
     )
-    assert resumed == 3 and [r["epoch"] for r in history.read_history(str(run / "history.csv"))] == ["0", "1", "2"]
+    assert resumed == (3, 0) and [r["epoch"] for r in history.read_history(str(run / "history.csv"))] == ["0", "1", "2"]

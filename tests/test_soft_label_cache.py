@@ -300,7 +300,7 @@ def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(
         distribution_strategy="one_device",
     )
     training.build_soft_label_cache(config, views=1)
-    monkeypatch.setattr(training.callbacks.FiniteBackupAndRestore, "delete", lambda self: None)
+    monkeypatch.setattr(training.backup.FiniteBackupAndRestore, "delete", lambda self: None)
     first = training.train(config)
     os.remove(tmp_path / "run" / "results.json")
     again = training.train(config)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sskt_tf import TrainConfig, training
-from sskt_tf.training import callbacks, history
+from sskt_tf.training import backup, history
 
 
 def test_validation_epochs_are_every_nth_and_the_last():
@@ -74,7 +74,7 @@ def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder,
             *build_callbacks(*args)
         ),
     )
-    monkeypatch.setattr(callbacks.FiniteBackupAndRestore, "delete", lambda self: None)
+    monkeypatch.setattr(backup.FiniteBackupAndRestore, "delete", lambda self: None)
     training.train(config)
     (tmp_path / "run" / "results.json").unlink()
     stopped = history.read_history(str(tmp_path / "run" / "history.csv"))

@@ -4,7 +4,7 @@ import sys
 
 from absl import app, flags
 
-from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.errors import ConfigError, Preempted, TrainingDivergedError
 
 
 def parse_flags_or_exit(argv):
@@ -19,8 +19,10 @@ def parse_flags_or_exit(argv):
         sys.exit(2)
 
 
-# Exit codes of the command-line tools: bad input 2, a diverged training run 3.
-_EXIT_CODES = ((ConfigError, 2), (flags.ValidationError, 2), (TrainingDivergedError, 3))
+# Exit codes of the command-line tools: bad input 2, a diverged training run 3, a run stopped
+# by SIGTERM after writing its backup 75 (EX_TEMPFAIL: "try again", the same command resumes).
+EXIT_PREEMPTED = 75
+_EXIT_CODES = ((ConfigError, 2), (flags.ValidationError, 2), (TrainingDivergedError, 3), (Preempted, EXIT_PREEMPTED))
 
 
 def run_tool(argv, action):
@@ -28,7 +30,8 @@ def run_tool(argv, action):
 
     Positional arguments are refused; a :class:`ConfigError` (or a flag
     validation error) prints one ``error: ...`` line and exits with 2, a
-    :class:`TrainingDivergedError` with 3.
+    :class:`TrainingDivergedError` with 3; a :class:`Preempted` run prints one
+    ``stopped: ...`` line and exits with :data:`EXIT_PREEMPTED`.
 
     Args:
         argv: the ``main`` arguments absl passes.
@@ -42,5 +45,5 @@ def run_tool(argv, action):
     try:
         return action()
     except tuple(error_type for error_type, _ in _EXIT_CODES) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{'stopped' if isinstance(error, Preempted) else 'error'}: {error}", file=sys.stderr)
         sys.exit(next(code for error_type, code in _EXIT_CODES if isinstance(error, error_type)))

@@ -8,13 +8,14 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 
 import dataclasses
 import os
-from typing import Optional
+import random
+from typing import Callable, Optional
 
 import tensorflow as tf
 
 from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
-from sskt_tf.data.pipeline import eval_pipeline, resize_uint8, train_pipeline
+from sskt_tf.data.pipeline import eval_pipeline, keyed_train_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
@@ -55,6 +56,12 @@ class Data:
         video_test: a video dataset's validation videos as stacks of every
             clip, one video an element (:func:`video_clip_stacks`), for video
             accuracy; None for images.
+        steps_per_epoch: batches per epoch when ``train`` holds every
+            remaining epoch (epoch-keyed batches, :func:`keyed_train_pipeline`,
+            or cached soft labels); None when it holds one epoch.
+        train_from: with ``steps_per_epoch``, a function of an epoch that
+            returns the training batches from that epoch on (``train`` is
+            those of the first epoch to train); else None.
     """
 
     train: tf.data.Dataset
@@ -69,6 +76,8 @@ class Data:
     subset: Optional[dict] = None
     frames: Optional[int] = None
     video_test: Optional[tf.data.Dataset] = None
+    steps_per_epoch: Optional[int] = None
+    train_from: Optional[Callable[[int], tf.data.Dataset]] = None
 
 
 def _resize(dataset, image_size):
@@ -96,7 +105,7 @@ class Splits:
     image_size: int
     info: dict
 
-    def data(self, train, val):
+    def data(self, train, val, steps_per_epoch=None, train_from=None):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
             train=train,
@@ -109,6 +118,8 @@ class Splits:
             std=self.info["std"],
             multi_label=self.info.get("multi_label", False),
             subset=self.info.get("subset"),
+            steps_per_epoch=steps_per_epoch,
+            train_from=train_from,
         )
 
 
@@ -157,6 +168,9 @@ def load(
     cache=True,
     eval_batch_size=None,
     subset=None,
+    epochs=None,
+    start_epoch=0,
+    steps_per_epoch=None,
 ):
     """Loads a dataset as training and validation pipelines.
 
@@ -173,6 +187,15 @@ def load(
         cache: cache decoded images in memory.
         eval_batch_size: validation batch size (default ``batch_size``).
         subset: a :class:`Subset` to keep (None: everything).
+        epochs: the run's number of epochs. With it (and ``cache``), the
+            training batches cover epochs ``start_epoch .. epochs - 1`` and
+            each epoch's batches depend only on ``seed`` and the epoch
+            (:func:`keyed_train_pipeline`): resumed runs and every worker see
+            what one uninterrupted process sees. None (or no ``cache``): one
+            reshuffled epoch per pass (:func:`train_pipeline`).
+        start_epoch: the first epoch to train (a resumed run's).
+        steps_per_epoch: batches per epoch (default: one pass over the
+            training examples).
 
     Returns:
         A :class:`Data`.
@@ -180,10 +203,19 @@ def load(
     splits = load_splits(
         dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed, subset=subset
     )
-    return splits.data(
-        train=train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache),
-        val=eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache),
-    )
+    val = eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache)
+    examples = splits.info["train_examples"]
+    if not (epochs and cache and examples):
+        return splits.data(train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache), val)
+    steps_per_epoch = steps_per_epoch or examples // batch_size
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+
+    def train_from(epoch):
+        return keyed_train_pipeline(
+            splits.train, batch_size, steps_per_epoch, examples, seed, augment, start_epoch=epoch, epochs=epochs
+        )
+
+    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
 
 
 def is_video_dataset(dataset, data_dir=None):
@@ -289,6 +321,7 @@ __all__ = [
     "load_splits",
     "load_tfds",
     "pad_crop_flip",
+    "keyed_train_pipeline",
     "train_pipeline",
     "view_batches",
     "voc_labels",

@@ -1,7 +1,11 @@
 """tf.data pipelines from raw ``(uint8 image, label)`` datasets to model batches."""
 
+import math
+import random
+
 import tensorflow as tf
 
+from sskt_tf.data import views as views_lib
 from sskt_tf.data.augment import pad_crop_flip
 
 
@@ -45,6 +49,66 @@ def train_pipeline(dataset, batch_size, seed=None, augment=True, cache=True, shu
         )
     dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return shard_by_data(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def keyed_train_pipeline(
+    dataset, batch_size, steps_per_epoch, max_examples, seed=None, augment=True, start_epoch=0, epochs=1
+):
+    """Training batches of epochs ``start_epoch .. epochs - 1``, each a function of ``(seed, epoch)`` alone.
+
+    Epoch ``e`` permutes the whole training set with a stateless shuffle keyed
+    by ``(seed, e)`` and crops and flips its ``i``-th example with a stateless
+    seed made of ``(seed, e, i)``; when an epoch needs more examples than one
+    pass holds (``steps_per_epoch`` larger than a pass, or images that failed
+    to decode), it continues with another permutation of its own. Nothing
+    depends on how many iterators were made before, so a run resumed at epoch
+    ``e`` in a new process, and every worker of a cluster, sees exactly the
+    batches one uninterrupted process sees. The decoded images are cached in
+    memory (each permutation stacks them once more, as the soft-label cache's
+    pipeline does). The dataset covers every remaining epoch: pass
+    ``steps_per_epoch`` to ``fit`` (Keras then keeps one iterator).
+
+    Args:
+        dataset: ``(uint8 image [H, W, 3], label)`` examples in a fixed order.
+        batch_size: global batch size (partial batches are never formed).
+        steps_per_epoch: batches per epoch.
+        max_examples: at least the number of examples (the dataset's size).
+        seed: the run's seed (None: a random one, not reproducible).
+        augment: apply pad-4 random crop and horizontal flip.
+        start_epoch: the first epoch (a resumed run's).
+        epochs: the run's number of epochs.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 images, labels)`` batches,
+        ``steps_per_epoch`` of them per epoch.
+    """
+    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    examples = (
+        dataset.enumerate()
+        .map(lambda index, example: {"index": index, "image": example[0], "label": example[1]})
+        .cache()
+    )
+    passes = math.ceil(steps_per_epoch * batch_size / max(1, max_examples)) + 1
+    augment_base = tf.constant([seed, 0xA06], tf.int64)
+
+    def epoch_batches(epoch):
+        def one_pass(pass_index):
+            shuffled = views_lib.shuffled_epoch(examples, epoch * passes + pass_index, seed, max_examples)
+            return tf.data.Dataset.from_tensor_slices(shuffled)
+
+        def to_inputs(position, example):
+            image = example["image"]
+            if augment:
+                fold_in = tf.random.experimental.stateless_fold_in
+                image = pad_crop_flip(image, fold_in(fold_in(augment_base, epoch), position))
+            return tf.cast(image, tf.float32), example["label"]
+
+        stream = tf.data.Dataset.range(passes).flat_map(one_pass).enumerate()
+        batches = stream.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batches.batch(batch_size, drop_remainder=True).take(steps_per_epoch)
+
+    epochs_dataset = tf.data.Dataset.range(start_epoch, epochs)
+    return shard_by_data(epochs_dataset.flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE))
 
 
 def shard_by_data(dataset):

@@ -9,7 +9,8 @@
 ``source_outputs``            the sources' logits on a run's training images (one pass, or a cache)
 ``precision``                 Keras dtype policies (``--mixed_precision``)
 ``loop``                      :func:`train`: the training loop
-``callbacks``                 checkpoints, NaN guard, backup, learning-rate schedule, VOC mAP
+``callbacks``                 checkpoints, NaN guard, learning-rate schedule, VOC mAP
+``backup``                    per-epoch backups: atomic, the last two kept, agreed among workers
 ``history``                   ``history.csv``, one row per epoch
 ``distribute``                tf.distribute strategies by name; which worker this is
 ``keras_multi_worker_patch``  the fix Keras 3.15.1's multi-worker ``fit`` needs

@@ -4,13 +4,12 @@ import json
 import logging
 import math
 import os
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from sskt_tf.errors import ConfigError, TrainingDivergedError
+from sskt_tf.errors import TrainingDivergedError
 from sskt_tf.training import history as history_lib
 from sskt_tf.training.metrics import mean_average_precision
 
@@ -110,7 +109,8 @@ class PlateauSchedule(keras.callbacks.Callback):
             )
 
 
-def _all_finite(variables):
+def all_finite(variables):
+    """Whether every value of ``variables`` (Keras variables or arrays) is finite."""
     return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in variables)
 
 
@@ -144,7 +144,7 @@ class SaveTarget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not math.isfinite(float(logs.get("loss", math.nan))) or not _all_finite(self.model.target.weights):
+        if not math.isfinite(float(logs.get("loss", math.nan))) or not all_finite(self.model.target.weights):
             return
         self.model.target.save(os.path.join(self.model_dir, "last.keras"))
         value = logs.get(self.monitor)
@@ -186,71 +186,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"Training stopped; the last good target is in {os.path.join(model_dir, 'last.keras')} if an epoch "
             "had completed. Lower --lr or --alpha, or check the data for bad values."
         )
-
-
-class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` that never backs up a diverged epoch.
-
-    Saves weights, optimizer state and the epoch number in ``backup_dir`` after
-    every epoch (unless the loss or the weights are non-finite, so a restart
-    resumes from the last good epoch) and restores them at the start of ``fit``.
-    Each file is written under a temporary name and renamed, the epoch number
-    last, so a kill during a save leaves the previous backup intact. Put it last
-    among the callbacks: the backup is the commit point of an epoch, after the
-    history row and the checkpoints. The caller deletes it once the run's
-    results are written (:meth:`delete`).
-
-    Args:
-        backup_dir: where the backup lives (one per worker).
-    """
-
-    def __init__(self, backup_dir):
-        super().__init__(backup_dir, delete_checkpoint=False)
-        self.diverged = False
-
-    def on_train_begin(self, logs=None):
-        try:
-            super().on_train_begin(logs)
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(
-                f"Could not restore the backup in {self.backup_dir} ({error}). It may be damaged or come from "
-                "another model: delete it to start the run again from epoch 0."
-            ) from error
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        partial_weights = f"{self._weights_path}.partial.weights.h5"
-        self.model.save_weights(partial_weights, overwrite=True)
-        os.replace(partial_weights, self._weights_path)
-        partial_metadata = f"{self._training_metadata_path}.partial"
-        with open(partial_metadata, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
-        os.replace(partial_metadata, self._training_metadata_path)
-
-    def delete(self):
-        """Removes the backup (after the run's results are safely written)."""
-        shutil.rmtree(self.backup_dir, ignore_errors=True)
-
-    def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if (loss is not None and not math.isfinite(float(loss))) or not _all_finite(self.model.weights):
-            self.diverged = True
-            return
-        super().on_epoch_end(epoch, logs)
-
-    @staticmethod
-    def saved_epoch(backup_dir):
-        """Number of epochs completed by the backup in ``backup_dir`` (0 if none)."""
-        path = os.path.join(backup_dir, "training_metadata.json")
-        if not os.path.exists(path):
-            return 0
-        try:
-            with open(path) as f:
-                return int(json.load(f)["epoch"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise ConfigError(
-                f"The backup in {backup_dir} is damaged ({error}); delete it to start the run again."
-            ) from error
 
 
 def _json_number(value):

@@ -182,9 +182,14 @@ class TrainConfig:
         "",
         "Output directory; empty = runs/<dataset>-<target>-<time>. Rerunning the same command after a crash or kill resumes from the last completed epoch.",
     )
+    backup_every_steps: int = _f(
+        0,
+        "Also back up every N training steps (weights, optimizer state, position), so a kill loses at most N steps; 0 = at epoch ends only. SIGTERM always backs up at the next step and exits with code 75; rerun the same command to resume there.",
+        accepts=">= 0",
+    )
     distribution_strategy: str = _f(
         "default",
-        "tf.distribute strategy: default, one_device, mirrored (all local GPUs), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
+        "tf.distribute strategy: default, one_device, mirrored (all local GPUs, else every logical CPU), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
     )
     tpu: str = _f("", "TPU address or name for --distribution_strategy=tpu; empty = the local TPU.")
     export_dir: str = _f(

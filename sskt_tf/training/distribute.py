@@ -27,7 +27,7 @@ def get_strategy(name="default", tpu=""):
     Args:
         name: ``default`` (no distribution: TensorFlow's default strategy),
             ``one_device`` (the first GPU, else the CPU), ``mirrored`` (all
-            local GPUs, synchronous), ``multi_worker_mirrored`` (synchronous
+            local GPUs, else every logical CPU; synchronous), ``multi_worker_mirrored`` (synchronous
             over the machines in ``TF_CONFIG``), or ``tpu``.
         tpu: TPU address (``grpc://...``) or name for ``tpu``; empty = the
             local TPU or the one the environment names.
@@ -41,7 +41,10 @@ def get_strategy(name="default", tpu=""):
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        # Without GPUs, one replica per logical CPU (one, unless configured otherwise).
+        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
     if name == "multi_worker_mirrored":
         _check_tf_config()
         install_multi_worker_fix()

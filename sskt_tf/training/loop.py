@@ -16,6 +16,7 @@ from sskt_tf import methods as methods_lib
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources.files import load_keras_file
+from sskt_tf.training import backup as backup_lib
 from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import history as history_lib
@@ -97,10 +98,13 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
         if data.multi_label
         else []
     )
+    # First of all: the callbacks after it see a resumed epoch's whole-epoch training metrics.
+    resumed_logs = [backup.resumed_epoch_logs] if backup.resumed_epoch_logs else []
     return (
         nan_guard,
         saver,
-        mean_ap
+        resumed_logs
+        + mean_ap
         + [
             nan_guard,
             callbacks_lib.learning_rate_callback(config, os.path.join(output_dir, "history.csv"), resume_epoch),
@@ -169,15 +173,23 @@ _RUN_FILES = (
 )
 
 
-def _prepare_resume(config, output_dir, backup_dir):
-    """Returns the epoch the run resumes from, and makes ``history.csv`` agree with it.
+def _prepare_resume(config, output_dir, backup_dir, strategy=None):
+    """Returns the :class:`~sskt_tf.training.backup.Position` the run resumes from, and makes
+    ``history.csv`` and the backups agree with it.
+
+    Under multi-worker training every worker resumes from the newest backup that all of
+    them hold (:func:`sskt_tf.training.backup.agree_on_position`); newer ones are deleted.
 
     Raises:
         ConfigError: ``output_dir`` holds a finished run (``results.json``, no
             backup), a backup of different networks, or files a run writes
-            without the ``flags.txt`` of one (someone else's).
+            without the ``flags.txt`` of one (someone else's); the workers hold no
+            common backup.
     """
-    resume_epoch = callbacks_lib.FiniteBackupAndRestore.saved_epoch(backup_dir)
+    held = backup_lib.held_positions(backup_dir)
+    resume = backup_lib.agree_on_position(
+        backup_lib.gather_held_positions(strategy or tf.distribute.get_strategy(), held)
+    )
     flags_file = os.path.join(output_dir, "flags.txt")
     ours = [name for name in _RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
     if ours and not os.path.exists(flags_file):
@@ -185,11 +197,11 @@ def _prepare_resume(config, output_dir, backup_dir):
             f"--model_dir={output_dir} holds {', '.join(ours)} but no flags.txt: not a run of this tool, and a run "
             "would overwrite them. Use a new or empty --model_dir."
         )
-    if resume_epoch == 0 and os.path.exists(os.path.join(output_dir, "results.json")):
+    if resume == backup_lib.START and os.path.exists(os.path.join(output_dir, "results.json")):
         raise ConfigError(
             f"{output_dir} holds a finished run (results.json); use another --model_dir, or delete it to train again."
         )
-    if resume_epoch and os.path.exists(flags_file):
+    if resume != backup_lib.START and os.path.exists(flags_file):
         previous = config_from_flagfile(flags_file)
         changed = [f"--{name}" for name in _ARCHITECTURE_FLAGS if getattr(previous, name) != getattr(config, name)]
         if changed:
@@ -199,10 +211,20 @@ def _prepare_resume(config, output_dir, backup_dir):
             )
     # Rows of epochs the backup does not cover (the kill came after the history row but
     # before the backup) are trained again, so drop them: every epoch appears exactly once.
-    history_lib.truncate_history(os.path.join(output_dir, "history.csv"), resume_epoch)
-    if resume_epoch:
-        logging.info("Resuming from the backup in %s after epoch %d.", backup_dir, resume_epoch)
-    return resume_epoch
+    history_lib.truncate_history(os.path.join(output_dir, "history.csv"), resume.epoch)
+    if held and held[0] > resume:
+        logging.warning(
+            "This worker holds a backup at %s, but another worker's newest is at %s: every worker resumes from %s.",
+            held[0],
+            resume,
+            resume,
+        )
+        backup_lib.discard_after(backup_dir, resume)
+    if resume.step:
+        logging.info("Resuming from the backup in %s after epoch %d and %d steps of the next.", backup_dir, *resume)
+    elif resume.epoch:
+        logging.info("Resuming from the backup in %s after epoch %d.", backup_dir, resume.epoch)
+    return resume
 
 
 def _write_results(model_dir, results):
@@ -237,11 +259,13 @@ def train(config):
     config = validate(config)
     strategy = _strategy(config)
     config = dataclasses.replace(config, model_dir=config.model_dir or _default_model_dir(config))
-    output_dir, resume_epoch = _prepare_run_directory(config, strategy)
+    output_dir, resume = _prepare_run_directory(config, strategy)
+    resume_epoch = resume.epoch
     _seed(config)
     cache = open_cache(config)
     data = load_data(config, cache, start_epoch=resume_epoch)
     check_data(config, data)
+    _check_backup_positions(config, data, resume)
     if data.subset:
         with open(os.path.join(output_dir, "subset.json"), "w") as f:
             json.dump(data.subset, f)
@@ -249,11 +273,13 @@ def train(config):
         model = build_model(config, data, cache)
         compile_model(model, config, multi_label=data.multi_label)
     _log_start(config, data, model, strategy, output_dir)
-    backup = callbacks_lib.FiniteBackupAndRestore(os.path.join(output_dir, "backup"))
-    nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
-    seconds = _fit(config, model, data, cache, callbacks, resume_epoch)
+    with backup_lib.sigterm_requests_stop() as stop_requested:
+        backup = _backup(config, data, output_dir, resume, stop_requested)
+        nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
+        seconds = _fit(config, model, data, callbacks, resume)
     nan_guard.raise_if_failed(output_dir)
     results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
+    results["resumed_from_step"] = resume.step
     results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
     if data.video_test is not None:
         results.update(_video_test(output_dir, data))
@@ -289,14 +315,14 @@ def _prepare_run_directory(config, strategy):
     """Creates this process's output directory, finds the epoch to resume from, writes ``flags.txt``.
 
     Returns:
-        ``(output_dir, resume_epoch)``.
+        ``(output_dir, resume)``: ``resume`` is a :class:`~sskt_tf.training.backup.Position`.
     """
     output_dir = _output_dir(config.model_dir, strategy)
     os.makedirs(output_dir, exist_ok=True)
-    resume_epoch = _prepare_resume(config, output_dir, os.path.join(output_dir, "backup"))
+    resume = _prepare_resume(config, output_dir, os.path.join(output_dir, "backup"), strategy)
     with open(os.path.join(output_dir, "flags.txt"), "w") as f:
         f.write(to_flagfile(config))
-    return output_dir, resume_epoch
+    return output_dir, resume
 
 
 def _log_start(config, data, model, strategy, output_dir):
@@ -318,23 +344,75 @@ def _log_start(config, data, model, strategy, output_dir):
     )
 
 
-def _fit(config, model, data, cache, callbacks, resume_epoch):
-    """Runs ``model.fit`` over the epochs left after ``resume_epoch``; returns its seconds."""
-    train_batches, steps_per_epoch = epoch_batches(config, data, cache)
+def _check_backup_positions(config, data, resume):
+    """Within-epoch backups and resumes need batches that depend only on the position.
+
+    Raises:
+        ConfigError: ``--backup_every_steps``, or a backup taken within an epoch, with
+            training batches that are not epoch-keyed, or a backup past this run's epoch length.
+    """
+    if data.steps_per_epoch and resume.step < data.steps_per_epoch:
+        return
+    if resume.step:
+        raise ConfigError(
+            f"The backup in {config.model_dir} stopped after {resume.step} steps of epoch {resume.epoch + 1}, but this "
+            f"run's epochs have {data.steps_per_epoch or 'an unknown number of'} steps with epoch-keyed batches "
+            "(within-epoch resumes need --cache and an image dataset of known size, and the flags of the run)."
+        )
+    if config.backup_every_steps:
+        raise ConfigError(
+            "--backup_every_steps needs training batches that depend only on the epoch and step: image datasets "
+            "with --cache (the default) whose size is known. Back up at epoch ends (--backup_every_steps=0) here."
+        )
+
+
+def _backup(config, data, output_dir, resume, stop_requested):
+    """The run's :class:`~sskt_tf.training.backup.FiniteBackupAndRestore`, restoring ``resume``."""
+    resumed_logs = None
+    backup_dir = os.path.join(output_dir, "backup")
+    if resume.step:
+        saved = backup_lib.read_metadata(backup_dir, resume)
+        resumed_logs = backup_lib.ResumedEpochLogs(resume.epoch, resume.step, saved["train_logs"])
+    return backup_lib.FiniteBackupAndRestore(
+        backup_dir,
+        resume,
+        every_steps=config.backup_every_steps,
+        steps_per_epoch=data.steps_per_epoch,
+        stop_requested=stop_requested,
+        resumed_epoch_logs=resumed_logs,
+    )
+
+
+def _fit(config, model, data, callbacks, resume):
+    """Runs ``model.fit`` over the steps left after ``resume``; returns its seconds.
+
+    A run resumed within an epoch calls ``fit`` twice: for the rest of that epoch, then for
+    the epochs after it (``fit`` cannot start an epoch at a later step).
+    """
+    train_batches, steps_per_epoch = epoch_batches(config, data)
+    # (batches, first epoch, end epoch, steps of each epoch) of each fit call.
+    if resume.step:
+        fits = [(train_batches.skip(resume.step), resume.epoch, resume.epoch + 1, steps_per_epoch - resume.step)]
+        if resume.epoch + 1 < config.epochs:
+            fits.append((data.train_from(resume.epoch + 1), resume.epoch + 1, config.epochs, steps_per_epoch))
+    else:
+        # A run killed after its last backup but before results.json has nothing left to
+        # train (and from a cache, no batches left to build the model from).
+        fits = [(train_batches, resume.epoch, config.epochs, steps_per_epoch)] if resume.epoch < config.epochs else []
     start = time.time()
     with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
         # Keras warns "Your input ran out of data; interrupting training" at the end of the
         # first pass over any dataset of unknown length (folder validation data) and then
         # goes on as it should.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        # A run killed after its last backup but before results.json has nothing left to
-        # train (and from a cache, no batches left to build the model from).
-        if resume_epoch < config.epochs:
+        for batches, first_epoch, end_epoch, steps in fits:
+            model._initial_epoch = None  # set by the backup's restore; each fit starts where it is told
             model.fit(
-                train_batches,
+                batches,
                 validation_data=data.val,
-                epochs=config.epochs,
-                steps_per_epoch=steps_per_epoch,
+                initial_epoch=first_epoch,
+                epochs=end_epoch,
+                steps_per_epoch=steps,
                 validation_freq=validation_epochs(config.epochs, config.validation_freq),
                 callbacks=callbacks,
                 verbose=config.verbose,

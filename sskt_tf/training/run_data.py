@@ -1,5 +1,7 @@
 """A run's data from its configuration: the dataset, its subset, the soft-label cache, epoch lengths."""
 
+import random
+
 from sskt_tf import data as data_lib
 from sskt_tf.errors import ConfigError
 
@@ -50,12 +52,13 @@ def load_data(config, cache=None, start_epoch=0):
         config: a :class:`TrainConfig`.
         cache: the run's :class:`sskt_tf.soft_labels.SoftLabelCache`
             (:func:`sskt_tf.training.source_flags.open_cache`), or None.
-        start_epoch: the first epoch to train (a resumed run's); with a cache
-            it picks the views the training batches start with.
+        start_epoch: the first epoch to train (a resumed run's): the training
+            batches start with that epoch's.
 
     Returns:
-        A :class:`sskt_tf.data.Data`. With ``--soft_label_cache`` its training
-        batches cover every remaining epoch and carry the cached soft labels.
+        A :class:`sskt_tf.data.Data`. Image training batches cover every
+        remaining epoch (with ``--cache``; :func:`sskt_tf.data.keyed_train_pipeline`),
+        and with ``--soft_label_cache`` they carry the cached soft labels.
     """
     seed = config.seed if config.seed >= 0 else None
     if data_lib.is_video_dataset(config.dataset, config.data_dir or None):
@@ -85,20 +88,28 @@ def load_data(config, cache=None, start_epoch=0):
             download=config.download,
             cache=config.cache,
             subset=data_subset(config),
+            epochs=config.epochs,
+            start_epoch=start_epoch,
+            steps_per_epoch=config.steps_per_epoch or None,
         )
     splits = load_splits(config, order_seed=cache.settings["seed"])
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"])
-    train = cache.train_pipeline(
-        splits.train,
-        config.batch_size,
-        seed=seed,
-        start_epoch=start_epoch,
-        epochs=config.epochs,
-        steps_per_epoch=cache_steps_per_epoch(config, cache),
-        cache=config.cache,
-    )
-    return splits.data(train, val)
+    steps_per_epoch = cache_steps_per_epoch(config, cache)
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+
+    def train_from(epoch):
+        return cache.train_pipeline(
+            splits.train,
+            config.batch_size,
+            seed=seed,
+            start_epoch=epoch,
+            epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch,
+            cache=config.cache,
+        )
+
+    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
 
 
 def cache_steps_per_epoch(config, cache):
@@ -111,32 +122,32 @@ def cache_steps_per_epoch(config, cache):
     return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 
 
-def epoch_batches(config, data, cache=None):
+def epoch_batches(config, data):
     """The training batches ``fit`` iterates and the number of steps of one epoch.
 
-    Every epoch gets an explicit length: the cache's, ``--steps_per_epoch``, or one
+    Every epoch gets an explicit length: the one of a pipeline that covers every
+    epoch (epoch-keyed images, cached soft labels), ``--steps_per_epoch``, or one
     pass over the training examples when the dataset's length is unknown to
     tf.data (folder datasets, which skip unreadable files; class subsets). Keras
     3.15 counts a phantom step at the end of every epoch of a dataset of unknown
     length: it adds one batch to the epoch's metric counts (and one to
     ``optimizer.iterations``) without its values, so the epoch's training loss and
     accuracy come out too low by one batch in ``steps + 1`` (the weights are
-    unaffected). Without a cache the dataset is repeated, so an epoch never runs
-    out early: with an unreadable file skipped, it takes its last images from the
-    next pass.
+    unaffected). A one-epoch dataset (``--nocache``, videos) is repeated, so an
+    epoch never runs out early: with an unreadable file skipped, it takes its last
+    examples from the next pass.
 
     Args:
         config: a :class:`TrainConfig`.
         data: the run's :class:`sskt_tf.data.Data`.
-        cache: the run's :class:`SoftLabelCache`, or None.
 
     Returns:
         ``(dataset, steps_per_epoch)``; ``steps_per_epoch`` is None when the
         dataset's length is known (Keras then counts it itself).
     """
-    if cache is not None:
+    if data.steps_per_epoch:
         # One dataset holds every remaining epoch: fit must know the epoch length.
-        return data.train, cache_steps_per_epoch(config, cache)
+        return data.train, data.steps_per_epoch
     if config.steps_per_epoch:
         return data.train.repeat(), config.steps_per_epoch
     if int(data.train.cardinality()) >= 0 or not data.train_examples:
