@@ -238,9 +238,9 @@ def train(config):
     Writes to ``config.model_dir``: ``flags.txt`` (a flagfile that reproduces
     the run), ``history.csv``, TensorBoard events under ``tensorboard/``,
     ``best.keras``/``last.keras`` (target only), ``results.json``, and while
-    training ``backup/`` (weights, optimizer state and epoch, removed at the
-    end). A run that was killed resumes from its last completed epoch when
-    called again with the same ``model_dir``. Under multi-worker training the
+    training ``backup/`` (weights, optimizer state and position, removed at the
+    end; :mod:`sskt_tf.training.backup`). A run that was killed resumes from
+    its last backup when called again with the same ``model_dir``. Under multi-worker training the
     chief writes there and every other worker into ``model_dir/worker_<i>/``.
     With ``config.export_dir``, ``best.keras`` is exported as a SavedModel.
 
@@ -255,6 +255,7 @@ def train(config):
     Raises:
         ConfigError: bad settings, missing data or weights.
         TrainingDivergedError: the loss became NaN or infinite.
+        Preempted: SIGTERM arrived; a backup was written (calling again resumes there).
     """
     config = validate(config)
     strategy = _strategy(config)
