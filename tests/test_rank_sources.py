@@ -10,9 +10,9 @@ import pytest
 from helpers.processes import run_python
 
 from sskt_tf import training
-from sskt_tf.cli import rank_sources
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import transferability
+from sskt_tf.training import source_ranking
 from sskt_tf.training.config import TrainConfig
 from sskt_tf.training.source_outputs import source_outputs
 
@@ -79,9 +79,9 @@ def test_scores_from_a_cache_equal_scores_from_running_the_sources(tmp_path, dig
     np.testing.assert_allclose(cached.logits[0][order_cached], run.logits[0][order_run], atol=1e-4)
     for score in (transferability.nce, transferability.logme):
         assert score(cached.logits[0], cached.labels) == pytest.approx(score(run.logits[0], run.labels), abs=1e-4)
-    ranking = rank_sources.rank(cached_config, pairs=False)
+    ranking = source_ranking.rank(cached_config, pairs=False)
     assert ranking["rows"][0]["leep"] == pytest.approx(
-        transferability.leep(rank_sources._softmax(run.logits[0]), run.labels), abs=1e-4
+        transferability.leep(source_ranking.softmax(run.logits[0]), run.labels), abs=1e-4
     )
 
 
@@ -89,20 +89,20 @@ def test_candidates_with_the_same_file_name_go_by_their_paths(tmp_path, digits_f
     copy = tmp_path / "copy" / "tiny.keras"
     copy.parent.mkdir()
     copy.write_bytes(open(tiny_source_path, "rb").read())
-    ranking = rank_sources.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
+    ranking = source_ranking.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
     assert {row["sources"][0] for row in ranking["rows"] if len(row["sources"]) == 1} == {tiny_source_path, str(copy)}
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, digits_folder, tiny_source_path):
     with pytest.raises(ConfigError, match="--sources is empty"):
-        rank_sources.rank(_config(digits_folder, []))
+        source_ranking.rank(_config(digits_folder, []))
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="broken.keras"):
-        rank_sources.rank(_config(digits_folder, [str(broken)]))
+        source_ranking.rank(_config(digits_folder, [str(broken)]))
     with pytest.raises(ConfigError, match="train_examples_per_class=1000"):
-        rank_sources.rank(_config(digits_folder, [tiny_source_path], train_examples_per_class=1000))
+        source_ranking.rank(_config(digits_folder, [tiny_source_path], train_examples_per_class=1000))
     with pytest.raises(ConfigError, match="fewer than two classes"):
-        rank_sources.rank(_config(digits_folder, [tiny_source_path], classes=["digit3"]))
+        source_ranking.rank(_config(digits_folder, [tiny_source_path], classes=["digit3"]))
     refused = run_python(["tools/rank_sources.py", f"--sources={tiny_source_path}", "--rank_examples=-1"])
     assert refused.returncode == 2 and "--rank_examples=-1" in refused.stderr

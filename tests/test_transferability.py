@@ -106,6 +106,13 @@ def test_a_pair_scores_what_both_sources_predict_together():
     assert scores.leep_of_pair(a, constant, labels) == pytest.approx(scores.leep(a, labels))
 
 
+def test_logme_of_features_that_are_all_zero_is_the_evidence_of_noise_alone():
+    labels = np.array([0, 1, 1, 0, 1])
+    # y ~ N(0, I / beta) with beta = n / ||y||^2 maximised, per class, per example.
+    expected = np.mean([0.5 * (np.log(5 / k) - np.log(2 * np.pi) - 1.0) for k in (2, 3)])
+    assert scores.logme(np.zeros((5, 4)), labels) == pytest.approx(expected)
+
+
 def test_bad_inputs_are_clear_errors():
     with pytest.raises(ConfigError, match="softmax probabilities"):
         scores.leep(np.array([[2.0, -1.0]]), np.array([0]))

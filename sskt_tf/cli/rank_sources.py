@@ -11,22 +11,18 @@ augmentation); and prints one row per candidate, best first: its classes, LEEP, 
 (:mod:`sskt_tf.sources.transferability`) and the seconds its forward passes took. Then one
 row per pair of candidates, scored as a single source whose output is both outputs: LEEP
 over the product of their softmax outputs, NCE over their pairs of top-1 classes, LogME on
-their concatenated logits. With ``--output``, everything also goes to a JSON file.
+their concatenated logits (:mod:`sskt_tf.training.source_ranking`). With ``--output``,
+everything also goes to a JSON file.
 """
 
-import itertools
 import json
 
-import numpy as np
 from absl import app, flags, logging
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.errors import ConfigError
-from sskt_tf.sources import transferability
 from sskt_tf.training.flags import config_from_flags, define_flags
-from sskt_tf.training.source_outputs import source_outputs
-
-SCORES = ("leep", "nce", "logme")
+from sskt_tf.training.source_ranking import SCORES, format_table, rank
 
 define_flags()
 flags.DEFINE_integer("rank_examples", 0, "Score on the first N training images (of the --seed order); 0 = all.")
@@ -34,105 +30,6 @@ flags.DEFINE_integer("rank_batch_size", 256, "Images per source call.", lower_bo
 flags.DEFINE_enum("rank_by", "leep", SCORES, "The score the table is sorted by.")
 flags.DEFINE_bool("pairs", True, "Also score every pair of candidates used together.")
 flags.DEFINE_string("output", "", "Also write the table to this JSON file.")
-
-
-def _softmax(logits):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def score_sources(outputs, pairs=True):
-    """LEEP, NCE and LogME of every source, and of every pair of sources.
-
-    Args:
-        outputs: a :class:`sskt_tf.training.source_outputs.SourceOutputs`.
-        pairs: also score each pair of sources used together.
-
-    Returns:
-        A list of dicts (``sources``: the names, or the specs when two names are
-        alike; ``classes``, ``leep``, ``nce``, ``logme``, ``seconds``), singles first,
-        in the order of ``outputs``.
-    """
-    labels = outputs.labels
-    # Sources are named after their files; two candidates called best.keras go by their paths.
-    names = outputs.names if len(set(outputs.names)) == len(outputs.names) else outputs.specs
-    probabilities = [_softmax(logits) for logits in outputs.logits]
-    rows = [
-        {
-            "sources": [name],
-            "classes": int(logits.shape[1]),
-            "leep": transferability.leep(p, labels),
-            "nce": transferability.nce(logits, labels),
-            "logme": transferability.logme(logits, labels),
-            "seconds": round(seconds, 2),
-        }
-        for name, logits, p, seconds in zip(names, outputs.logits, probabilities, outputs.seconds)
-    ]
-    if pairs:
-        for a, b in itertools.combinations(range(len(outputs.names)), 2):
-            logits_a, logits_b = outputs.logits[a], outputs.logits[b]
-            pair_classes = logits_a.argmax(axis=1) * logits_b.shape[1] + logits_b.argmax(axis=1)
-            rows.append(
-                {
-                    "sources": [names[a], names[b]],
-                    "classes": int(logits_a.shape[1] * logits_b.shape[1]),
-                    "leep": transferability.leep_of_pair(probabilities[a], probabilities[b], labels),
-                    "nce": transferability.nce(pair_classes, labels),
-                    "logme": transferability.logme(np.concatenate([logits_a, logits_b], axis=1), labels),
-                    "seconds": round(outputs.seconds[a] + outputs.seconds[b], 2),
-                }
-            )
-    return rows
-
-
-def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
-    """Scores ``config``'s candidate sources on its training images; returns the table, best first.
-
-    Args:
-        config: a :class:`TrainConfig` naming the candidates in ``sources`` (or a cache).
-        rank_examples: use the first N training images; 0 = all.
-        batch_size: images per source call.
-        rank_by: the score to sort by (``leep``, ``nce`` or ``logme``).
-        pairs: also score every pair of candidates.
-
-    Returns:
-        ``{"examples": n, "classes": target classes, "rank_by": ..., "rows": [...]}``
-        with the rows of :func:`score_sources`, singles then pairs, each best first.
-
-    Raises:
-        ConfigError: no candidate, bad flags, data or sources that fail to load.
-    """
-    if rank_by not in SCORES:
-        raise ConfigError(f"--rank_by={rank_by}: use one of {', '.join(SCORES)}.")
-    outputs = source_outputs(config, batch_size, max_examples=rank_examples or None)
-    if len(set(outputs.labels.tolist())) < 2:
-        raise ConfigError("The training images hold fewer than two classes: no source can be scored on them.")
-    rows = score_sources(outputs, pairs)
-    singles = sorted((r for r in rows if len(r["sources"]) == 1), key=lambda r: -r[rank_by])
-    combined = sorted((r for r in rows if len(r["sources"]) == 2), key=lambda r: -r[rank_by])
-    return {
-        "examples": int(len(outputs.labels)),
-        "classes": len(outputs.class_names),
-        "rank_by": rank_by,
-        "rows": singles + combined,
-    }
-
-
-def format_table(ranking):
-    """The ranking as a Markdown table, one row a candidate (or pair)."""
-    lines = [
-        f"{ranking['examples']} training images, {ranking['classes']} target classes; sorted by {ranking['rank_by']}.",
-        "",
-        "| source | classes | LEEP | NCE | LogME | seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in ranking["rows"]:
-        lines.append(
-            f"| {' + '.join(row['sources'])} | {row['classes']} | {row['leep']:.4f} | {row['nce']:.4f} | "
-            f"{row['logme']:.4f} | {row['seconds']:.1f} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv):

@@ -137,6 +137,9 @@ def _log_evidence(s, projected, target_norm2, n, dims, iterations=100, tolerance
     ``s``: squared singular values of the features; ``projected``: the target projected on
     the left singular vectors (``U^T y``); ``target_norm2``: ``||y||^2``.
     """
+    if len(s) == 0:  # features that span nothing (all zero): the evidence of noise alone
+        beta = n / max(target_norm2, _TINY)
+        return 0.5 * (np.log(beta) - np.log(2 * np.pi) - 1.0)
     alpha, beta = 1.0, 1.0
     residual_outside = max(target_norm2 - float(np.sum(projected**2)), 0.0)  # the part of y no feature spans
     for _ in range(iterations):
@@ -144,8 +147,8 @@ def _log_evidence(s, projected, target_norm2, n, dims, iterations=100, tolerance
         gamma = float(np.sum(shrink))
         weights_norm2 = float(np.sum(beta**2 * s * projected**2 / (alpha + beta * s) ** 2))
         residual = float(np.sum((projected * alpha / (alpha + beta * s)) ** 2)) + residual_outside
-        new_alpha = gamma / max(weights_norm2, _TINY)
-        new_beta = (n - gamma) / max(residual, _TINY)
+        new_alpha = max(gamma / max(weights_norm2, _TINY), _TINY)
+        new_beta = max((n - gamma) / max(residual, _TINY), _TINY)
         converged = abs(new_alpha - alpha) / alpha < tolerance and abs(new_beta - beta) / beta < tolerance
         alpha, beta = new_alpha, new_beta
         if converged:

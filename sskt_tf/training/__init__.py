@@ -7,6 +7,7 @@
 ``run_data``                  the run's data: dataset, subset, soft-label cache, epoch lengths
 ``source_flags``              the sources the flags name: checked, built, or cached
 ``source_outputs``            the sources' logits on a run's training images (one pass, or a cache)
+``source_ranking``            candidate sources ranked by LEEP, NCE and LogME (``tools/rank_sources.py``)
 ``precision``                 Keras dtype policies (``--mixed_precision``)
 ``loop``                      :func:`train`: the training loop
 ``callbacks``                 checkpoints, NaN guard, learning-rate schedule, VOC mAP

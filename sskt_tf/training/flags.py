@@ -78,12 +78,28 @@ def config_from_flagfile(path):
     Returns:
         A :class:`TrainConfig`.
     """
+    return config_from_args([f"--flagfile={path}"], f"the run's flags from {path}")
+
+
+def config_from_args(args, what="the flags"):
+    """Parses command-line flags (``["--flagfile=...", "--sources=..."]``) into a :class:`TrainConfig`.
+
+    Args:
+        args: flags as on a command line; later ones override earlier ones.
+        what: how an error message names them.
+
+    Returns:
+        A :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: a flag that does not parse.
+    """
     flag_values = flags.FlagValues()
     define_flags(flag_values)
     try:
-        flag_values(["flagfile_reader", f"--flagfile={path}"])
+        flag_values(["flags_reader", *args])
     except flags.Error as error:
-        raise ConfigError(f"Could not read the run's flags from {path}: {error}") from error
+        raise ConfigError(f"Could not read {what}: {error}") from error
     return config_from_flags(flag_values)
 
 

@@ -1,0 +1,95 @@
+"""tools/source_choice.py: candidate sources' scores against the gains their SSKT rows measured."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from helpers.processes import run_python
+from studies import source_choice
+
+from sskt_tf.errors import ConfigError
+
+
+def test_spearman_matches_hand_computed_ranks():
+    assert source_choice.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert source_choice.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # Ranks (1, 2, 3, 4) against (2, 1, 4, 3): 1 - 6 * 4 / (4 * 15) = 0.6.
+    assert source_choice.spearman([0.1, 0.2, 0.3, 0.4], [5, 1, 9, 7]) == pytest.approx(0.6)
+    # Ties share their average rank: (1, 2.5, 2.5, 4) against (1, 2, 3, 4).
+    expected = np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]
+    assert source_choice.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(expected)
+    assert np.isnan(source_choice.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def _write_result(output_dir, row, seed, accuracy):
+    run = output_dir / "t" / row / "col" / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"best_val_accuracy": accuracy}))
+
+
+def test_gains_are_taken_seed_by_seed_over_the_seeds_both_rows_finished(tmp_path):
+    for seed, accuracy in ((0, 0.80), (1, 0.82), (2, 0.81)):
+        _write_result(tmp_path, "scratch", seed, accuracy)
+    for seed, accuracy in ((0, 0.83), (2, 0.80)):
+        _write_result(tmp_path, "sskt", seed, accuracy)
+    gains = source_choice.seed_gains(str(tmp_path), "t", "sskt", "scratch", "col", [0, 1, 2])
+    assert gains == pytest.approx({0: 3.0, 2: -1.0})
+
+
+@pytest.mark.slow
+def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, digits_folder, tiny_source_path):
+    import keras
+
+    # Two candidates: the tiny random CNN, and a copy of it whose logits are all zero (a
+    # constant source: it must score lowest).
+    keras.utils.set_random_seed(0)
+    source = keras.saving.load_model(tiny_source_path)
+    dense = source.layers[-1]
+    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
+    constant_path = tmp_path / "constant.keras"
+    source.save(constant_path)
+    output_dir = tmp_path / "out"
+    for seed in (0, 1):
+        _write_result(output_dir, "scratch", seed, 0.50)
+        _write_result(output_dir, "with_tiny", seed, 0.55 + 0.01 * seed)
+        _write_result(output_dir, "with_constant", seed, 0.49)
+    spec = {
+        "table": "t",
+        "column": "col",
+        "baseline_row": "scratch",
+        "seeds": [0, 1],
+        "rank_flags": [f"--dataset=folder:{digits_folder}", "--image_size=16"],
+        "candidates": [
+            {"label": "tiny", "source": tiny_source_path, "row": "with_tiny"},
+            {"label": "constant", "source": "{output_dir}/../constant.keras", "row": "with_constant"},
+        ],
+    }
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = run_python(
+        ["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}", "--rank_examples=100"],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((output_dir / "t" / "source_choice.json").read_text())
+    tiny, constant = saved["candidates"]
+    assert tiny["gain"] == pytest.approx(5.5) and constant["gain"] == pytest.approx(-1.0)
+    assert tiny["seeds"] == [0, 1] and saved["measured_candidates"] == 2
+    assert constant["nce"] == pytest.approx(min(tiny["nce"], constant["nce"]))
+    assert constant["leep"] < tiny["leep"] and saved["spearman"]["leep"] == pytest.approx(1.0)
+    assert (output_dir / "t" / "source_choice.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| tiny |" in result.stdout and "Spearman rank correlation" in result.stdout
+
+    spec["candidates"][0]["source"] = str(tmp_path / "missing.keras")
+    spec_path.write_text(json.dumps(spec))
+    missing = run_python(["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}"])
+    assert missing.returncode == 2 and "missing.keras" in missing.stderr
+
+
+def test_a_spec_that_names_no_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="Candidate sources not found"):
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps({"candidates": [{"source": "{output_dir}/x.keras", "row": "r", "label": "x"}]}))
+        source_choice.source_choice(str(spec), str(tmp_path))
+    assert not os.path.exists(tmp_path / "x.keras")
