@@ -350,6 +350,11 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     assert kinds[0] == ("cifar10_source", "source", "train") and ("cifar10_teachers", "scratch", "train") in kinds
     source_model = "out/cifar10_source/source/cifar10_0to4-resnet20/seed0/best.keras"
     random_model = "out/cifar10_source/random/cifar10_0to4-resnet20/seed0/best.keras"
+    # The source-choice rows: SSKT with other candidate sources of the cifar10_source table.
+    candidate_models = {
+        f"sskt_{name}_source": f"out/cifar10_source/{name}/cifar10_0to4-resnet20/seed0/best.keras"
+        for name in ("random", "one_epoch", "two_classes")
+    }
     position = {cell.model_dir: index for index, cell in enumerate(cells)}
     source_config = _train_config(cells[0].command[2:])
     assert source_config.classes == ["airplane", "automobile", "bird", "cat", "deer"]
@@ -374,7 +379,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         ):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
         if config.method == "sskt":
-            expected = random_model if cell.row.name == "sskt_random_source" else source_model
+            expected = candidate_models.get(cell.row.name, source_model)
             alpha = 0.0 if cell.row.name == "sskt_alpha0" else 0.1  # the control without the auxiliary loss
             assert config.sources == [expected] and (config.alpha, config.temperature) == (alpha, 3.0)
             assert position[os.path.dirname(expected)] < position[cell.model_dir]
@@ -384,8 +389,13 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         if config.method == "kd":
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 2 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
-    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [[source_model], [random_model]]
+    assert len(cache_cells) == 4 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
+    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [
+        [source_model],
+        [random_model],
+        [candidate_models["sskt_one_epoch_source"]],
+        [candidate_models["sskt_two_classes_source"]],
+    ]
 
 
 def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):
