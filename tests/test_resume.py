@@ -35,6 +35,27 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra):
     ]
 
 
+def _train_uninterrupted(model_dir, digits_folder, tiny_source_path, epochs, env):
+    """Trains the same run without interruption into ``model_dir``."""
+    uninterrupted = subprocess.run(
+        _train_command(model_dir, digits_folder, tiny_source_path, epochs),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+
+def _assert_same_last_weights(run_a, run_b):
+    """The two runs' ``last.keras`` hold the same weights, BatchNorm statistics included, within 1e-6."""
+    model_a = keras.saving.load_model(run_a / "last.keras")
+    model_b = keras.saving.load_model(run_b / "last.keras")
+    for a, b in zip(model_a.weights, model_b.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+
+
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "run"
@@ -71,19 +92,8 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
 
     # The resumed run trained on the batches, crops and learning rates of an uninterrupted one.
     whole = tmp_path / "uninterrupted"
-    uninterrupted = subprocess.run(
-        _train_command(whole, digits_folder, tiny_source_path, epochs=12),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-    resumed_model = keras.saving.load_model(model_dir / "last.keras")
-    whole_model = keras.saving.load_model(whole / "last.keras")
-    for a, b in zip(resumed_model.weights, whole_model.weights):  # BatchNorm statistics included
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+    _train_uninterrupted(whole, digits_folder, tiny_source_path, 12, env)
+    _assert_same_last_weights(model_dir, whole)
 
 
 def _wait_for_backup(process, backup_dir, reached):
@@ -140,15 +150,7 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_p
     assert stopped_at.step < steps_per_epoch
 
     whole = tmp_path / "uninterrupted"
-    uninterrupted = subprocess.run(
-        _train_command(whole, digits_folder, tiny_source_path, 4),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    _train_uninterrupted(whole, digits_folder, tiny_source_path, 4, env)
     rows = history.read_history(str(model_dir / "history.csv"))
     whole_rows = history.read_history(str(whole / "history.csv"))
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
@@ -157,10 +159,7 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_p
         np.testing.assert_allclose(
             [float(r[key]) for r in rows], [float(r[key]) for r in whole_rows], rtol=1e-5, err_msg=key
         )
-    resumed_model = keras.saving.load_model(model_dir / "last.keras")
-    whole_model = keras.saving.load_model(whole / "last.keras")
-    for a, b in zip(resumed_model.weights, whole_model.weights):  # BatchNorm statistics included
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
+    _assert_same_last_weights(model_dir, whole)
 
 
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):

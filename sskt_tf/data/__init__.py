@@ -8,14 +8,13 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 
 import dataclasses
 import os
-import random
 from typing import Callable, Optional
 
 import tensorflow as tf
 
 from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
-from sskt_tf.data.pipeline import eval_pipeline, keyed_train_pipeline, resize_uint8, train_pipeline
+from sskt_tf.data.pipeline import eval_pipeline, fixed_seed, keyed_train_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
@@ -208,7 +207,7 @@ def load(
     if not (epochs and cache and examples):
         return splits.data(train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache), val)
     steps_per_epoch = steps_per_epoch or examples // batch_size
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+    seed = fixed_seed(seed)  # one for every train_from
 
     def train_from(epoch):
         return keyed_train_pipeline(
@@ -321,6 +320,7 @@ __all__ = [
     "load_splits",
     "load_tfds",
     "pad_crop_flip",
+    "fixed_seed",
     "keyed_train_pipeline",
     "train_pipeline",
     "view_batches",

@@ -51,6 +51,14 @@ def train_pipeline(dataset, batch_size, seed=None, augment=True, cache=True, shu
     return shard_by_data(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
+def fixed_seed(seed):
+    """``seed`` as an int, or a random one drawn now when it is None (an unseeded run).
+
+    Draw it once and pass it to every pipeline of a run that must agree with the others.
+    """
+    return random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+
+
 def keyed_train_pipeline(
     dataset, batch_size, steps_per_epoch, max_examples, seed=None, augment=True, start_epoch=0, epochs=1
 ):
@@ -82,7 +90,7 @@ def keyed_train_pipeline(
         A ``tf.data.Dataset`` of ``(float32 images, labels)`` batches,
         ``steps_per_epoch`` of them per epoch.
     """
-    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    seed = fixed_seed(seed)
     examples = (
         dataset.enumerate()
         .map(lambda index, example: {"index": index, "image": example[0], "label": example[1]})

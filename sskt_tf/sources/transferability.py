@@ -140,13 +140,18 @@ def _log_evidence(s, projected, target_norm2, n, dims, iterations=100, tolerance
     if len(s) == 0:  # features that span nothing (all zero): the evidence of noise alone
         beta = n / max(target_norm2, _TINY)
         return 0.5 * (np.log(beta) - np.log(2 * np.pi) - 1.0)
-    alpha, beta = 1.0, 1.0
     residual_outside = max(target_norm2 - float(np.sum(projected**2)), 0.0)  # the part of y no feature spans
-    for _ in range(iterations):
-        shrink = beta * s / (alpha + beta * s)
-        gamma = float(np.sum(shrink))
+
+    def fit(alpha, beta):
+        """``||m||^2`` and ``||F m - y||^2`` of the posterior mean ``m`` at ``(alpha, beta)``."""
         weights_norm2 = float(np.sum(beta**2 * s * projected**2 / (alpha + beta * s) ** 2))
         residual = float(np.sum((projected * alpha / (alpha + beta * s)) ** 2)) + residual_outside
+        return weights_norm2, residual
+
+    alpha, beta = 1.0, 1.0
+    for _ in range(iterations):
+        gamma = float(np.sum(beta * s / (alpha + beta * s)))
+        weights_norm2, residual = fit(alpha, beta)
         new_alpha = max(gamma / max(weights_norm2, _TINY), _TINY)
         new_beta = max((n - gamma) / max(residual, _TINY), _TINY)
         converged = abs(new_alpha - alpha) / alpha < tolerance and abs(new_beta - beta) / beta < tolerance
@@ -156,8 +161,7 @@ def _log_evidence(s, projected, target_norm2, n, dims, iterations=100, tolerance
     # log|A| for A = alpha I + beta F^T F, whose eigenvalues are alpha + beta s (and alpha
     # for the dims - len(s) directions that the n examples do not span).
     log_det = float(np.sum(np.log(alpha + beta * s))) + (dims - len(s)) * np.log(alpha)
-    weights_norm2 = float(np.sum(beta**2 * s * projected**2 / (alpha + beta * s) ** 2))
-    residual = float(np.sum((projected * alpha / (alpha + beta * s)) ** 2)) + residual_outside
+    weights_norm2, residual = fit(alpha, beta)
     evidence = (
         n / 2 * np.log(beta)
         + dims / 2 * np.log(alpha)

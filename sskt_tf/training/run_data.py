@@ -1,7 +1,5 @@
 """A run's data from its configuration: the dataset, its subset, the soft-label cache, epoch lengths."""
 
-import random
-
 from sskt_tf import data as data_lib
 from sskt_tf.errors import ConfigError
 
@@ -96,7 +94,7 @@ def load_data(config, cache=None, start_epoch=0):
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"])
     steps_per_epoch = cache_steps_per_epoch(config, cache)
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed  # one for every train_from
+    seed = data_lib.fixed_seed(seed)  # one for every train_from
 
     def train_from(epoch):
         return cache.train_pipeline(
