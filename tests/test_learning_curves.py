@@ -119,3 +119,28 @@ def test_the_legend_names_a_group_that_lacks_the_first_panels_column(tmp_path):
     groups = {"MAXL": [no_loss], "Scratch": [_fake_run(tmp_path / "a" / "seed0", 0.0)]}
     figure = learning_curves.plot_groups(groups, str(tmp_path / "curves.png"))
     assert [text.get_text() for text in figure.legends[0].get_texts()] == ["MAXL (n=1)", "Scratch (n=1)"]
+
+
+def test_each_group_keeps_one_distinct_colour_and_the_legend_fits_the_figure(tmp_path):
+    # The first group lacks the loss panel: the others must keep their colours there.
+    groups = {}
+    for index in range(11):
+        run = _fake_run(tmp_path / f"g{index}" / "seed0", 0.01 * index)
+        if index == 0:
+            history_path = os.path.join(run, "history.csv")
+            rows = [{k: v for k, v in row.items() if k != "loss"} for row in read_history(history_path)]
+            write_history(history_path, rows)
+        groups[f"Source choice: SSKT with a source trained on airplane and automobile only, variant {index}"] = [run]
+    figure = learning_curves.plot_groups(groups, str(tmp_path / "curves.png"))
+    colours = {}
+    for axis in figure.axes:
+        for line in axis.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert all(len(seen) == 1 for seen in colours.values()), colours
+    assert len({next(iter(seen)) for seen in colours.values()}) == 11
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()  # the figure is closed once saved
+    legend_box = figure.legends[0].get_window_extent(renderer)
+    figure_box = figure.bbox
+    assert legend_box.x0 >= figure_box.x0 and legend_box.x1 <= figure_box.x1 and legend_box.y0 >= figure_box.y0

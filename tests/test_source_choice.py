@@ -1,5 +1,6 @@
 """tools/source_choice.py: candidate sources' scores against the gains their SSKT rows measured."""
 
+import itertools
 import json
 import os
 
@@ -20,6 +21,32 @@ def test_spearman_matches_hand_computed_ranks():
     expected = np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]
     assert source_choice.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(expected)
     assert np.isnan(source_choice.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_spearman_p_is_exact_over_all_orders_of_a_few_candidates():
+    # Only one of the 24 orders of 4 values is perfectly monotone.
+    assert source_choice.spearman_p([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1 / 24)
+    assert source_choice.spearman_p([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(1.0)
+    # rho 0.6 (see above) or more: the orders of (1..4) with sum of squared rank differences <= 4.
+    orders = list(itertools.permutations(range(4)))
+    better = sum(sum((i - j) ** 2 for i, j in enumerate(order)) <= 4 for order in orders)
+    assert source_choice.spearman_p([0.1, 0.2, 0.3, 0.4], [5, 1, 9, 7]) == pytest.approx(better / 24)
+    # Beyond 8 values it samples; a strong correlation is still rare under random orders.
+    x = np.arange(12.0)
+    assert source_choice.spearman_p(x, x + 0.1 * np.sin(x), draws=2000) < 0.01
+    assert np.isnan(source_choice.spearman_p([1, 1, 1], [1, 2, 3]))
+
+
+def test_candidates_differ_only_when_their_gains_differ_beyond_the_seeds_spread():
+    rng = np.random.default_rng(1)
+    seed_effect = rng.normal(0, 3, size=4)  # shared by every candidate at a seed: must not count
+    separated = [{s: seed_effect[s] + level + rng.normal(0, 0.1) for s in range(4)} for level in (0, 1, 2)]
+    assert source_choice.candidates_differ_p(separated, draws=5000) < 0.01
+    alike = [{s: seed_effect[s] + rng.normal(0, 1) for s in range(4)} for _ in range(3)]
+    assert source_choice.candidates_differ_p(alike, draws=5000) > 0.05
+    # Only the seeds all candidates finished count; one seed in common is too few.
+    assert np.isnan(source_choice.candidates_differ_p([{0: 1.0, 1: 2.0}, {1: 0.0, 2: 3.0}]))
+    assert np.isnan(source_choice.candidates_differ_p([{0: 1.0, 1: 2.0}]))
 
 
 def _write_result(output_dir, row, seed, accuracy):
@@ -76,6 +103,8 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
     tiny, constant = saved["candidates"]
     assert tiny["gain"] == pytest.approx(5.5) and constant["gain"] == pytest.approx(-1.0)
     assert tiny["seeds"] == [0, 1] and saved["measured_candidates"] == 2
+    assert saved["spearman_p"]["leep"] == pytest.approx(0.5)  # 2 candidates: 1 of 2 orders
+    assert 0 < saved["candidates_differ_p"] <= 1
     assert constant["nce"] == pytest.approx(min(tiny["nce"], constant["nce"]))
     assert constant["leep"] < tiny["leep"] and saved["spearman"]["leep"] == pytest.approx(1.0)
     assert (output_dir / "t" / "source_choice.png").read_bytes()[:4] == b"\x89PNG"

@@ -107,6 +107,10 @@ def _panel_column(candidates, histories):
     return next((name for name in candidates if any(name in h for h in histories)), None)
 
 
+# The longest legend label (fontsize 8) that two columns fit in the 11-inch-wide figure.
+_LEGEND_TWO_COLUMN_CHARACTERS = 75
+
+
 def plot_groups(groups, output_path, title=None):
     """Draws the learning curves of groups of runs and writes them as an image.
 
@@ -141,6 +145,10 @@ def plot_groups(groups, output_path, title=None):
     figure, axes = plt.subplots(rows, 2, figsize=(11, 3.8 * rows + (0.4 if title else 0)), squeeze=False)
     for axis in axes.ravel()[len(panels) :]:
         axis.set_visible(False)
+    # One colour a group in every panel (a panel that lacks a group must not shift the others'),
+    # all distinct for up to 20 groups.
+    palette = plt.get_cmap("tab10" if len(loaded) <= 10 else "tab20").colors
+    colors = {label: palette[index % len(palette)] for index, label in enumerate(loaded)}
     for axis, (name, column) in zip(axes.ravel(), panels):
         scale = 100.0 if column in _PERCENT_COLUMNS else 1.0
         for label, histories in loaded.items():
@@ -152,6 +160,7 @@ def plot_groups(groups, output_path, title=None):
                 epochs,
                 mean * scale,
                 label=f"{label} (n={runs})",
+                color=colors[label],
                 linewidth=1.4,
                 marker="." if len(epochs) < 40 else None,
             )
@@ -172,10 +181,12 @@ def plot_groups(groups, output_path, title=None):
     order = {f"{label} (n=": position for position, label in enumerate(groups)}
     labels = sorted(by_label, key=lambda shown: next(p for prefix, p in order.items() if shown.startswith(prefix)))
     handles = [by_label[label] for label in labels]
-    legend_height = 0.25 * math.ceil(len(labels) / 2) + 0.1
+    # Two columns when the labels fit the figure's width side by side, else one.
+    columns = 2 if max(map(len, labels)) <= _LEGEND_TWO_COLUMN_CHARACTERS else 1
+    legend_height = 0.2 * math.ceil(len(labels) / columns) + 0.1
     width, height = figure.get_size_inches()
     figure.set_size_inches(width, height + legend_height)
-    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     if title:
         figure.suptitle(textwrap.fill(title, 110), fontsize=10)
     figure.tight_layout(rect=(0, legend_height / (height + legend_height), 1, 1))

@@ -6,9 +6,13 @@ file and the table row that trained SSKT with it, the baseline row (scratch), th
 seeds, and the flags of the target's training images. :func:`source_choice` scores every
 candidate once (:func:`sskt_tf.training.source_ranking.rank`), reads each row's and the baseline's
 ``results.json`` seed by seed, and reports the gain (row minus baseline, same seed, mean over
-seeds) with the Spearman rank correlation between each score and the gain.
+seeds) with the Spearman rank correlation between each score and the gain, and two
+permutation tests that say how much a handful of candidates and seeds can show: whether each
+rho could come from scores that know nothing (:func:`spearman_p`), and whether the candidates'
+gains differ beyond seed noise at all (:func:`candidates_differ_p`).
 """
 
+import itertools
 import json
 import os
 
@@ -42,6 +46,55 @@ def _ranks(values):
         tied = values == value
         ranks[tied] = ranks[tied].mean()
     return ranks
+
+
+def spearman_p(x, y, draws=20000):
+    """One-sided permutation p-value of Spearman's rho: how often scores that know nothing
+    about the gains (a random order of ``y``) correlate with them at least as well.
+
+    Exact over all orders for up to 8 values (with 4 candidates the smallest possible p is
+    1/24 = 0.042); otherwise from ``draws`` random orders (seeded, so the answer is repeatable).
+
+    Returns:
+        A float in (0, 1], or NaN where rho is NaN.
+    """
+    observed = spearman(x, y)
+    if np.isnan(observed):
+        return float("nan")
+    y = np.asarray(y, float)
+    if len(y) <= 8:
+        orders = (list(order) for order in itertools.permutations(range(len(y))))
+    else:
+        rng = np.random.default_rng(0)
+        orders = (rng.permutation(len(y)) for _ in range(draws))
+    rhos = np.array([spearman(x, y[order]) for order in orders])
+    return float(np.mean(rhos >= observed - 1e-12))
+
+
+def candidates_differ_p(gains_by_candidate, draws=20000):
+    """Permutation p-value that the candidates' mean gains differ only by seed noise.
+
+    The candidates' runs at one seed share that seed's scratch run and data order, so the test
+    permutes the candidates' gains within each seed (a randomised block design) and compares the
+    spread of the candidates' mean gains (their variance) with the spread under those
+    permutations. Only the seeds every candidate finished are used.
+
+    Args:
+        gains_by_candidate: one ``{seed: gain}`` per candidate.
+        draws: random within-seed permutations (seeded, so the answer is repeatable).
+
+    Returns:
+        A float in (0, 1]: small when the candidates really differ; NaN with fewer than two
+        candidates or seeds in common.
+    """
+    seeds = sorted(set.intersection(*(set(gains) for gains in gains_by_candidate))) if gains_by_candidate else []
+    if len(gains_by_candidate) < 2 or len(seeds) < 2:
+        return float("nan")
+    table = np.array([[gains[seed] for gains in gains_by_candidate] for seed in seeds])  # seeds x candidates
+    observed = table.mean(axis=0).var()
+    rng = np.random.default_rng(0)
+    spreads = np.array([rng.permuted(table, axis=1).mean(axis=0).var() for _ in range(draws)])
+    return float((np.sum(spreads >= observed - 1e-12) + 1) / (draws + 1))
 
 
 def seed_gains(output_dir, table, row, baseline, column, seeds, metric="best_val_accuracy"):
@@ -114,11 +167,14 @@ def source_choice(spec_path, output_dir, rank_examples=0):
             }
         )
     measured = [row for row in rows if row["gain"] is not None]
+    gains = [r["gain"] for r in measured]
     return {
         "examples": ranking["examples"],
         "baseline_row": spec["baseline_row"],
         "candidates": rows,
-        "spearman": {score: spearman([r[score] for r in measured], [r["gain"] for r in measured]) for score in SCORES},
+        "spearman": {score: spearman([r[score] for r in measured], gains) for score in SCORES},
+        "spearman_p": {score: spearman_p([r[score] for r in measured], gains) for score in SCORES},
+        "candidates_differ_p": candidates_differ_p([r["gains"] for r in measured]),
         "measured_candidates": len(measured),
     }
 
@@ -133,14 +189,24 @@ def format_markdown(result):
         gain = "–" if row["gain"] is None else f"{row['gain']:+.2f} ({', '.join(map(str, row['seeds']))})"
         lines.append(f"| {row['label']} | {row['leep']:.4f} | {row['nce']:.4f} | {row['logme']:.4f} | {gain} |")
     rho = ", ".join(
-        f"{score.upper() if score != 'logme' else 'LogME'} {value:+.2f}" for score, value in result["spearman"].items()
+        f"{SCORE_NAMES[score]} {value:+.2f} (p = {result['spearman_p'][score]:.2f})"
+        for score, value in result["spearman"].items()
     )
-    lines += ["", f"Spearman rank correlation with the gain over {result['measured_candidates']} candidates: {rho}."]
+    lines += [
+        "",
+        f"Spearman rank correlation with the gain over {result['measured_candidates']} candidates: {rho}; "
+        "p is the one-sided permutation p-value (how often a random order of the candidates correlates "
+        "at least as well).",
+        "",
+        "Do the candidates' gains differ beyond seed noise? Permutation p-value (gains permuted among the "
+        f"candidates within each seed): {result['candidates_differ_p']:.2f}.",
+    ]
     return "\n".join(lines)
 
 
 def plot(result, output_path):
-    """One panel per score: each candidate's score against its gain, with Spearman's rho.
+    """One panel per score: each candidate's score against its gain (mean and standard deviation
+    over seeds, with each seed's gain as a faint dot), titled with Spearman's rho.
 
     Returns:
         The matplotlib ``Figure``.
@@ -153,14 +219,17 @@ def plot(result, output_path):
     measured = [row for row in result["candidates"] if row["gain"] is not None]
     figure, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6))
     for axis, score in zip(axes, SCORES):
-        for row in measured:
-            spread = np.std(list(row["gains"].values()), ddof=1) if len(row["gains"]) > 1 else 0.0
-            axis.errorbar(row[score], row["gain"], yerr=spread, fmt="o", capsize=3, label=row["label"])
+        for index, row in enumerate(measured):
+            seed_values = list(row["gains"].values())
+            spread = np.std(seed_values, ddof=1) if len(seed_values) > 1 else 0.0
+            color = f"C{index}"
+            axis.errorbar(row[score], row["gain"], yerr=spread, fmt="o", capsize=3, color=color, label=row["label"])
+            axis.scatter([row[score]] * len(seed_values), seed_values, s=12, color=color, alpha=0.4)
         axis.axhline(0.0, color="grey", lw=0.8)
         axis.set_xlabel(SCORE_NAMES[score])
-        axis.set_title(f"Spearman rho {result['spearman'][score]:+.2f}")
+        axis.set_title(f"Spearman rho {result['spearman'][score]:+.2f} (p = {result['spearman_p'][score]:.2f})")
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel(f"SSKT accuracy gain over {result['baseline_row']} (points)")
+    axes[0].set_ylabel(f"gain over {result['baseline_row']} (points)")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.12 + 0.04 * (len(labels) // 2), 1, 1))
