@@ -171,6 +171,23 @@ def test_grid_skips_finished_cells_and_goes_on_after_a_failure(tmp_path):
     assert "| A | – | 60.50 ± 13.44 |" in text and "| B | – | 50.50 ± 0.71 |" in text
 
 
+def test_a_run_of_one_more_seed_keeps_the_tables_other_seeds(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    table = _write_table(tmp_path, columns=(("good", "r20"),), seeds=(0, 1))
+    output_dir = str(tmp_path / "runs")
+    for seed in (0, 1):
+        _fake_result(output_dir, "a", "good-r20", seed, 0.7)
+    train = (sys.executable, str(script))
+    out = io.StringIO()
+    assert harness.reproduce([table], seeds=[2], rows=["a"], output_dir=output_dir, train_command=train, out=out) == []
+    text = (tmp_path / "runs" / "toy" / "results.md").read_text()
+    assert "over seeds 0, 1, 2;" in text and "| A | 64.00 ± 10.39 |" in text  # 70, 70 and the new 52
+    # --collect_only --seeds=... shows exactly the seeds asked for.
+    harness.reproduce([table], seeds=[2], output_dir=output_dir, collect_only=True, out=io.StringIO())
+    assert "| A | 52.00 (n=1) |" in (tmp_path / "runs" / "toy" / "results.md").read_text()
+
+
 def test_bad_tables_are_refused(tmp_path):
     table = _write_table(tmp_path)
     with open(os.path.join(table, "a.flags"), "a") as f:

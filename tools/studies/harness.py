@@ -826,7 +826,8 @@ def reproduce(
     Args:
         tables: table directories (or names under ``configs/paper/``).
         seeds: seeds overriding the named tables' own (empty = theirs); tables a row
-            requires always run their own seeds.
+            requires always run their own seeds. The results tables written after a run
+            show the tables' own seeds and these; with ``collect_only``, these alone.
         rows: row names to run (empty = all); results tables always show every row.
         columns: column slugs to run (empty = all).
         output_dir: the grid's base directory.
@@ -857,8 +858,13 @@ def reproduce(
         print_commands(cells, out)
         return []
     failed = [] if collect_only else run_grid(cells, out)
-    # A table's seeds in the results are the seeds it ran with (a required table: its own).
-    seeds_of = {table.name: tuple(seeds) or table.seeds for table in loaded}
+    # The results show the table's own seeds plus those asked for, so a run that fills in one
+    # seed (--seeds=2) does not shrink the table to that seed; --collect_only --seeds=... shows
+    # exactly the seeds asked for. A required table shows its own.
+    if collect_only:
+        seeds_of = {table.name: tuple(seeds) or table.seeds for table in loaded}
+    else:
+        seeds_of = {table.name: tuple(sorted({*table.seeds, *seeds})) for table in loaded}
     shown = loaded if collect_only else _first_of_each([cell.table for cell in cells] + loaded, lambda t: t.name)
     for table in shown:
         write_collection(table, output_dir, seeds_of.get(table.name, table.seeds), out)
