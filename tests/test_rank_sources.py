@@ -85,12 +85,26 @@ def test_scores_from_a_cache_equal_scores_from_running_the_sources(tmp_path, dig
     )
 
 
+def test_a_top_k_cache_gives_leep_and_nce_and_leaves_logme_out(tmp_path, digits_folder, tiny_source_path):
+    # LogME would regress on the cache's constant fill in place of the dropped logits.
+    config = _config(digits_folder, [tiny_source_path], augment=False, soft_label_cache=str(tmp_path / "cache"))
+    training.build_soft_label_cache(config, views=1, top_k=2, dtype="float32")
+    ranking = source_ranking.rank(config, pairs=False)
+    (row,) = ranking["rows"]
+    assert ranking["top_k"] == 2 and row["logme"] is None and np.isfinite(row["leep"]) and np.isfinite(row["nce"])
+    table = source_ranking.format_table(ranking)
+    assert "LogME left out (–): the cache keeps each source's top 2 logits" in table and "| – |" in table
+    with pytest.raises(ConfigError, match="--rank_by=logme needs every logit.*top 2"):
+        source_ranking.rank(config, rank_by="logme")
+
+
 def test_candidates_with_the_same_file_name_go_by_their_paths(tmp_path, digits_folder, tiny_source_path):
     copy = tmp_path / "copy" / "tiny.keras"
     copy.parent.mkdir()
     copy.write_bytes(open(tiny_source_path, "rb").read())
     ranking = source_ranking.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
     assert {row["sources"][0] for row in ranking["rows"] if len(row["sources"]) == 1} == {tiny_source_path, str(copy)}
+    assert [row["specs"] for row in ranking["rows"] if len(row["sources"]) == 2] == [[tiny_source_path, str(copy)]]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, digits_folder, tiny_source_path):

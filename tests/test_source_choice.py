@@ -34,6 +34,8 @@ def test_spearman_p_is_exact_over_all_orders_of_a_few_candidates():
     # Beyond 8 values it samples; a strong correlation is still rare under random orders.
     x = np.arange(12.0)
     assert source_choice.spearman_p(x, x + 0.1 * np.sin(x), draws=2000) < 0.01
+    # The observed order counts among the draws: p is never 0.
+    assert source_choice.spearman_p(x, x, draws=100) == pytest.approx(1 / 101)
     assert np.isnan(source_choice.spearman_p([1, 1, 1], [1, 2, 3]))
 
 

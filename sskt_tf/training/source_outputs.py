@@ -25,6 +25,8 @@ class SourceOutputs:
         labels: ``[n]`` target labels.
         seconds: per source, the seconds its forward passes took (0 from a cache).
         class_names: the target's class names, in label order.
+        top_k: from a cache that keeps each source's K largest logits only, K (the others
+            hold ``TOP_K_FILL``); 0 = every logit.
     """
 
     names: list
@@ -33,6 +35,7 @@ class SourceOutputs:
     labels: np.ndarray
     seconds: list
     class_names: list
+    top_k: int = 0
 
 
 def source_outputs(config, batch_size=256, max_examples=None):
@@ -108,4 +111,5 @@ def _cached_outputs(config, cache, max_examples):
         labels=np.concatenate(labels),
         seconds=[0.0] * len(names),
         class_names=list(splits.info["class_names"]),
+        top_k=int(cache.settings["top_k"]),
     )

@@ -28,23 +28,30 @@ def score_sources(outputs, pairs=True):
 
     Returns:
         A list of dicts (``sources``: the names, or the specs when two names are
-        alike; ``classes``, ``leep``, ``nce``, ``logme``, ``seconds``), singles first,
-        in the order of ``outputs``.
+        alike; ``specs``: the ``--sources`` entries; ``classes``, ``leep``, ``nce``,
+        ``logme``, ``seconds``), singles first, in the order of ``outputs``. ``logme`` is
+        None from a top-k cache: LogME regresses on every logit, and such a cache replaced
+        all but K of them by a constant fill.
     """
     labels = outputs.labels
+
+    def logme(logits):
+        return None if outputs.top_k else transferability.logme(logits, labels)
+
     # Sources are named after their files; two candidates called best.keras go by their paths.
     names = outputs.names if len(set(outputs.names)) == len(outputs.names) else outputs.specs
     probabilities = [softmax(logits) for logits in outputs.logits]
     rows = [
         {
             "sources": [name],
+            "specs": [spec],
             "classes": int(logits.shape[1]),
             "leep": transferability.leep(p, labels),
             "nce": transferability.nce(logits, labels),
-            "logme": transferability.logme(logits, labels),
+            "logme": logme(logits),
             "seconds": round(seconds, 2),
         }
-        for name, logits, p, seconds in zip(names, outputs.logits, probabilities, outputs.seconds)
+        for name, spec, logits, p, seconds in zip(names, outputs.specs, outputs.logits, probabilities, outputs.seconds)
     ]
     if pairs:
         for a, b in itertools.combinations(range(len(outputs.names)), 2):
@@ -53,10 +60,11 @@ def score_sources(outputs, pairs=True):
             rows.append(
                 {
                     "sources": [names[a], names[b]],
+                    "specs": [outputs.specs[a], outputs.specs[b]],
                     "classes": int(logits_a.shape[1] * logits_b.shape[1]),
                     "leep": transferability.leep_of_pair(probabilities[a], probabilities[b], labels),
                     "nce": transferability.nce(pair_classes, labels),
-                    "logme": transferability.logme(np.concatenate([logits_a, logits_b], axis=1), labels),
+                    "logme": logme(np.concatenate([logits_a, logits_b], axis=1)),
                     "seconds": round(outputs.seconds[a] + outputs.seconds[b], 2),
                 }
             )
@@ -74,15 +82,22 @@ def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
         pairs: also score every pair of candidates.
 
     Returns:
-        ``{"examples": n, "classes": target classes, "rank_by": ..., "rows": [...]}``
-        with the rows of :func:`score_sources`, singles then pairs, each best first.
+        ``{"examples": n, "classes": target classes, "rank_by": ..., "top_k": K (0 = every
+        logit), "rows": [...]}`` with the rows of :func:`score_sources`, singles then pairs,
+        each best first.
 
     Raises:
-        ConfigError: no candidate, bad flags, data or sources that fail to load.
+        ConfigError: no candidate, bad flags, data or sources that fail to load, LogME
+            asked of a top-k cache.
     """
     if rank_by not in SCORES:
         raise ConfigError(f"--rank_by={rank_by}: use one of {', '.join(SCORES)}.")
     outputs = source_outputs(config, batch_size, max_examples=rank_examples or None)
+    if outputs.top_k and rank_by == "logme":
+        raise ConfigError(
+            f"--rank_by=logme needs every logit, but the cache keeps each source's top {outputs.top_k} only: "
+            "rank by leep or nce, or drop --soft_label_cache to run the sources."
+        )
     if len(set(outputs.labels.tolist())) < 2:
         raise ConfigError("The training images hold fewer than two classes: no source can be scored on them.")
     rows = score_sources(outputs, pairs)
@@ -92,14 +107,29 @@ def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
         "examples": int(len(outputs.labels)),
         "classes": len(outputs.class_names),
         "rank_by": rank_by,
+        "top_k": outputs.top_k,
         "rows": singles + combined,
     }
 
 
 def format_table(ranking):
-    """The ranking as a Markdown table, one row a candidate (or pair)."""
+    """The ranking as a Markdown table.
+
+    Args:
+        ranking: what :func:`rank` returns.
+
+    Returns:
+        The text: a line on the images and classes, then one table row a candidate (or pair).
+    """
     lines = [
-        f"{ranking['examples']} training images, {ranking['classes']} target classes; sorted by {ranking['rank_by']}.",
+        f"{ranking['examples']} training images, {ranking['classes']} target classes; sorted by {ranking['rank_by']}."
+    ]
+    if ranking.get("top_k"):
+        lines.append(
+            f"LogME left out (–): the cache keeps each source's top {ranking['top_k']} logits, and LogME needs "
+            "them all (drop --soft_label_cache to run the sources)."
+        )
+    lines += [
         "",
         "| source | classes | LEEP | NCE | LogME | seconds |",
         "|---|---|---|---|---|---|",
@@ -107,6 +137,6 @@ def format_table(ranking):
     for row in ranking["rows"]:
         lines.append(
             f"| {' + '.join(row['sources'])} | {row['classes']} | {row['leep']:.4f} | {row['nce']:.4f} | "
-            f"{row['logme']:.4f} | {row['seconds']:.1f} |"
+            f"{'–' if row['logme'] is None else format(row['logme'], '.4f')} | {row['seconds']:.1f} |"
         )
     return "\n".join(lines)

@@ -29,6 +29,9 @@ SCORE_NAMES = {"leep": "LEEP", "nce": "NCE", "logme": "LogME"}
 def spearman(x, y):
     """Spearman's rank correlation of two sequences (ties get their average rank).
 
+    Args:
+        x, y: sequences of numbers of the same length.
+
     Returns:
         A float in [-1, 1], or NaN when either sequence is constant or shorter than 2.
     """
@@ -53,7 +56,13 @@ def spearman_p(x, y, draws=20000):
     about the gains (a random order of ``y``) correlate with them at least as well.
 
     Exact over all orders for up to 8 values (with 4 candidates the smallest possible p is
-    1/24 = 0.042); otherwise from ``draws`` random orders (seeded, so the answer is repeatable).
+    1/24 = 0.042); otherwise from ``draws`` random orders (seeded, so the answer is repeatable),
+    counting the observed order among them so that p is never 0.
+
+    Args:
+        x: the scores.
+        y: the gains, in the same order.
+        draws: random orders drawn for more than 8 values.
 
     Returns:
         A float in (0, 1], or NaN where rho is NaN.
@@ -64,11 +73,11 @@ def spearman_p(x, y, draws=20000):
     y = np.asarray(y, float)
     if len(y) <= 8:
         orders = (list(order) for order in itertools.permutations(range(len(y))))
-    else:
-        rng = np.random.default_rng(0)
-        orders = (rng.permutation(len(y)) for _ in range(draws))
-    rhos = np.array([spearman(x, y[order]) for order in orders])
-    return float(np.mean(rhos >= observed - 1e-12))
+        rhos = np.array([spearman(x, y[order]) for order in orders])
+        return float(np.mean(rhos >= observed - 1e-12))
+    rng = np.random.default_rng(0)
+    rhos = np.array([spearman(x, y[rng.permutation(len(y))]) for _ in range(draws)])
+    return float((np.sum(rhos >= observed - 1e-12) + 1) / (draws + 1))
 
 
 def candidates_differ_p(gains_by_candidate, draws=20000):
@@ -133,7 +142,7 @@ def source_choice(spec_path, output_dir, rank_examples=0):
         rank_examples: score on the first N training images; 0 = all.
 
     Returns:
-        ``{"candidates": [{label, source, row, leep, nce, logme, gains, gain, seeds}],
+        ``{"candidates": [{label, source, row, leep, nce, logme, seconds, gains, gain, seeds}],
         "spearman": {score: rho over the candidates with a measured gain}, ...}``.
 
     Raises:
@@ -148,10 +157,10 @@ def source_choice(spec_path, output_dir, rank_examples=0):
         raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
     config = config_from_args([*spec["rank_flags"], f"--sources={','.join(sources)}", "--soft_label_cache="])
     ranking = source_ranking.rank(config, rank_examples=rank_examples, pairs=False)
-    by_source = {row["sources"][0]: row for row in ranking["rows"]}
+    by_source = {row["specs"][0]: row for row in ranking["rows"]}
     rows = []
     for candidate, source in zip(candidates, sources):
-        scores = by_source.get(source) or by_source[os.path.splitext(os.path.basename(source))[0]]
+        scores = by_source[source]
         gains = seed_gains(
             output_dir, spec["table"], candidate["row"], spec["baseline_row"], spec["column"], spec["seeds"]
         )
@@ -161,6 +170,7 @@ def source_choice(spec_path, output_dir, rank_examples=0):
                 "source": source,
                 "row": candidate["row"],
                 **{score: scores[score] for score in SCORES},
+                "seconds": scores["seconds"],
                 "gains": gains,
                 "gain": float(np.mean(list(gains.values()))) if gains else None,
                 "seeds": sorted(gains),
@@ -180,14 +190,25 @@ def source_choice(spec_path, output_dir, rank_examples=0):
 
 
 def format_markdown(result):
-    """The comparison as a Markdown table plus the rank correlations."""
+    """The comparison as Markdown.
+
+    Args:
+        result: what :func:`source_choice` returns.
+
+    Returns:
+        A table (one row a candidate: its scores and its gain over the seeds), then the rank
+        correlations with their p-values, and whether the candidates' gains differ at all.
+    """
     lines = [
-        "| candidate source | LEEP | NCE | LogME | SSKT gain over scratch (points, seeds) |",
-        "|---|---|---|---|---|",
+        "| candidate source | LEEP | NCE | LogME | seconds to score | SSKT gain over scratch (points, seeds) |",
+        "|---|---|---|---|---|---|",
     ]
     for row in result["candidates"]:
         gain = "–" if row["gain"] is None else f"{row['gain']:+.2f} ({', '.join(map(str, row['seeds']))})"
-        lines.append(f"| {row['label']} | {row['leep']:.4f} | {row['nce']:.4f} | {row['logme']:.4f} | {gain} |")
+        lines.append(
+            f"| {row['label']} | {row['leep']:.4f} | {row['nce']:.4f} | {row['logme']:.4f} | {row['seconds']:.1f} | "
+            f"{gain} |"
+        )
     rho = ", ".join(
         f"{SCORE_NAMES[score]} {value:+.2f} (p = {result['spearman_p'][score]:.2f})"
         for score, value in result["spearman"].items()
