@@ -18,6 +18,26 @@ def test_step_schedule_matches_pytorch_multisteplr():
     )
 
 
+def test_warmup_ramps_the_first_epochs_of_the_step_schedule():
+    schedule = callbacks.step_schedule(0.1, [2, 30], 0.2, warmup_epochs=4)
+    # 1/5, 2/5 of 0.1; then the milestone at epoch 2 applies inside the ramp too.
+    assert [schedule(e) for e in (0, 1, 2, 3, 4, 29, 30)] == pytest.approx(
+        [0.02, 0.04, 0.012, 0.016, 0.02, 0.02, 0.004]
+    )
+    assert callbacks.step_schedule(0.1, [], 0.2, warmup_epochs=0)(0) == pytest.approx(0.1)
+
+
+def test_a_warmup_with_the_plateau_schedule_is_refused():
+    from sskt_tf import TrainConfig
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.training import checks
+
+    with pytest.raises(ConfigError, match="--lr_warmup_epochs=3 ramps up the step schedule.*--lr_schedule=plateau"):
+        checks.validate(TrainConfig(lr_schedule="plateau", lr_warmup_epochs=3))
+    with pytest.raises(ConfigError, match="--lr_warmup_epochs"):
+        checks.validate(TrainConfig(lr_warmup_epochs=-1))
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits):
     train_x, train_y, _, _ = digits
     x, y = train_x[:32].astype("float32"), train_y[:32]

@@ -405,6 +405,10 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
                 assert cells[cache].kind == "cache" and cache < position[cell.model_dir]
         if config.method == "kd":
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
+        # The warmup variants differ from their rows by the warmup alone (the KD one's teacher too).
+        assert config.lr_warmup_epochs == (5 if cell.row.name.endswith("_warmup") else 0), cell.description
+        if cell.row.name == "kd_warmup":
+            assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
     assert len(cache_cells) == 4 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [

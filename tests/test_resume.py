@@ -35,10 +35,10 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra):
     ]
 
 
-def _train_uninterrupted(model_dir, digits_folder, tiny_source_path, epochs, env):
+def _train_uninterrupted(model_dir, digits_folder, tiny_source_path, epochs, env, *extra):
     """Trains the same run without interruption into ``model_dir``."""
     uninterrupted = subprocess.run(
-        _train_command(model_dir, digits_folder, tiny_source_path, epochs),
+        _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -59,7 +59,8 @@ def _assert_same_last_weights(run_a, run_b):
 @pytest.mark.slow
 def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "run"
-    command = _train_command(model_dir, digits_folder, tiny_source_path, epochs=12)
+    # A warmup over 4 epochs: the kill lands at epoch 2 or later, inside it or after it.
+    command = _train_command(model_dir, digits_folder, tiny_source_path, 12, "--lr_warmup_epochs=4")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     backup_dir = str(model_dir / "backup")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -81,8 +82,11 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
     assert f"Resuming from the backup in {backup_dir} after epoch {killed_at}" in resumed.stderr
     rows = history.read_history(str(model_dir / "history.csv"))
     assert [int(row["epoch"]) for row in rows] == list(range(12))  # every epoch exactly once
-    # The learning-rate schedule continued where it was: x0.2 from epoch 3 on.
-    assert [float(row["learning_rate"]) for row in rows] == pytest.approx([0.1] * 3 + [0.1 * 0.2] * 9)
+    # The learning-rate schedule continued where it was: the warmup's 1/5, 2/5, 3/5 and 4/5,
+    # and x0.2 from epoch 3 on.
+    warmup = [0.2, 0.4, 0.6, 0.8] + [1.0] * 8
+    expected = [0.1 * w * (0.2 if epoch >= 3 else 1.0) for epoch, w in enumerate(warmup)]
+    assert [float(row["learning_rate"]) for row in rows] == pytest.approx(expected)
     results = json.loads((model_dir / "results.json").read_text())
     assert results["epochs"] == 12 and results["resumed_from_epoch"] == killed_at
     assert not os.path.exists(backup_dir)  # removed once the run finished
@@ -92,7 +96,7 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
 
     # The resumed run trained on the batches, crops and learning rates of an uninterrupted one.
     whole = tmp_path / "uninterrupted"
-    _train_uninterrupted(whole, digits_folder, tiny_source_path, 12, env)
+    _train_uninterrupted(whole, digits_folder, tiny_source_path, 12, env, "--lr_warmup_epochs=4")
     _assert_same_last_weights(model_dir, whole)
 
 

@@ -49,6 +49,11 @@ def validate(config):
     _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
     _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
     _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    if config.lr_warmup_epochs and config.lr_schedule != "step":
+        raise ConfigError(
+            f"--lr_warmup_epochs={config.lr_warmup_epochs} ramps up the step schedule; "
+            f"--lr_schedule={config.lr_schedule} sets its own rates: drop --lr_warmup_epochs or use --lr_schedule=step."
+        )
     parse_scale(config.source_scale)
     if config.soft_label_cache and not method.uses_sources:
         raise ConfigError(

@@ -138,6 +138,11 @@ class TrainConfig:
     steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.", accepts=">= 0")
     batch_size: int = _f(128, "Global training batch size.", accepts=">= 1")
     lr: float = _f(0.1, "Initial SGD learning rate.", accepts="> 0")
+    lr_warmup_epochs: int = _f(
+        0,
+        "Ramp the learning rate up over the first N epochs: epoch e < N trains at --lr x (e+1)/(N+1), then the schedule goes on as usual. 0 = none (the paper's recipe). --lr_schedule=step only.",
+        accepts=">= 0",
+    )
     lr_schedule: str = _f(
         "step",
         "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved for --lr_patience validated epochs (the original video code, with --lr_decay=0.1).",
