@@ -85,13 +85,9 @@ def peak_memory_mb():
 
 
 def _source_classes(spec):
-    """Class count of a source spec, without building ImageNet or Places365 networks."""
+    """Class count of a source spec, without building a network whose family knows it."""
     family, _ = parse_spec(spec)
-    if family == "imagenet":
-        return 1000
-    if family == "places365":
-        return sources_lib.PLACES365_CLASSES
-    return sources_lib.from_file(spec).num_classes
+    return family.num_classes or sources_lib.from_file(spec).num_classes
 
 
 def build_keras_step(
@@ -135,9 +131,7 @@ def build_keras_step(
     if cached:
         sources = [soft_labels.CachedSource(_source_classes(spec), name=f"source{i}") for i, spec in enumerate(specs)]
     else:
-        sources = [
-            sources_lib.from_spec(spec, image_size, scale=scale, weights=None, places365_weights=None) for spec in specs
-        ]
+        sources = [sources_lib.from_spec(spec, image_size, scale=scale, weights=None) for spec in specs]
     model = SSKTModel(targets_lib.get(target, num_classes, image_size=image_size), sources, head=head)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), weight_decay=5e-4, jit_compile=jit_compile)
     rng = np.random.default_rng(0)
@@ -154,10 +148,7 @@ def _build_video_step(config, source_specs, num_classes, batch_size, jit_compile
     size, length = shape["clip_size"], shape["clip_length"]
     specs = source_specs[: _SOURCE_COUNT[config]]
     sources = [
-        sources_lib.from_spec(
-            spec, size, source_image_size=shape["video_source_size"], weights=None, places365_weights=None
-        )
-        for spec in specs
+        sources_lib.from_spec(spec, size, source_image_size=shape["video_source_size"], weights=None) for spec in specs
     ]
     target = targets_lib.get("resnet3d18", num_classes, image_size=size, frames=length)
     model = SSKTModel(target, sources)

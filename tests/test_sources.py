@@ -178,7 +178,9 @@ def test_from_file_and_spec_errors(tmp_path):
         sources.from_file(str(tmp_path / "empty.keras"))
     with pytest.raises(ConfigError, match="Unknown source 'places'"):
         sources.from_spec("places", 32)
-    with pytest.raises(ConfigError, match="Unknown torchvision ResNet 'resnet9'.*resnet50"):
+    with pytest.raises(
+        ConfigError, match=r"Unknown source 'places365/resnet9': use places365/<arch> \(resnet18, .*resnet50"
+    ):
         sources.check_spec("places365/resnet9")
     with pytest.raises(ConfigError, match="Source model file 'places365/mine.keras' does not exist"):
         sources.check_spec("places365/mine.keras")

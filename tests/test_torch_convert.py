@@ -246,7 +246,7 @@ def test_convert_file_errors(csail_resnet18, tmp_path):
 def test_places365_source_from_a_converted_file(resnet18_ref, csail_resnet18, tmp_path):
     converted = str(tmp_path / "resnet18_places365.keras")
     torch_checkpoint.convert(csail_resnet18, "resnet18", 365).save(converted)
-    source = sources.from_spec("places365/resnet18", 16, source_image_size=40, places365_weights=converted)
+    source = sources.from_spec("places365/resnet18", 16, source_image_size=40, weights=converted)
     assert source.name == "places365_resnet18" and source.num_classes == 365 and source.input_size == (40, 40)
     pixels = np.random.RandomState(1).uniform(0, 255, (2, 40, 40, 3)).astype(np.float32)  # no resize at 40
     expected = _torch_logits(resnet18_ref, (pixels / 255.0 - TORCH_MEAN) / TORCH_STD)

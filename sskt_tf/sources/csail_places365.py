@@ -11,7 +11,7 @@ import os
 import keras
 
 from sskt_tf.errors import ConfigError
-from sskt_tf.sources import torch_checkpoint
+from sskt_tf.sources import registry, torch_checkpoint
 from sskt_tf.sources.layer import Source, pair
 from sskt_tf.targets import torchvision_resnet
 
@@ -149,3 +149,23 @@ def places365(arch="resnet50", weights="places365", input_size=224, name=None, c
     else:
         model = torch_checkpoint.load(weights, key, PLACES365_CLASSES)
     return Source(model, name or f"places365_{key}", input_size=pair(input_size), preprocess="torch", from_logits=True)
+
+
+def _check(arch, weights):
+    if weights == "places365":
+        check_places365_download(arch)
+
+
+registry.register(
+    registry.SourceFamily(
+        name="places365",
+        prefix="places365",
+        archs=tuple(torchvision_resnet.ARCHS),
+        summary="CSAIL Places365 ResNets (downloaded and converted once, or --places365_weights=PATH)",
+        build=lambda arch, weights, input_size: places365(arch, weights, input_size),
+        check=_check,
+        weights_flag="places365_weights",
+        weights_keyword="places365",
+        num_classes=PLACES365_CLASSES,
+    )
+)

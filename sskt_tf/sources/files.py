@@ -7,6 +7,7 @@ import zipfile
 import keras
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources import registry
 from sskt_tf.sources.layer import Source
 
 
@@ -60,3 +61,37 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     model = load_keras_file(path, "Source model file")
     stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", os.path.splitext(os.path.basename(path))[0])
     return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)
+
+
+def check_source_file(path):
+    """Loads a source file and checks that it returns ``[batch, classes]``, as every source must.
+
+    Args:
+        path: the ``.keras`` file.
+
+    Raises:
+        ConfigError: naming the file and its output shape (a feature map, several outputs, ...).
+    """
+    model = load_keras_file(path, "Source model file")
+    shape = model.output_shape
+    if isinstance(shape, list) or len(shape) != 2:
+        raise ConfigError(
+            f"Source model file {path!r} returns outputs of shape {shape}; a source must return one "
+            "[batch, classes] tensor of logits or probabilities (end it with pooling and a Dense layer)."
+        )
+
+
+def _claims(spec):
+    return spec.endswith(".keras") or os.path.sep in spec
+
+
+registry.register(
+    registry.SourceFamily(
+        name="keras_file",
+        summary="a path to a .keras model (raw pixels in, [batch, classes] out)",
+        build=lambda path, weights, input_size: from_file(path, input_size=input_size),
+        check=lambda path, weights: check_source_file(path),
+        claims=_claims,
+        scaled=False,
+    )
+)

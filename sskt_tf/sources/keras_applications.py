@@ -3,6 +3,7 @@
 import keras
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources import registry
 from sskt_tf.sources.files import require_file
 from sskt_tf.sources.layer import Source, pair
 
@@ -86,3 +87,17 @@ def imagenet(arch, weights="imagenet", input_size=224, name=None):
     constructor_name, mode = IMAGENET_ARCHS[key]
     model = _load_application(getattr(keras.applications, constructor_name), weights, size)
     return Source(model, name or f"imagenet_{key}", input_size=size, preprocess=mode, from_logits=True)
+
+
+registry.register(
+    registry.SourceFamily(
+        name="keras_applications",
+        prefix="imagenet",
+        archs=tuple(IMAGENET_ARCHS),
+        summary="keras.applications ImageNet classifiers (weights downloaded by Keras, or --source_weights=PATH)",
+        build=lambda arch, weights, input_size: imagenet(arch, weights, input_size),
+        weights_flag="source_weights",
+        weights_keyword="imagenet",
+        num_classes=1000,
+    )
+)

@@ -177,6 +177,8 @@ def infer_shortcut(state):
 def _torch_weights_of(layer):
     """``[(torch key, numpy array -> Keras weight)]`` for one layer of a torch-named model."""
     name = layer.name
+    if isinstance(layer, keras.layers.DepthwiseConv2D):  # torch [C, 1, kh, kw] -> Keras [kh, kw, C, 1]
+        return [(f"{name}.weight", lambda w: np.transpose(w, (2, 3, 0, 1)))]
     if isinstance(layer, keras.layers.Conv2D):
         return [(f"{name}.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))]
     if isinstance(layer, keras.layers.Conv3D):
@@ -193,35 +195,32 @@ def _examples(keys, limit=3):
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def assign(model, state, source="checkpoint"):
-    """Copies a torch state dict into a model with torch module names (:func:`build_for`).
+def copy_torch_weights(model, state, source, layout, classifier, hint=""):
+    """Copies a torch state dict into a Keras model whose layers carry the torch module names.
 
     Args:
-        model: the Keras model.
+        model: the Keras model (Conv2D/3D, DepthwiseConv2D, BatchNormalization
+            and Dense layers named after their torch modules).
         state: ``{torch key: array}`` from :func:`read_state_dict`.
         source: how to name the checkpoint in error messages.
+        layout: how to name the model in error messages (``"torchvision resnet18"``).
+        classifier: the torch name of the final linear layer (its rows are the classes).
+        hint: appended to the message about missing or unexpected keys.
 
     Raises:
-        ConfigError: keys missing or unexpected (naming the architecture the
-            checkpoint looks like), a different class count, or a shape mismatch.
+        ConfigError: keys missing or unexpected, a different class count, or a shape mismatch.
     """
     plan = [(layer, _torch_weights_of(layer)) for layer in model.layers]
     expected = {key for _, weights in plan for key, _ in weights}
     missing, unexpected = expected - set(state), set(state) - expected
     if missing or unexpected:
-        found = infer_arch(state)
-        looks_like = ""
-        if found and found != model.name:
-            use = "" if found in ARCHS_3D else f"; training: --sources=places365/{found}"
-            looks_like = f" It looks like a {found} checkpoint (converter: --arch={found}{use})."
         problems = []
         if missing:
             problems.append(f"{len(missing)} keys missing ({_examples(missing)})")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
-        family = "Hara-layout" if model.name in ARCHS_3D else "torchvision"
-        raise ConfigError(f"{source} does not match a {family} {model.name}: {'; '.join(problems)}.{looks_like}")
-    classes = state["fc.weight"].shape[0]
+        raise ConfigError(f"{source} does not match a {layout}: {'; '.join(problems)}.{hint}")
+    classes = state[f"{classifier}.weight"].shape[0]
     if classes != model.output_shape[-1]:
         raise ConfigError(f"{source} has {classes} classes, but a model with {model.output_shape[-1]} was asked for.")
     for layer, weights in plan:
@@ -235,6 +234,27 @@ def assign(model, state, source="checkpoint"):
                     f"{layer.name} (Keras shape {tuple(variable.shape)})."
                 )
         layer.set_weights(values)
+
+
+def assign(model, state, source="checkpoint"):
+    """Copies a ResNet state dict into a model with torch module names (:func:`build_for`).
+
+    Args:
+        model: the Keras model.
+        state: ``{torch key: array}`` from :func:`read_state_dict`.
+        source: how to name the checkpoint in error messages.
+
+    Raises:
+        ConfigError: see :func:`copy_torch_weights`; a key mismatch names the
+            architecture the checkpoint looks like.
+    """
+    found = infer_arch(state)
+    hint = ""
+    if found and found != model.name:
+        use = "" if found in ARCHS_3D else f"; training: --sources=places365/{found}"
+        hint = f" It looks like a {found} checkpoint (converter: --arch={found}{use})."
+    family = "Hara-layout" if model.name in ARCHS_3D else "torchvision"
+    copy_torch_weights(model, state, source, f"{family} {model.name}", classifier="fc", hint=hint)
 
 
 def convert(checkpoint, arch=None, num_classes=None, trust_pickle=False):

