@@ -147,11 +147,11 @@ def _config(**overrides):
     "overrides,message",
     [
         (dict(dataset="cifar11"), "Unknown dataset 'cifar11'"),
-        (dict(sources=["imagenet/resnet9"]), "Unknown ImageNet architecture 'resnet9'"),
+        (dict(sources=["imagenet/resnet9"]), r"Unknown source 'imagenet/resnet9': use .*imagenet/<arch> \(resnet50"),
         (dict(sources=["/nonexistent/source.keras"]), "does not exist"),
         (dict(sources=["places365"]), "Unknown source 'places365'"),
         (dict(sources=["imagenet/resnet50"], source_weights="/nonexistent/w.h5"), "--source_weights file"),
-        (dict(sources=["places365/resnet9"]), "Unknown torchvision ResNet 'resnet9'"),
+        (dict(sources=["places365/resnet9"]), r"Unknown source 'places365/resnet9': use places365/<arch> \(resnet18"),
         (dict(sources=["places365/resnet50"], places365_weights="/nonexistent/p.keras"), "--places365_weights file"),
         (dict(sources=["places365/resnet34"]), "CSAIL publishes Places365 weights for resnet18 and resnet50 only"),
         (dict(aux_loss="mse"), "Unknown --aux_loss=mse"),

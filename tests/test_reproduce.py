@@ -4,6 +4,7 @@ import glob
 import io
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -395,14 +396,22 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             "dataset",
         ):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
-        if config.method == "sskt":
+        if cell.row.name.startswith("sskt_lite0"):
+            # The ImageNet rows: Lite0 from its pip package, the alpha/T grid in the row's name.
+            grid = re.fullmatch(r"sskt_lite0_a(\d+)_t(\d)", cell.row.name)
+            alpha, temperature = (float(f"{grid[1][0]}.{grid[1][1:]}"), float(grid[2])) if grid else (0.1, 3.0)
+            size = 96 if cell.row.name == "sskt_lite0_96" else 128
+            assert config.sources == ["imagenet/efficientnet_lite0"] and config.source_image_size == size
+            assert (config.alpha, config.temperature) == (alpha, temperature), cell.description
+            assert config.soft_label_cache == f"out/cache/cifar10_5to9_500_lite0_{size}"
+        elif config.method == "sskt":
             expected = candidate_models.get(cell.row.name, source_model)
             alpha = 0.0 if cell.row.name == "sskt_alpha0" else 0.1  # the control without the auxiliary loss
             assert config.sources == [expected] and (config.alpha, config.temperature) == (alpha, 3.0)
             assert position[os.path.dirname(expected)] < position[cell.model_dir]
-            if config.soft_label_cache:
-                cache = position[config.soft_label_cache]
-                assert cells[cache].kind == "cache" and cache < position[cell.model_dir]
+        if config.soft_label_cache:
+            cache = position[config.soft_label_cache]
+            assert cells[cache].kind == "cache" and cache < position[cell.model_dir]
         if config.method == "kd":
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
         # The warmup variants differ from their rows by the warmup alone (the KD one's teacher too).
@@ -410,12 +419,14 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         if cell.row.name == "kd_warmup":
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 4 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
+    assert len(cache_cells) == 6 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [
         [source_model],
         [random_model],
         [candidate_models["sskt_one_epoch_source"]],
         [candidate_models["sskt_two_classes_source"]],
+        ["imagenet/efficientnet_lite0"],
+        ["imagenet/efficientnet_lite0"],
     ]
 
 

@@ -8,7 +8,7 @@ import keras
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import registry
-from sskt_tf.sources.layer import Source
+from sskt_tf.sources.layer import Source, fixed_input_size
 
 
 def require_file(path, what):
@@ -51,7 +51,8 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     Args:
         path: the ``.keras`` file.
         name: source name; defaults to the file's stem.
-        input_size: see :class:`Source`; defaults to the model's fixed input size.
+        input_size: the side the source resizes images to when the model takes
+            any size; a model with a fixed input size always sees that size.
         scale: see :class:`Source`.
         preprocess: see :class:`Source`; None = the model takes raw pixels.
 
@@ -60,7 +61,8 @@ def from_file(path, name=None, input_size=None, scale=None, preprocess=None):
     """
     model = load_keras_file(path, "Source model file")
     stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", os.path.splitext(os.path.basename(path))[0])
-    return Source(model, name or stem, input_size=input_size, scale=scale, preprocess=preprocess)
+    size = fixed_input_size(model) or input_size
+    return Source(model, name or stem, input_size=size, scale=scale, preprocess=preprocess)
 
 
 def check_source_file(path):
@@ -82,7 +84,8 @@ def check_source_file(path):
 
 
 def _claims(spec):
-    return spec.endswith(".keras") or os.path.sep in spec
+    """A spec ending in .keras, or naming an existing file (refused later if it is not a .keras model)."""
+    return spec.endswith(".keras") or os.path.isfile(os.path.expanduser(spec))
 
 
 registry.register(

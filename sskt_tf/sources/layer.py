@@ -75,7 +75,8 @@ def centre_frame(clips):
     return clips[:, clips.shape[1] // 2]
 
 
-def _fixed_input_size(model):
+def fixed_input_size(model):
+    """``(height, width)`` of an image model with a fixed input size; None for any size or a clip model."""
     shape = model.input_shape
     if isinstance(shape, list):
         raise ConfigError(f"Source model {model.name!r} has {len(shape)} inputs; a source takes one image input.")
@@ -156,7 +157,10 @@ class Source(keras.layers.Layer):
         model.trainable = False
         self.model = fold_batch_norm_lib.fold_batch_norm(model) if fold_batch_norm else model
         self.fold_batch_norm = bool(fold_batch_norm)
-        self.input_size = pair(input_size) or _fixed_input_size(model)
+        fixed = fixed_input_size(model)
+        if fixed and input_size and pair(input_size) != fixed:
+            raise ConfigError(f"Source {name!r} takes {fixed} inputs only, not {pair(input_size)}.")
+        self.input_size = pair(input_size) or fixed
         self.scale = None if self.input_size else parse_scale(scale)
         self.preprocess = preprocess
         self.from_logits = (not _ends_in_softmax(model)) if from_logits is None else bool(from_logits)
