@@ -144,3 +144,34 @@ def test_each_group_keeps_one_distinct_colour_and_the_legend_fits_the_figure(tmp
     legend_box = figure.legends[0].get_window_extent(renderer)
     figure_box = figure.bbox
     assert legend_box.x0 >= figure_box.x0 and legend_box.x1 <= figure_box.x1 and legend_box.y0 >= figure_box.y0
+
+
+def test_sskt_diagnostics_get_panels_averaged_over_sources(tmp_path):
+    rows = [
+        {
+            "epoch": str(epoch),
+            "loss": "1.0",
+            "aux_a_loss": repr(3.0 - epoch),
+            "aux_a_floor": "1.0",
+            "aux_a_agreement": repr(0.2 * epoch),
+            "aux_b_c_loss": repr(5.0 - epoch),
+            "aux_b_c_floor": "2.0",
+            "aux_b_c_agreement": repr(0.4 * epoch),
+            "val_aux_a_agreement": "0.5",
+        }
+        for epoch in range(3)
+    ]
+    os.makedirs(tmp_path / "sskt")
+    write_history(str(tmp_path / "sskt" / "history.csv"), rows)
+    history = learning_curves.load_history(str(tmp_path / "sskt"))
+    np.testing.assert_allclose(history["aux_above_floor"], [2.5, 1.5, 0.5])  # (2, 1, 0) and (3, 2, 1)
+    np.testing.assert_allclose(history["aux_agreement"], [0.0, 0.3, 0.6])
+    np.testing.assert_allclose(history["val_aux_agreement"], [0.5] * 3)
+    figure = learning_curves.plot_groups({"SSKT": [str(tmp_path / "sskt")]}, str(tmp_path / "c.png"))
+    titles = [axis.get_title() for axis in figure.axes if axis.get_visible()]
+    assert titles[-2:] == [
+        "Auxiliary loss above its floor (aux_above_floor)",
+        "Heads' top-1 agreement with their sources (val_aux_agreement %)",
+    ]
+    # A run without the diagnostics (a baseline) has none of the derived columns.
+    assert "aux_agreement" not in learning_curves.load_history(_fake_run(tmp_path / "scratch", 0.0))

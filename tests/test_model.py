@@ -132,3 +132,33 @@ def test_whole_model_saves_and_resumes_identically(tiny_source_path, batch, tmp_
         m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(model.weights, restored.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize("aux_loss", ["kd", "soft_ce"])
+def test_a_head_equal_to_its_source_agrees_fully_and_sits_at_the_loss_floor(tiny_source_path, aux_loss):
+    model = SSKTModel(small_target(), [sources.from_file(tiny_source_path)], head="linear")
+    model.compile("sgd", aux_loss=aux_loss, temperature=2.0)
+    soft = np.array([[2.0, 0.5, -1.0, 0.0, 0.1], [0.0, 3.0, 1.0, -2.0, 0.5]], "float32")
+    target_logits = np.zeros((2, 10), "float32")
+    _, terms = model._loss_terms(np.array([1, 2]), [target_logits, soft], [soft], None)
+    p = np.exp(soft / 2) / np.exp(soft / 2).sum(-1, keepdims=True)
+    floor = 0.0 if aux_loss == "kd" else 4.0 * float(np.mean(-(p * np.log(p)).sum(-1)))  # T^2 * entropy
+    np.testing.assert_allclose(float(terms["aux_floor"][0]), floor, atol=1e-5)
+    np.testing.assert_allclose(float(terms["aux"][0]), floor, atol=1e-5)
+    assert np.asarray(terms["aux_agreement"][0]).tolist() == [1.0, 1.0]
+    # A head that agrees on the first example's top-1 class only, and sits above the floor.
+    other = soft.copy()
+    other[1] = [5.0, 0.0, 0.0, 0.0, 0.0]
+    _, terms = model._loss_terms(np.array([1, 2]), [target_logits, other], [soft], None)
+    assert np.asarray(terms["aux_agreement"][0]).tolist() == [1.0, 0.0]
+    assert float(terms["aux"][0]) > float(terms["aux_floor"][0]) + 0.1
+
+
+def test_training_reports_each_heads_floor_and_agreement(tiny_source_path, batch):
+    x, y = batch
+    model = SSKTModel(small_target(), [sources.from_file(tiny_source_path)])
+    model.compile(keras.optimizers.SGD(0.05), aux_loss="soft_ce", weighted_metrics=["accuracy"])
+    logs = model.fit(x, y, batch_size=32, epochs=1, validation_data=(x[:32], y[:32]), verbose=0).history
+    for name in ("aux_tiny_floor", "aux_tiny_agreement", "val_aux_tiny_floor", "val_aux_tiny_agreement"):
+        assert name in logs, sorted(logs)
+    assert 0.0 <= logs["aux_tiny_agreement"][0] <= 1.0 and logs["aux_tiny_loss"][0] >= logs["aux_tiny_floor"][0]

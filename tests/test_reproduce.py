@@ -397,13 +397,23 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         ):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
         if cell.row.name.startswith("sskt_lite0"):
-            # The ImageNet rows: Lite0 from its pip package, the alpha/T grid in the row's name.
+            # The ImageNet rows: Lite0 from its pip package; the alpha/T grid in the row's name.
             grid = re.fullmatch(r"sskt_lite0_a(\d+)_t(\d)", cell.row.name)
+            rest = "_rest" in cell.row.name
             alpha, temperature = (float(f"{grid[1][0]}.{grid[1][1:]}"), float(grid[2])) if grid else (0.1, 3.0)
+            if rest:  # the unlabelled rows: the probe's alpha and T, the alpha=0 control
+                alpha, temperature = (0.0 if cell.row.name.endswith("alpha0") else 1.0), 2.0
             size = 96 if cell.row.name == "sskt_lite0_96" else 128
             assert config.sources == ["imagenet/efficientnet_lite0"] and config.source_image_size == size
             assert (config.alpha, config.temperature) == (alpha, temperature), cell.description
-            assert config.soft_label_cache == f"out/cache/cifar10_5to9_500_lite0_{size}"
+            assert (config.unlabeled_from_rest, config.unlabeled_ratio) == (rest, 1.0)
+            assert config.head == ("transfer" if not rest or cell.row.name.endswith("_transfer") else "linear")
+            assert config.source_weights == ("none" if cell.row.name.endswith("_random") else "imagenet")
+            cache = f"out/cache/cifar10_5to9_500_{'rest_' if rest else ''}lite0_{size}"
+            cache += {"sskt_lite0_rest_shuffled": "_shuffled", "sskt_lite0_rest_random": "_random_spread"}.get(
+                cell.row.name, ""
+            )
+            assert config.soft_label_cache == cache, cell.description
         elif config.method == "sskt":
             expected = candidate_models.get(cell.row.name, source_model)
             alpha = 0.0 if cell.row.name == "sskt_alpha0" else 0.1  # the control without the auxiliary loss
@@ -415,19 +425,25 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         if config.method == "kd":
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
         # The warmup variants differ from their rows by the warmup alone (the KD one's teacher too).
-        assert config.lr_warmup_epochs == (5 if cell.row.name.endswith("_warmup") else 0), cell.description
-        if cell.row.name == "kd_warmup":
+        assert config.lr_warmup_epochs == (5 if "_warmup" in cell.row.name else 0), cell.description
+        if cell.row.name == "kd_warmup_rest":
+            assert config.unlabeled_from_rest and config.unlabeled_ratio == 1.0
+        if cell.row.name.startswith("kd_warmup"):
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 6 and {cell.command[-1] for cell in cache_cells} == {"--views=100"}
-    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells] == [
+    assert len(cache_cells) == 9
+    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
         [source_model],
         [random_model],
         [candidate_models["sskt_one_epoch_source"]],
         [candidate_models["sskt_two_classes_source"]],
-        ["imagenet/efficientnet_lite0"],
-        ["imagenet/efficientnet_lite0"],
     ]
+    lite0 = {cell.model_dir.rsplit("/", 1)[1]: cell.command[2:] for cell in cache_cells[4:]}
+    assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
+    # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.
+    assert lite0["cifar10_5to9_500_rest_lite0_128_shuffled"][-2] == "--soft_label_control=shuffle"
+    assert lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][-2] == "--soft_label_control=spread:2.74"
+    assert _train_config(lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][:-2]).source_weights == "none"
 
 
 def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):

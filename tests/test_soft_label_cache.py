@@ -306,3 +306,34 @@ def test_a_cache_run_killed_after_its_last_backup_finishes_on_rerun(
     again = training.train(config)
     assert again["resumed_from_epoch"] == 1 and again["epochs"] == 1
     assert again["val_accuracy"] == pytest.approx(first["val_accuracy"])
+
+
+def test_the_shuffle_control_keeps_each_batchs_soft_labels_and_breaks_their_pairing(config, splits, tmp_path):
+    _write(config, splits, tmp_path / "real", views=1, dtype="float32", batch_size=32)
+    manifest = _write(config, splits, tmp_path / "shuffled", views=1, dtype="float32", batch_size=32, control="shuffle")
+    assert manifest["settings"]["control"] == "shuffle"
+    real = _records(soft_labels.SoftLabelCache(str(tmp_path / "real")), 0)
+    shuffled = _records(soft_labels.SoftLabelCache(str(tmp_path / "shuffled")), 0)
+    moved = 0
+    for start in range(0, EXAMPLES, 32):  # each batch of the writer: the same rows, other images
+        batch = range(start, start + 32)
+        assert sorted(tuple(np.round(real[i][0], 5)) for i in batch) == sorted(
+            tuple(np.round(shuffled[i][0], 5)) for i in batch
+        )
+        moved += sum(not np.allclose(real[i][0], shuffled[i][0]) for i in batch)
+    assert moved > EXAMPLES * 0.8
+    # The training pipeline reads the control's logits like any cache's.
+    assert soft_labels.SoftLabelCache(str(tmp_path / "shuffled")).examples == EXAMPLES
+
+
+def test_the_spread_control_gives_every_logit_vector_one_standard_deviation():
+    from sskt_tf.soft_labels.writer import control_logits, parse_control
+
+    near_constant = np.array([[1e-12, 3e-12, -2e-12, 0.0], [5.0, 5.0, 5.0, 5.0]], np.float32)
+    (scaled,) = control_logits([near_constant], parse_control("spread:2.5"), (0, 0, 0))
+    np.testing.assert_allclose(scaled[0].std(), 2.5, rtol=1e-5)
+    np.testing.assert_allclose(scaled[0].mean(), 0.0, atol=1e-5)
+    assert scaled[0].argmax() == 1 and scaled[1].tolist() == [0.0] * 4  # order kept; a constant row stays flat
+    for bad in ("spread:0", "spread:x", "shuffle:1", "rotate"):
+        with pytest.raises(ConfigError, match="Unknown --soft_label_control"):
+            parse_control(bad)

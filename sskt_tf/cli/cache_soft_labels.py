@@ -31,6 +31,13 @@ flags.DEFINE_enum("cache_dtype", "float16", list(soft_labels.DTYPES), "Storage t
 flags.DEFINE_integer("cache_batch_size", 256, "Images per source call.", lower_bound=1)
 flags.DEFINE_integer("examples_per_shard", 10_000, "Records per TFRecord file.", lower_bound=1)
 flags.DEFINE_bool("overwrite", False, "Replace a complete cache, or an unfinished one with other settings.")
+flags.DEFINE_string(
+    "soft_label_control",
+    "",
+    "Studies' controls, stored instead of the sources' logits: shuffle (each batch's soft labels permuted "
+    "across its images: same label distribution, no per-image knowledge) or spread:S (every logit vector "
+    "centred and scaled to standard deviation S, e.g. a random network's given a trained one's spread).",
+)
 
 
 def main(argv):
@@ -46,6 +53,7 @@ def main(argv):
             batch_size=values.cache_batch_size,
             examples_per_shard=values.examples_per_shard,
             overwrite=values.overwrite,
+            control=values.soft_label_control,
         ),
     )
     files = [shard for shards in manifest["shards"] for shard in shards]

@@ -17,6 +17,7 @@ from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, fixed_seed, keyed_train_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
 from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
+from sskt_tf.data.unlabeled import UNLABELED, UnlabeledImages
 from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
 from sskt_tf.data.video_pipeline import frame_loader, train_clips, validation_clips, video_clip_stacks
 from sskt_tf.data.views import view_batches
@@ -61,6 +62,9 @@ class Data:
         train_from: with ``steps_per_epoch``, a function of an epoch that
             returns the training batches from that epoch on (``train`` is
             those of the first epoch to train); else None.
+        unlabeled_examples: unlabelled training images (:mod:`sskt_tf.data.unlabeled`).
+        unlabeled_per_batch: unlabelled examples in every training batch,
+            besides the labelled ones (0: none).
     """
 
     train: tf.data.Dataset
@@ -77,6 +81,8 @@ class Data:
     video_test: Optional[tf.data.Dataset] = None
     steps_per_epoch: Optional[int] = None
     train_from: Optional[Callable[[int], tf.data.Dataset]] = None
+    unlabeled_examples: int = 0
+    unlabeled_per_batch: int = 0
 
 
 def _resize(dataset, image_size):
@@ -97,14 +103,23 @@ class Splits:
         info: ``num_classes``, ``class_names``, ``train_examples``, ``mean``,
             ``std`` and ``multi_label`` (see :func:`load_tfds`; a missing
             ``multi_label`` means False).
+        unlabeled: unlabelled training examples ``(uint8 image, -1)`` in a
+            fixed order (:mod:`sskt_tf.data.unlabeled`), or None.
+        unlabeled_examples: their number.
     """
 
     train: tf.data.Dataset
     val: tf.data.Dataset
     image_size: int
     info: dict
+    unlabeled: Optional[tf.data.Dataset] = None
+    unlabeled_examples: int = 0
 
-    def data(self, train, val, steps_per_epoch=None, train_from=None):
+    def with_unlabeled(self):
+        """The training examples followed by the unlabelled ones (what a soft-label cache covers)."""
+        return self.train if self.unlabeled is None else self.train.concatenate(self.unlabeled)
+
+    def data(self, train, val, steps_per_epoch=None, train_from=None, unlabeled_per_batch=0):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
             train=train,
@@ -119,10 +134,12 @@ class Splits:
             subset=self.info.get("subset"),
             steps_per_epoch=steps_per_epoch,
             train_from=train_from,
+            unlabeled_examples=self.unlabeled_examples,
+            unlabeled_per_batch=unlabeled_per_batch,
         )
 
 
-def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None, subset=None):
+def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None, subset=None, unlabeled=None):
     """Loads a dataset's training and validation examples, resized, unbatched.
 
     Args:
@@ -137,6 +154,8 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
             (None: 0); tfds datasets keep their own order.
         subset: a :class:`Subset` (classes, examples per class) to keep; its
             description is ``info["subset"]``.
+        unlabeled: an :class:`UnlabeledImages` whose images join the
+            training examples unlabelled (None: none).
 
     Returns:
         A :class:`Splits`.
@@ -153,7 +172,11 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
         if image_size and image_size != native:
             train, val = _resize(train, image_size), _resize(val, image_size)
         image_size = image_size or native
-    return Splits(train=train, val=val, image_size=image_size, info=info)
+    rest = info.pop("rest_train", None)
+    splits = Splits(train=train, val=val, image_size=image_size, info=info)
+    if unlabeled is not None and unlabeled.active:
+        splits.unlabeled, splits.unlabeled_examples = unlabeled.load(rest, image_size, data_dir, download)
+    return splits
 
 
 def load(
@@ -170,6 +193,7 @@ def load(
     epochs=None,
     start_epoch=0,
     steps_per_epoch=None,
+    unlabeled=None,
 ):
     """Loads a dataset as training and validation pipelines.
 
@@ -195,26 +219,53 @@ def load(
         start_epoch: the first epoch to train (a resumed run's).
         steps_per_epoch: batches per epoch (default: one pass over the
             training examples).
+        unlabeled: an :class:`UnlabeledImages` to add to every batch (needs
+            ``epochs`` and ``cache``).
 
     Returns:
         A :class:`Data`.
     """
     splits = load_splits(
-        dataset, data_dir=data_dir, image_size=image_size, download=download, order_seed=seed, subset=subset
+        dataset,
+        data_dir=data_dir,
+        image_size=image_size,
+        download=download,
+        order_seed=seed,
+        subset=subset,
+        unlabeled=unlabeled,
     )
     val = eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache)
     examples = splits.info["train_examples"]
     if not (epochs and cache and examples):
+        if splits.unlabeled is not None:
+            raise ConfigError("Unlabelled images need epoch-keyed batches: keep --cache on.")
         return splits.data(train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache), val)
     steps_per_epoch = steps_per_epoch or examples // batch_size
     seed = fixed_seed(seed)  # one for every train_from
+    per_batch = unlabeled.per_batch(batch_size) if splits.unlabeled is not None else 0
 
     def train_from(epoch):
         return keyed_train_pipeline(
-            splits.train, batch_size, steps_per_epoch, examples, seed, augment, start_epoch=epoch, epochs=epochs
+            splits.train,
+            batch_size,
+            steps_per_epoch,
+            examples,
+            seed,
+            augment,
+            start_epoch=epoch,
+            epochs=epochs,
+            unlabeled=splits.unlabeled,
+            unlabeled_examples=splits.unlabeled_examples,
+            unlabeled_per_batch=per_batch,
         )
 
-    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
+    return splits.data(
+        train_from(start_epoch),
+        val,
+        steps_per_epoch=steps_per_epoch,
+        train_from=train_from,
+        unlabeled_per_batch=per_batch,
+    )
 
 
 def is_video_dataset(dataset, data_dir=None):
@@ -312,6 +363,8 @@ __all__ = [
     "KNOWN_DATASETS",
     "Splits",
     "Subset",
+    "UNLABELED",
+    "UnlabeledImages",
     "eval_pipeline",
     "is_video_dataset",
     "load",

@@ -50,15 +50,55 @@ def _list_split(split_dir):
         paths = image_files(os.path.join(split_dir, name))
         files[name] = [path for path in paths if looks_like_an_image(path)]
         unreadable += sorted(set(paths) - set(files[name]))
+    _warn_unreadable(unreadable, split_dir)
+    return files
+
+
+def _warn_unreadable(unreadable, directory):
     if unreadable:
         logging.warning(
             "Skipping %d file(s) of %s that are empty or not images: %s%s",
             len(unreadable),
-            split_dir,
+            directory,
             ", ".join(unreadable[:10]),
             f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else "",
         )
-    return files
+
+
+def load_unlabeled_folder(path, image_size):
+    """Every image under ``path`` (in subfolders too, class folders or not), for the auxiliary losses.
+
+    Args:
+        path: the directory.
+        image_size: side length the images are resized to.
+
+    Returns:
+        ``(dataset, count)``: ``(uint8 image, -1)`` examples in sorted path
+        order, and how many files look like images (empty and foreign files are
+        left out with a warning; truncated ones are skipped when decoding fails).
+
+    Raises:
+        ConfigError: no such directory, or no image in it.
+    """
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        raise ConfigError(f"Unlabelled image folder {path!r} does not exist (--unlabeled_dataset=folder:{path}).")
+    paths = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(path)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    readable = [p for p in paths if looks_like_an_image(p)]
+    _warn_unreadable(sorted(set(paths) - set(readable)), path)
+    if not readable:
+        raise ConfigError(f"Unlabelled image folder {path!r} holds no image ({', '.join(IMAGE_EXTENSIONS)}).")
+    return _unlabeled(np.asarray(readable, dtype=str), image_size), len(readable)
+
+
+def _unlabeled(paths, image_size):
+    """``(uint8 image, -1)`` examples of image files, in order."""
+    return _split_dataset(paths, np.full(len(paths), -1, np.int64), image_size)
 
 
 def split_directories(path, problem):
@@ -141,7 +181,8 @@ def load_folder(path, image_size, seed=None, subset=None):
         mean and std are measured on the (kept) training images. With an
         active ``subset``, ``info["subset"]`` describes it
         (:meth:`sskt_tf.data.subset.SubsetPlan.description`, plus the kept
-        training files).
+        training files) and ``info["rest_train"]`` is ``(dataset, count)`` of
+        the kept classes' other training images, labelled -1.
     """
     path = os.path.expanduser(path)
     if not os.path.isdir(path):
@@ -168,8 +209,8 @@ def load_folder(path, image_size, seed=None, subset=None):
     val_paths, val_labels = flatten_files(val_files, class_names)
     subset_info = None
     if subset is not None and subset.active:
-        (train_paths, train_labels), (val_paths, val_labels), class_names, subset_info = subset_lib.keep_files(
-            subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path
+        (train_paths, train_labels), (val_paths, val_labels), class_names, subset_info, rest_paths = (
+            subset_lib.keep_files(subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path)
         )
     if len(val_paths) == 0:
         raise ConfigError(f"{val_dir} holds no readable images" + (" of the kept classes." if subset_info else "."))
@@ -194,4 +235,5 @@ def load_folder(path, image_size, seed=None, subset=None):
     )
     if subset_info:
         info["subset"] = subset_info
+        info["rest_train"] = (_unlabeled(rest_paths, image_size), len(rest_paths))
     return train, val, info

@@ -68,6 +68,9 @@ class SubsetPlan:
         class_names: their names, in new label order.
         train_positions: sorted positions (in the training split's fixed
             order) of the kept training examples.
+        rest_positions: sorted positions of the kept classes' other training
+            examples (those ``examples_per_class`` left out; unlabelled images
+            for ``--unlabeled_from_rest``).
         examples_per_class: as asked (None: all).
         seed: the subset seed.
     """
@@ -75,6 +78,7 @@ class SubsetPlan:
     class_indices: Tuple[int, ...]
     class_names: Tuple[str, ...]
     train_positions: np.ndarray
+    rest_positions: np.ndarray
     examples_per_class: Optional[int]
     seed: int
 
@@ -150,8 +154,9 @@ def plan(subset, train_labels, class_names):
     class_indices = resolve_classes(subset.classes, class_names)
     train_labels = np.asarray(train_labels)
     members = {index: np.flatnonzero(train_labels == index) for index in class_indices}
+    every = np.sort(np.concatenate([members[i] for i in class_indices]))
     if subset.examples_per_class is None:
-        positions = np.sort(np.concatenate([members[i] for i in class_indices]))
+        positions = every
     else:
         short = {class_names[i]: len(members[i]) for i in class_indices if len(members[i]) < subset.examples_per_class}
         if short:
@@ -170,6 +175,7 @@ def plan(subset, train_labels, class_names):
         class_indices=class_indices,
         class_names=tuple(class_names[i] for i in class_indices),
         train_positions=positions.astype(np.int64),
+        rest_positions=np.setdiff1d(every, positions).astype(np.int64),
         examples_per_class=subset.examples_per_class,
         seed=subset.seed,
     )
@@ -186,9 +192,10 @@ def keep_files(subset, train, val, class_names, root):
         root: the folder, for the relative paths recorded in the description.
 
     Returns:
-        ``(train, val, class_names, description)``: the kept files relabelled
-        0..k-1, the kept class names, and :meth:`SubsetPlan.description` plus
-        ``train_files`` (the kept training files, relative to ``root``).
+        ``(train, val, class_names, description, rest_paths)``: the kept files
+        relabelled 0..k-1, the kept class names, :meth:`SubsetPlan.description`
+        plus ``train_files`` (the kept training files, relative to ``root``), and
+        the kept classes' training files the subset left out.
     """
     kept = plan(subset, train[1], class_names)
     mapping = kept.label_map(len(class_names))
@@ -196,7 +203,7 @@ def keep_files(subset, train, val, class_names, root):
     in_kept_class = mapping[val[1]] >= 0
     val = (val[0][in_kept_class], mapping[val[1][in_kept_class]])
     description = dict(kept.description(), train_files=[os.path.relpath(p, root) for p in train_paths])
-    return (train_paths, train_labels), val, list(kept.class_names), description
+    return (train_paths, train_labels), val, list(kept.class_names), description, train[0][kept.rest_positions]
 
 
 def relabel(dataset, subset_plan, num_classes):

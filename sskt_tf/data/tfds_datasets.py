@@ -129,16 +129,21 @@ def _apply_subset(builder, split, subset, train, val, info):
         )
     labels = _split_labels(builder, split)
     kept = subset_lib.plan(subset, labels, info["class_names"])
+    train_all = train
     train = subset_lib.relabel(
         subset_lib.take_positions(train, kept.train_positions, len(labels)), kept, info["num_classes"]
     )
     val = subset_lib.relabel(val, kept, info["num_classes"])
+    rest = subset_lib.take_positions(train_all, kept.rest_positions, len(labels)).map(
+        lambda image, label: (image, tf.constant(-1, tf.int64))
+    )
     info = dict(
         info,
         num_classes=len(kept.class_indices),
         class_names=list(kept.class_names),
         train_examples=len(kept.train_positions),
         subset=kept.description(),
+        rest_train=(rest, len(kept.rest_positions)),
     )
     return train, val, info
 
@@ -214,5 +219,42 @@ def load_tfds(name, data_dir=None, download=True, train_split=None, val_split=No
     if subset is not None and subset.active:
         train, val, info = _apply_subset(builder, splits[0], subset, train, val, info)
     if info["image_shape"][-1] == 1:
-        train, val = (ds.map(lambda image, label: (tf.image.grayscale_to_rgb(image), label)) for ds in (train, val))
+        train, val = (_to_rgb(ds) for ds in (train, val))
+        if "rest_train" in info:
+            info["rest_train"] = (_to_rgb(info["rest_train"][0]), info["rest_train"][1])
     return train, val, info
+
+
+def _to_rgb(dataset):
+    return dataset.map(lambda image, label: (tf.image.grayscale_to_rgb(image), label))
+
+
+def load_tfds_unlabeled(name, split, data_dir=None, download=True):
+    """A tfds split's images as unlabelled examples (``stl10``'s ``unlabelled``, or any split).
+
+    Args:
+        name: tfds name.
+        split: the split (tfds split syntax, e.g. ``unlabelled`` or ``train[:10%]``).
+        data_dir: tfds data directory.
+        download: download and prepare the dataset if it is not there.
+
+    Returns:
+        ``(dataset, count)``: ``(uint8 image, -1)`` examples in the split's order
+        (labels, if the split has any, are never read), and their number.
+    """
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ConfigError(f"Unknown tfds dataset {name!r} in --unlabeled_dataset={name}:{split}.") from error
+    if "image" not in builder.info.features:
+        raise ConfigError(f"tfds dataset {name!r} has no 'image' feature: --unlabeled_dataset needs images.")
+    _prepare(builder, name, data_dir, download)
+    try:
+        images = builder.as_dataset(split=split, shuffle_files=False)
+        count = int(images.cardinality())
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"tfds dataset {name!r} has no split {split!r}: {error}") from error
+    dataset = images.map(lambda example: (example["image"], tf.constant(-1, tf.int64)))
+    if builder.info.features["image"].shape[-1] == 1:
+        dataset = _to_rgb(dataset)
+    return dataset, count

@@ -228,7 +228,7 @@ def list_video_folder(path, split=None, subset=None):
     val_paths, val_labels = flatten_files(val, class_names)
     info = {}
     if subset is not None and subset.active:
-        (train_paths, train_labels), (val_paths, val_labels), class_names, info["subset"] = subset_lib.keep_files(
+        (train_paths, train_labels), (val_paths, val_labels), class_names, info["subset"], _ = subset_lib.keep_files(
             subset, (train_paths, train_labels), (val_paths, val_labels), class_names, path
         )
     if len(val_paths) == 0:

@@ -32,6 +32,28 @@ def augment_view(image, index, view, seed, augment=True):
     return pad_crop_flip(image, view_seed(seed, index, view)) if augment else image
 
 
+def stacked(examples, max_examples):
+    """Every element of ``examples`` stacked into one dict of tensors (first dimension: the example)."""
+    return examples.batch(max_examples).get_single_element()
+
+
+def permuted(everything, epoch, seed):
+    """The stacked examples ``everything`` in an order fixed by ``(seed, epoch)`` (None: a random one)."""
+    positions = tf.range(tf.shape(everything["index"])[0])
+    if seed is None:
+        order = tf.random.shuffle(positions)
+    else:
+        order = tf.random.experimental.stateless_shuffle(
+            positions, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        )
+    return tf.nest.map_structure(lambda tensor: tf.gather(tensor, order), everything)
+
+
+def select(everything, mask):
+    """The stacked examples where the boolean ``mask`` is true, in order."""
+    return tf.nest.map_structure(lambda tensor: tf.boolean_mask(tensor, mask), everything)
+
+
 def shuffled_epoch(examples, epoch, seed, max_examples):
     """Every element of ``examples``, stacked into tensors and permuted by ``(seed, epoch)``.
 
@@ -48,15 +70,7 @@ def shuffled_epoch(examples, epoch, seed, max_examples):
     Returns:
         A dict of tensors whose first dimension is the example.
     """
-    everything = examples.batch(max_examples).get_single_element()
-    positions = tf.range(tf.shape(everything["index"])[0])
-    if seed is None:
-        order = tf.random.shuffle(positions)
-    else:
-        order = tf.random.experimental.stateless_shuffle(
-            positions, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
-        )
-    return tf.nest.map_structure(lambda tensor: tf.gather(tensor, order), everything)
+    return permuted(stacked(examples, max_examples), epoch, seed)
 
 
 def view_batches(epoch_examples, view, batch_size, view_seed_value, augment=True):

@@ -54,6 +54,9 @@ class Method:
         check: ``check(config)`` raises a ``ConfigError`` for flags the method
             cannot use; runs before any data is loaded.
         uses_sources: whether ``--sources`` (and ``--soft_label_cache``) apply.
+        uses_unlabeled: whether its auxiliary terms can learn from unlabelled
+            images (``--unlabeled_dataset``, ``--unlabeled_from_rest``): the
+            target loss then sees the labelled examples only.
         multi_label: whether the method trains on multi-hot labels
             (``--target_loss=bce``).
         defaults: the values the method gives flags left unset (None), e.g.
@@ -67,6 +70,7 @@ class Method:
     compile_kwargs: Callable = _no_compile_kwargs
     check: Callable = _no_check
     uses_sources: bool = False
+    uses_unlabeled: bool = False
     multi_label: bool = False
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

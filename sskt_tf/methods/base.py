@@ -54,6 +54,38 @@ def update_loss_trackers(tracked, batch_size):
         tracker.update_state(value * unscale, sample_weight=batch_size)
 
 
+def labelled_weights(y, sample_weight, labelled_fraction=1.0):
+    """Labels and weights for a batch that may hold unlabelled examples (label -1).
+
+    Unlabelled images (:mod:`sskt_tf.data.unlabeled`) train the auxiliary losses
+    only. With these weights the target loss (a ``sum_over_batch_size`` Keras
+    loss) is the mean over the global batch's *labelled* examples, exactly as if
+    the batch held them alone, however they fall on the replicas: each labelled
+    example weighs ``1 / labelled_fraction``, where ``labelled_fraction`` is
+    the labelled share of every global training batch. Multi-label batches
+    (label vectors) have no unlabelled examples and pass unchanged.
+
+    Args:
+        y: integer labels ``[batch]``, -1 for an unlabelled example.
+        sample_weight: per-example weights or None.
+        labelled_fraction: labelled examples / batch size of training batches
+            (1 in validation, whose batches are all labelled).
+
+    Returns:
+        ``(labels, target_weight, metric_weight)``: ``y`` with -1 replaced by 0
+        (any class: its weight is 0), the target loss's weights and the
+        metrics' weights (1 for labelled, 0 for unlabelled examples; Keras
+        applies them to ``compile(weighted_metrics=...)``, not to ``metrics``).
+    """
+    if len(y.shape) != 1:
+        return y, sample_weight, sample_weight
+    labelled = y >= 0
+    weight = ops.cast(labelled, "float32")
+    if sample_weight is not None:
+        weight = weight * ops.cast(sample_weight, "float32")
+    return ops.where(labelled, y, ops.zeros_like(y)), weight / labelled_fraction, weight
+
+
 def results_without(model, trackers):
     """``model.get_metrics_result()`` without the given trackers' entries (terms a step did not compute)."""
     results = model.get_metrics_result()
@@ -122,7 +154,7 @@ class MethodModel(keras.Model):
         """The networks of the target's architecture that learn the target task (fine-tuning starts them all)."""
         return [self.target]
 
-    def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, **kwargs):
+    def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, labelled_fraction=1.0, **kwargs):
         """Configures training.
 
         Args:
@@ -133,11 +165,17 @@ class MethodModel(keras.Model):
                 trainable variables, whose gradient ``wd * w`` is exactly
                 PyTorch's ``SGD(weight_decay=wd)``.
             metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
+            labelled_fraction: the labelled share of every training batch, for
+                methods that take unlabelled images (:func:`labelled_weights`);
+                1 without them.
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ...).
         """
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.target_loss_fn = losses_lib.get_target(loss)
         self.weight_decay = float(weight_decay)
+        if not 0.0 < labelled_fraction <= 1.0:
+            raise ConfigError(f"labelled_fraction must be in (0, 1], got {labelled_fraction}.")
+        self.labelled_fraction = float(labelled_fraction)
 
 
 class BaselineModel(MethodModel):
@@ -217,7 +255,8 @@ class BaselineModel(MethodModel):
             (tracker, terms[term]) for term, tracker in zip(self.term_names, self.term_trackers) if term in terms
         ]
         update_loss_trackers([(self._loss_tracker, total), *computed], ops.shape(images)[0])
-        self.compute_metrics(images, y, outputs[0], sample_weight=sample_weight)
+        labels, _, metric_weight = labelled_weights(y, sample_weight)  # metrics count labelled examples only
+        self.compute_metrics(images, labels, outputs[0], sample_weight=metric_weight)
         self.update_extra_metrics(y, outputs[1:], sample_weight)
         return self.metric_results(terms)
 

@@ -6,7 +6,7 @@ from sskt_tf import sources as sources_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel
+from sskt_tf.methods.base import BaselineModel, labelled_weights
 from sskt_tf.methods.sskt import build_target
 
 
@@ -57,7 +57,9 @@ class KDModel(BaselineModel):
     def loss_terms(self, images, y, sample_weight, training):
         teacher_logits = ops.stop_gradient(self.teacher(images, training=False))
         logits = ops.cast(self.target(images, training=training), "float32")
-        ce = self.target_loss_fn(y, logits, sample_weight=sample_weight)
+        # The CE sees labelled examples only; the distillation term every example, unlabelled ones too.
+        labels, ce_weight, _ = labelled_weights(y, sample_weight, self.labelled_fraction if training else 1.0)
+        ce = self.target_loss_fn(labels, logits, sample_weight=ce_weight)
         kd = self.kd_loss_fn(teacher_logits, logits, sample_weight=sample_weight)
         return [logits], (1.0 - self.alpha) * ce + self.alpha * kd, {"target": ce, "kd": kd}
 
@@ -92,6 +94,7 @@ register(
         build=build_kd,
         compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
         check=_check,
+        uses_unlabeled=True,
         defaults={"alpha": 0.9, "temperature": 4.0},
     )
 )

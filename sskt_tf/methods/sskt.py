@@ -18,6 +18,7 @@ from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import (
     MethodModel,
     l2_penalty,
+    labelled_weights,
     results_without,
     skip_empty_batch,
     split_inputs,
@@ -73,6 +74,13 @@ class SSKTModel(MethodModel):
 
         loss = target_loss(y, f(x)) + alpha * sum_s aux_loss(g_s(x), h_s(x)) + l2
 
+    Besides the losses it reports, per source, ``aux_<name>_floor`` (the
+    auxiliary loss of a head equal to its source: 0 for ``kd``, the soft
+    labels' entropy times T^2 for ``soft_ce``) and ``aux_<name>_agreement``
+    (how often the head's top-1 class is the source's), in training and, when
+    validation computes the auxiliary losses, in validation: together they say
+    whether a head learned its source.
+
     Batches are ``(images, labels)`` (or ``(clips, labels)`` with clips
     ``[batch, T, H, W, 3]`` for a 3-D target, whose sources see the centre
     frame), and the sources run inside the step; or
@@ -124,6 +132,10 @@ class SSKTModel(MethodModel):
         self._network = self._build_network()
         self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
         self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
+        # Whether a head learned its source: its loss's floor (the loss of a head equal to the
+        # source: 0 for kd, the soft labels' entropy for soft_ce) and how often its top-1 class is the source's.
+        self.aux_floor_trackers = [keras.metrics.Mean(name=f"aux_{name}_floor") for name in source_names]
+        self.aux_agreement_trackers = [keras.metrics.Mean(name=f"aux_{name}_agreement") for name in source_names]
         self.built = True  # every variable exists now (see _build_network)
 
     def _build_network(self):
@@ -224,14 +236,25 @@ class SSKTModel(MethodModel):
         sources = [keras.saving.deserialize_keras_object(source) for source in config.pop("sources")]
         return cls(target, sources, **config)
 
-    def _loss_terms(self, y, outputs, soft_labels, sample_weight):
-        """Per-replica loss terms, each already divided by the replica count."""
+    def _loss_terms(self, y, outputs, soft_labels, sample_weight, labelled_fraction=1.0):
+        """Per-replica loss terms, each already divided by the replica count.
+
+        The target loss sees the labelled examples only (:func:`labelled_weights`);
+        the auxiliary losses see every example, unlabelled ones included.
+        """
         target_logits, *head_logits = [ops.cast(o, "float32") for o in outputs]
         if len(soft_labels) != len(head_logits):
             raise ConfigError(f"Got soft labels of {len(soft_labels)} sources for {len(head_logits)} auxiliary heads.")
-        terms = {"target": self.target_loss_fn(y, target_logits, sample_weight=sample_weight)}
+        labels, target_weight, _ = labelled_weights(y, sample_weight, labelled_fraction)
+        terms = {"target": self.target_loss_fn(labels, target_logits, sample_weight=target_weight)}
+        soft_labels = [ops.stop_gradient(ops.cast(soft, "float32")) for soft in soft_labels]
         terms["aux"] = [
-            self.aux_loss_fn(ops.stop_gradient(soft), logits, sample_weight=sample_weight)
+            self.aux_loss_fn(soft, logits, sample_weight=sample_weight)
+            for soft, logits in zip(soft_labels, head_logits)
+        ]
+        terms["aux_floor"] = [self.aux_loss_fn(soft, soft, sample_weight=sample_weight) for soft in soft_labels]
+        terms["aux_agreement"] = [
+            ops.cast(ops.argmax(logits, axis=-1) == ops.argmax(soft, axis=-1), "float32")
             for soft, logits in zip(soft_labels, head_logits)
         ]
         total = terms["target"] + self.alpha * ops.sum(ops.stack(terms["aux"])) if terms["aux"] else terms["target"]
@@ -248,15 +271,20 @@ class SSKTModel(MethodModel):
                 (self._loss_tracker, terms["total"]),
                 (self.target_loss_tracker, terms["target"]),
                 *zip(self.aux_loss_trackers, terms["aux"]),
+                *zip(self.aux_floor_trackers, terms["aux_floor"]),
             ],
             ops.shape(x)[0],
         )
-        self.compute_metrics(x, y, target_logits, sample_weight=sample_weight)
+        for tracker, agreement in zip(self.aux_agreement_trackers, terms["aux_agreement"]):
+            tracker.update_state(agreement)  # per example: a global mean however the batch is split
+        labels, _, metric_weight = labelled_weights(y, sample_weight)  # metrics count labelled examples only
+        self.compute_metrics(x, labels, target_logits, sample_weight=metric_weight)
         return self._metric_results(with_aux=bool(terms["aux"]))
 
     def _metric_results(self, with_aux):
         """The metrics' current values; without the auxiliary losses unless ``with_aux``."""
-        return results_without(self, [] if with_aux else self.aux_loss_trackers)
+        without = [] if with_aux else [*self.aux_loss_trackers, *self.aux_floor_trackers, *self.aux_agreement_trackers]
+        return results_without(self, without)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -268,8 +296,9 @@ class SSKTModel(MethodModel):
         with tf.GradientTape() as tape:
             # 2. Target logits and one auxiliary prediction per source, in one pass.
             outputs = self._forward(images, training=True)
-            # 3. target loss + alpha * sum of auxiliary losses (+ L2), per replica.
-            target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight)
+            # 3. target loss (labelled examples) + alpha * sum of auxiliary losses (all examples) (+ L2),
+            #    per replica.
+            target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight, self.labelled_fraction)
             # 4. Loss scaling for mixed_float16 (identity otherwise).
             scaled_loss = self.optimizer.scale_loss(terms["total"])
         # 5. Only target and head variables train; sources are not trainable.
@@ -356,6 +385,7 @@ register(
         compile_kwargs=sskt_compile_kwargs,
         check=_check,
         uses_sources=True,
+        uses_unlabeled=True,
         multi_label=True,
         defaults={"alpha": 0.1, "temperature": 3.0},
     )

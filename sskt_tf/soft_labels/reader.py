@@ -1,11 +1,12 @@
 """Reading a soft-label cache: training batches that carry the cached logits."""
 
+import math
 import os
 
 import tensorflow as tf
 
 from sskt_tf.data import views as views_lib
-from sskt_tf.data.pipeline import shard_by_data
+from sskt_tf.data.pipeline import UNLABELED_SEED_OFFSET, mix_batches, shard_by_data
 from sskt_tf.errors import ConfigError
 from sskt_tf.soft_labels.placeholder import CachedSource
 from sskt_tf.soft_labels.settings import (
@@ -59,32 +60,46 @@ class SoftLabelCache:
 
     @property
     def examples(self):
-        """Number of training examples the cache holds (per view)."""
+        """Number of training examples the cache holds (per view), unlabelled ones included."""
         return sum(int(shard["examples"]) for shard in self.manifest["shards"][0])
+
+    @property
+    def unlabeled_examples(self):
+        """Number of unlabelled images the cache holds (after the labelled ones)."""
+        return int(self.settings.get("unlabeled_examples", 0))
+
+    @property
+    def labelled_examples(self):
+        """Number of labelled training examples the cache holds."""
+        return self.examples - self.unlabeled_examples
 
     @property
     def source_classes(self):
         """``[(name, num_classes)]`` of the cached sources, in order."""
         return [(source["name"], int(source["num_classes"])) for source in self.manifest["sources"]]
 
-    def check(self, config, image_size, train_examples):
+    def check(self, config, image_size, train_examples, unlabeled_examples=0):
         """Refuses to serve a run whose data or sources differ from the cache's.
 
         Args:
             config: the run's :class:`sskt_tf.training.config.TrainConfig`.
             image_size: the run's image side length.
-            train_examples: the run's number of training examples.
+            train_examples: the run's number of (labelled) training examples.
+            unlabeled_examples: the run's number of unlabelled images.
 
         Raises:
             ConfigError: listing every difference.
         """
-        wanted = training_settings(config, image_size, train_examples)
+        wanted = training_settings(config, image_size, train_examples, unlabeled_examples)
         cached, compared = comparable(self.settings), comparable(wanted)
-        # Files are shown by content (sha256:...): the same path may hold another file.
+        # Files are shown by content (sha256:...): the same path may hold another file. The
+        # cache's own settings (views, dtype, ...) are not the run's to compare; the unlabelled
+        # images are, whichever side has them.
+        names = [*compared, *(name for name in cached if name.startswith("unlabeled_") and name not in compared)]
         differences = [
-            describe_difference(name, cached.get(name), compared[name])
-            for name in compared
-            if cached.get(name) != compared[name]
+            describe_difference(name, cached.get(name), compared.get(name))
+            for name in names
+            if cached.get(name) != compared.get(name)
         ]
         if differences:
             raise ConfigError(
@@ -152,7 +167,16 @@ class SoftLabelCache:
         return tf.data.Dataset.zip(examples, records).map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def train_pipeline(
-        self, train_examples, batch_size, seed=None, start_epoch=0, epochs=1, steps_per_epoch=None, cache=True
+        self,
+        train_examples,
+        batch_size,
+        seed=None,
+        start_epoch=0,
+        epochs=1,
+        steps_per_epoch=None,
+        cache=True,
+        unlabeled_examples=0,
+        unlabeled_per_batch=0,
     ):
         """Training batches for epochs ``start_epoch .. epochs - 1``, one view per epoch.
 
@@ -160,33 +184,56 @@ class SoftLabelCache:
         (:func:`sskt_tf.data.views.shuffled_epoch`); the next epoch is
         assembled while the current one trains. The dataset covers every
         remaining epoch, so pass ``steps_per_epoch`` to ``fit`` (Keras then
-        keeps one iterator across epochs).
+        keeps one iterator across epochs). With unlabelled images, every batch
+        also holds ``unlabeled_per_batch`` of them (view ``e mod K`` too, in an
+        order of their own, as many passes as the epoch needs), interleaved
+        with the labelled ones (:func:`sskt_tf.data.pipeline.mix_batches`).
 
         Args:
             train_examples: ``(uint8 image, label)`` in the order the cache was
-                made from (:attr:`sskt_tf.data.Splits.train`).
-            batch_size: global batch size.
+                made from, unlabelled ones last
+                (:meth:`sskt_tf.data.Splits.with_unlabeled`).
+            batch_size: global batch size of labelled examples.
             seed: shuffling seed (None: not reproducible).
             start_epoch: first epoch (a resumed run's).
             epochs: number of epochs of the whole run.
-            steps_per_epoch: batches per epoch; None = one pass over the data.
+            steps_per_epoch: batches per epoch; None = one pass over the labelled data.
             cache: keep the decoded images in memory.
+            unlabeled_examples: how many of ``train_examples`` are unlabelled.
+            unlabeled_per_batch: unlabelled examples added to every batch (0: none).
 
         Returns:
             A dataset of ``({"images": float32, "soft_labels": (...)}, labels)`` batches.
         """
         examples = indexed_examples(train_examples, cache)
+        labelled = self.examples - unlabeled_examples
+        steps = steps_per_epoch or labelled // batch_size
+        passes = math.ceil(steps * unlabeled_per_batch / max(1, unlabeled_examples))
+        view_seed = int(self.settings["seed"])
 
         def epoch_examples(epoch):
-            return epoch, views_lib.shuffled_epoch(
-                self.view_examples(examples, epoch % self.views), epoch, seed, self.examples
-            )
+            everything = views_lib.stacked(self.view_examples(examples, epoch % self.views), self.examples)
+            if not unlabeled_per_batch:
+                return epoch, views_lib.permuted(everything, epoch, seed)
+            is_labelled = everything["index"] < labelled
+            labelled_part = views_lib.select(everything, is_labelled)
+            unlabelled_part = views_lib.select(everything, ~is_labelled)
+            unlabelled_seed = None if seed is None else seed + UNLABELED_SEED_OFFSET
+            orders = [views_lib.permuted(unlabelled_part, epoch * passes + p, unlabelled_seed) for p in range(passes)]
+            stream = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *orders)
+            return epoch, views_lib.permuted(labelled_part, epoch, seed), stream
 
-        def epoch_batches(epoch, shuffled):
+        def epoch_batches(epoch, shuffled, unlabelled=None):
+            view = epoch % self.views
             batches = views_lib.view_batches(
-                shuffled, epoch % self.views, batch_size, int(self.settings["seed"]), augment=self.settings["augment"]
+                shuffled, view, batch_size, view_seed, augment=self.settings["augment"]
+            ).take(steps)
+            if not unlabeled_per_batch:
+                return batches
+            extra = views_lib.view_batches(
+                unlabelled, view, unlabeled_per_batch, view_seed, augment=self.settings["augment"]
             )
-            return batches.take(steps_per_epoch) if steps_per_epoch else batches
+            return mix_batches(batches, extra, batch_size, unlabeled_per_batch)
 
         # One epoch is assembled ahead (map + prefetch) while the current one is consumed.
         epochs_dataset = tf.data.Dataset.range(start_epoch, epochs).map(epoch_examples).prefetch(1)

@@ -67,13 +67,19 @@ _TRAINING_SETTINGS = (
 )
 
 
-def training_settings(config, image_size, train_examples):
+# Recorded only when a run has unlabelled images, so caches made before they existed still match.
+_UNLABELED_SETTINGS = ("unlabeled_dataset", "unlabeled_from_rest")
+
+
+def training_settings(config, image_size, train_examples, unlabeled_examples=0):
     """What a cache must have been made with to serve the run ``config``.
 
     Args:
         config: a :class:`sskt_tf.training.config.TrainConfig`.
         image_size: the dataset's image side length.
-        train_examples: number of training examples (None if unknown).
+        train_examples: number of (labelled) training examples (None if unknown).
+        unlabeled_examples: number of unlabelled images after them, which the
+            cache covers too.
 
     Returns:
         A JSON-serialisable dict.
@@ -88,6 +94,9 @@ def training_settings(config, image_size, train_examples):
         # The subset seed draws nothing when every example is kept.
         subset_seed=config.subset_seed if config.train_examples_per_class is not None else None,
     )
+    if config.unlabeled_dataset or config.unlabeled_from_rest:
+        settings.update({name: getattr(config, name) for name in _UNLABELED_SETTINGS})
+        settings["unlabeled_examples"] = int(unlabeled_examples)
     # A weights or model file replaced by another one under the same name (a fine-tuned
     # source, same architecture and size) is a different source.
     settings["file_sha256"] = {
@@ -137,7 +146,7 @@ def _sha256(path):
 
 
 def describe_difference(name, cached, wanted):
-    flag = f"--{name}" if name in _TRAINING_SETTINGS else name
+    flag = f"--{name}" if name in (*_TRAINING_SETTINGS, *_UNLABELED_SETTINGS) else name
     return f"{flag}: cache {cached!r}, this run {wanted!r}"
 
 

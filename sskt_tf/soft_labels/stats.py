@@ -45,7 +45,8 @@ def soft_label_statistics(logits, labels, temperature=1.0, source_class_names=No
     Returns:
         A JSON-serialisable dict: ``examples``, ``source_classes``,
         ``temperature``, ``mean_entropy`` and ``max_entropy`` (nats, at T),
-        ``mean_max_probability`` (at T), ``mutual_information`` and
+        ``mean_max_probability`` (at T), ``mean_logit_std`` (each image's
+        logits' standard deviation over classes, averaged), ``mutual_information`` and
         ``label_entropy`` (nats), ``mapping_accuracy`` and
         ``majority_accuracy``, and ``per_class``: for each target class its
         ``examples``, ``top_source_class`` (most frequent top-1),
@@ -84,6 +85,8 @@ def soft_label_statistics(logits, labels, temperature=1.0, source_class_names=No
         mean_entropy=float(_entropy(soft).mean()),
         max_entropy=float(np.log(count_source)),
         mean_max_probability=float(soft.max(axis=1).mean()),
+        # The spread the "spread:S" control gives a random network (sskt_tf.soft_labels.writer.control_logits).
+        mean_logit_std=float(logits.std(axis=1).mean()),
         mutual_information=max(mutual_information, 0.0),
         label_entropy=float(_entropy(label_marginal)),
         mapping_accuracy=float(joint.max(axis=0).sum()),

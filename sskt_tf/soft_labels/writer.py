@@ -43,6 +43,57 @@ def _serialize(index, fingerprint, logits, top_k, dtype):
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
+def parse_control(control):
+    """``(kind, value)`` of a soft-label control: ``("", None)``, ``("shuffle", None)`` or ``("spread", S)``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    kind, _, value = (control or "").partition(":")
+    if kind in ("", "shuffle") and not value:
+        return kind, None
+    if kind == "spread":
+        try:
+            spread = float(value)
+        except ValueError:
+            spread = -1.0
+        if spread > 0:
+            return kind, spread
+    raise ConfigError(
+        f"Unknown --soft_label_control={control}: use shuffle (each batch's soft labels permuted across its images) "
+        "or spread:S (every logit vector centred and scaled to standard deviation S)."
+    )
+
+
+def control_logits(logits, control, seed):
+    """A study's control applied to one batch's logits (the cache then holds these instead).
+
+    Args:
+        logits: list of ``[batch, classes]`` float32 arrays, one per source.
+        control: ``(kind, value)`` from :func:`parse_control`.
+        seed: a sequence of ints that fixes the batch's permutation.
+
+    Returns:
+        The list of arrays: unchanged; permuted across the batch's images, the
+        same permutation for every source (``shuffle``: the label distribution
+        stays, the pairing of image and soft label goes); or each row centred
+        and scaled to standard deviation ``S`` (``spread``: a random network's
+        near-constant outputs given a trained network's spread).
+    """
+    kind, value = control
+    if kind == "shuffle":
+        order = np.random.default_rng(list(seed)).permutation(len(logits[0]))
+        return [values[order] for values in logits]
+    if kind == "spread":
+        scaled = []
+        for values in logits:
+            centred = values.astype(np.float64) - values.mean(axis=1, keepdims=True)
+            std = centred.std(axis=1, keepdims=True)
+            scaled.append(np.where(std > 0, centred * value / np.where(std > 0, std, 1.0), 0.0).astype(np.float32))
+        return scaled
+    return logits
+
+
 def _prepare_directory(directory, settings, overwrite):
     """Makes ``directory`` ready for :func:`write`; returns the views already finished."""
     manifest, progress = os.path.join(directory, MANIFEST), os.path.join(directory, PROGRESS)
@@ -78,6 +129,7 @@ def write(
     examples_per_shard=10_000,
     overwrite=False,
     verbose=1,
+    control="",
 ):
     """Runs ``sources`` over ``views`` views of the training set and stores their logits.
 
@@ -97,6 +149,9 @@ def write(
         examples_per_shard: records per TFRecord file.
         overwrite: replace a complete or different cache in ``directory``.
         verbose: 1 shows a progress bar per view.
+        control: a study's control stored instead of the sources' own logits
+            (:func:`control_logits`): ``"shuffle"`` or ``"spread:S"``; empty
+            for the sources' logits. The cache's settings record it.
 
     Returns:
         The manifest dict (also written to ``<directory>/manifest.json``).
@@ -114,16 +169,21 @@ def write(
         raise ConfigError(
             f"--top_k={top_k} keeps every class of a source with {smallest}: use 0 (all logits) or fewer."
         )
+    parsed_control = parse_control(control)
     seed = max(config.seed, 0)
-    settings = training_settings(config, splits.image_size, splits.info["train_examples"])
+    settings = training_settings(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
     # Every view must have the same shards (training indexes them as a [views, shards] table).
     settings.update(views=views, top_k=top_k, dtype=dtype, seed=seed, examples_per_shard=examples_per_shard)
+    if control:
+        settings["control"] = control
     finished = _prepare_directory(directory, settings, overwrite)
 
     run_sources = tf.function(
         lambda images: [source(images, training=False) for source in sources], jit_compile=config.jit_compile
     )
-    examples = indexed_examples(splits.train)  # fingerprints computed once, not once per view
+    # Fingerprints computed once, not once per view; unlabelled images (if any) after the labelled ones.
+    examples = indexed_examples(splits.with_unlabeled())
+    total = splits.info["train_examples"] and splits.info["train_examples"] + splits.unlabeled_examples
     start = time.time()
     for view in range(views):
         if view in finished:
@@ -149,8 +209,9 @@ def write(
             top_k,
             dtype,
             examples_per_shard,
-            splits.info["train_examples"],
+            total,
             verbose,
+            lambda logits, batch, view=view: control_logits(logits, parsed_control, (seed, view, batch)),
         )
         write_json(os.path.join(directory, PROGRESS), dict(settings=settings, shards=finished))
         logging.info("View %d/%d of the soft-label cache written.", view + 1, views)
@@ -165,18 +226,19 @@ def write(
     return manifest
 
 
-def _write_view(directory, view, batches, run_sources, top_k, dtype, examples_per_shard, total, verbose):
+def _write_view(directory, view, batches, run_sources, top_k, dtype, examples_per_shard, total, verbose, control):
     """Writes one view's shards (under temporary names until all are done); returns their descriptions."""
     progress = keras.utils.Progbar(total, unit_name="image") if verbose else None
     shards, writer, count = [], None, 0
     try:
-        for indices, images, fingerprints in batches:
+        for batch, (indices, images, fingerprints) in enumerate(batches):
             logits = [np.asarray(source_logits, np.float32) for source_logits in run_sources(images)]
             if not all(np.isfinite(source_logits).all() for source_logits in logits):
                 raise ConfigError(
                     f"A source returned non-finite logits in view {view} (examples {int(indices[0])}..): "
                     "check its weights."
                 )
+            logits = control(logits, batch)
             for row, (index, fingerprint) in enumerate(zip(indices.numpy(), fingerprints.numpy())):
                 if count % examples_per_shard == 0:
                     if writer:

@@ -93,7 +93,8 @@ registry.register(
         name="keras_file",
         summary="a path to a .keras model (raw pixels in, [batch, classes] out)",
         build=lambda path, weights, input_size: from_file(path, input_size=input_size),
-        check=lambda path, weights: check_source_file(path),
+        check=lambda path, weights: require_file(path, "Source model file"),
+        inspect=lambda path, weights: check_source_file(path),
         claims=_claims,
         scaled=False,
     )

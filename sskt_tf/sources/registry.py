@@ -40,10 +40,14 @@ class SourceFamily:
             is one of ``archs``; None for a family that :attr:`claims` specs.
         archs: the architectures offered under ``prefix``.
         check: ``check(name, weights)`` raises a ConfigError for anything that
-            would make ``build`` fail (a missing package or file, a network
-            that does not return ``[batch, classes]``), in seconds and before
-            anything is written; it downloads nothing. Weights paths are
-            checked to exist before it runs.
+            would make ``build`` fail (a missing package or file) in
+            milliseconds, downloading nothing and running no TensorFlow op (it
+            runs while the flags are validated, before a multi-worker strategy
+            exists). Weights paths are checked to exist before it runs.
+        inspect: ``inspect(name, weights)``: the checks that need TensorFlow
+            (a ``.keras`` file whose network does not return ``[batch,
+            classes]``); runs after the strategy exists, before a run writes
+            anything.
         claims: ``claims(spec) -> bool`` for a family without a prefix (a file
             path); tried after the prefixed families.
         weights_flag: the :class:`sskt_tf.TrainConfig` flag that holds the
@@ -63,6 +67,7 @@ class SourceFamily:
     prefix: Optional[str] = None
     archs: Tuple[str, ...] = ()
     check: Callable = _no_check
+    inspect: Callable = _no_check
     claims: Optional[Callable] = None
     weights_flag: Optional[str] = None
     weights_keyword: Optional[str] = None

@@ -23,7 +23,7 @@ def _family_weights(family, weights):
     return weights
 
 
-def check_spec(spec, weights=PUBLISHED):
+def check_spec(spec, weights=PUBLISHED, inspect=False):
     """Validates a source spec without building or downloading anything.
 
     Args:
@@ -31,6 +31,9 @@ def check_spec(spec, weights=PUBLISHED):
             :func:`sskt_tf.sources.registry.families` for what is offered).
         weights: ``"published"`` (the family's own: a download, a package),
             None (random) or a path.
+        inspect: also run the family's checks that need TensorFlow (a
+            ``.keras`` file's output shape); not before a multi-worker
+            strategy exists.
 
     Returns:
         The spec's :class:`~sskt_tf.sources.registry.SourceFamily`.
@@ -39,16 +42,18 @@ def check_spec(spec, weights=PUBLISHED):
         ConfigError: unknown family or architecture (listing what each family
             offers), a missing file or weight package, a network of the wrong shape.
     """
-    return _checked(spec, weights)[0]
+    return _checked(spec, weights, inspect)[0]
 
 
-def _checked(spec, weights):
+def _checked(spec, weights, inspect=False):
     """``(family, name, weights)`` of a spec, checked."""
     family, name = registry.resolve(spec)
     weights = _family_weights(family, weights)
     if weights not in (None, family.weights_keyword):
         require_file(weights, f"--{family.weights_flag} file")
     family.check(name, weights)
+    if inspect:
+        family.inspect(name, weights)
     return family, name, weights
 
 

@@ -11,7 +11,7 @@ from sskt_tf.training.source_flags import build_sources, check_source_flags
 
 
 def build_soft_label_cache(
-    config, views, top_k=0, dtype="float16", batch_size=256, examples_per_shard=10_000, overwrite=False
+    config, views, top_k=0, dtype="float16", batch_size=256, examples_per_shard=10_000, overwrite=False, control=""
 ):
     """Writes the soft-label cache of ``config`` into ``config.soft_label_cache`` (``tools/cache_soft_labels.py``).
 
@@ -23,6 +23,9 @@ def build_soft_label_cache(
         batch_size: images per source call.
         examples_per_shard: records per TFRecord file.
         overwrite: replace an existing cache.
+        control: a study's control stored instead of the sources' logits
+            (``"shuffle"`` or ``"spread:S"``; see
+            :func:`sskt_tf.soft_labels.writer.control_logits`).
 
     Returns:
         The cache's manifest dict.
@@ -30,7 +33,7 @@ def build_soft_label_cache(
     if not config.soft_label_cache:
         raise ConfigError("--soft_label_cache=DIR names the directory to write the cache to.")
     config = validate(config)
-    check_source_flags(config)  # validation leaves them to the cache a run names; here they run
+    check_source_flags(config, inspect=True)  # validation leaves them to the cache a run names; here they run
     if not [spec for spec in config.sources if spec.strip()]:
         raise ConfigError("--sources is empty: there is nothing to cache.")
     splits = load_splits(config)
@@ -48,4 +51,5 @@ def build_soft_label_cache(
         examples_per_shard=examples_per_shard,
         overwrite=overwrite,
         verbose=config.verbose,
+        control=control,
     )

@@ -14,7 +14,7 @@ from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import ranges
 from sskt_tf.training.callbacks import LR_SCHEDULES
 from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
-from sskt_tf.training.run_data import data_subset
+from sskt_tf.training.run_data import data_subset, unlabeled_images
 
 
 def _one_of(flag, value, choices):
@@ -65,11 +65,32 @@ def validate(config):
             "drop --soft_label_cache."
         )
     method.check(config)
+    _check_unlabeled(config, method)
     _check_paths(config)
     if config.train_from and not config.pretrained:
         raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()
     return config
+
+
+def _check_unlabeled(config, method):
+    """Unlabelled images need a method that learns from them, integer labels and epoch-keyed image batches."""
+    unlabeled = unlabeled_images(config)
+    if not unlabeled.active:
+        return
+    if not method.uses_unlabeled:
+        users = ", ".join(name for name in methods_lib.names() if methods_lib.get(name).uses_unlabeled)
+        raise ConfigError(
+            f"--method={config.method} has no loss that learns from unlabelled images (--unlabeled_dataset, "
+            f"--unlabeled_from_rest); methods that do: {users}."
+        )
+    unlabeled.check(config.train_examples_per_class)
+    if not config.cache:
+        raise ConfigError("Unlabelled images need epoch-keyed batches, which --nocache turns off: keep --cache.")
+    if config.target_loss == "bce":
+        raise ConfigError("Unlabelled images are for single-label datasets; --target_loss=bce trains label vectors.")
+    if is_video_dataset(config.dataset, config.data_dir or None):
+        raise ConfigError("Unlabelled images are for image datasets; video datasets cannot take them.")
 
 
 def _check_paths(config):

@@ -59,6 +59,19 @@ class TrainConfig:
         "Seed of the --train_examples_per_class draw, independent of --seed: every method and seed trains on the same images.",
         accepts=">= 0",
     )
+    unlabeled_dataset: str = _f(
+        "",
+        "Unlabelled images for the auxiliary losses (sskt, kd): folder:DIR (every image under DIR, class folders or not) or a tfds split as NAME:SPLIT (stl10:unlabelled). Their labels are never read.",
+    )
+    unlabeled_from_rest: bool = _f(
+        False,
+        "With --train_examples_per_class: the kept classes' other training images, their labels dropped, join the unlabelled images.",
+    )
+    unlabeled_ratio: float = _f(
+        1.0,
+        "Unlabelled images per labelled one in every training batch (with --unlabeled_dataset or --unlabeled_from_rest): a batch holds --batch_size labelled and round(ratio * batch_size) unlabelled images.",
+        accepts="> 0",
+    )
     # Method.
     method: str = _f(
         "sskt", "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources."

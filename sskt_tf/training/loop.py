@@ -26,8 +26,14 @@ from sskt_tf.training.flags import config_from_flagfile, to_flagfile
 from sskt_tf.training.metrics import video_accuracy
 from sskt_tf.training.precision import dtype_policy
 from sskt_tf.training.pretrained import start_from
-from sskt_tf.training.run_data import epoch_batches, load_data, monitored_metric, validation_epochs
-from sskt_tf.training.source_flags import build_sources, open_cache
+from sskt_tf.training.run_data import (
+    epoch_batches,
+    load_data,
+    monitored_metric,
+    unlabeled_images,
+    validation_epochs,
+)
+from sskt_tf.training.source_flags import build_sources, check_source_flags, open_cache
 
 
 def _default_model_dir(config):
@@ -76,8 +82,10 @@ def compile_model(model, config, multi_label=False):
         optimizer=optimizer,
         loss=config.target_loss,
         weight_decay=config.weight_decay,
-        metrics=[] if multi_label else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # Weighted, so that the zero weights of unlabelled examples leave them out of the accuracy.
+        weighted_metrics=[] if multi_label else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
+        labelled_fraction=unlabeled_images(config).labelled_fraction(config.batch_size),
         **methods_lib.get(config.method).compile_kwargs(config),
     )
 
@@ -156,6 +164,9 @@ _ARCHITECTURE_FLAGS = (
     "classes",
     "train_examples_per_class",
     "subset_seed",
+    "unlabeled_dataset",
+    "unlabeled_from_rest",
+    "unlabeled_ratio",
 )
 
 
@@ -259,6 +270,8 @@ def train(config):
     """
     config = validate(config)
     strategy = _strategy(config)
+    if methods_lib.get(config.method).uses_sources and not config.soft_label_cache:
+        check_source_flags(config, inspect=True)  # loads .keras sources: only once the strategy exists
     config = dataclasses.replace(config, model_dir=config.model_dir or _default_model_dir(config))
     output_dir, resume = _prepare_run_directory(config, strategy)
     resume_epoch = resume.epoch
@@ -438,6 +451,8 @@ def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
         num_classes=data.num_classes,
         class_names=list(data.class_names),
         train_examples=data.train_examples,
+        unlabeled_examples=data.unlabeled_examples,
+        unlabeled_per_batch=data.unlabeled_per_batch,
         validation_freq=config.validation_freq,
         method=config.method,
         sources=[s.name for s in model.sources],

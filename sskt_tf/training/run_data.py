@@ -11,6 +11,13 @@ def data_subset(config):
     )
 
 
+def unlabeled_images(config):
+    """The :class:`sskt_tf.data.UnlabeledImages` of ``config`` (inactive without the flags)."""
+    return data_lib.UnlabeledImages(
+        dataset=config.unlabeled_dataset, from_rest=config.unlabeled_from_rest, ratio=config.unlabeled_ratio
+    )
+
+
 def validation_epochs(epochs, validation_freq):
     """The 1-based epochs that validate: every ``validation_freq``-th, and always the last.
 
@@ -40,6 +47,7 @@ def load_splits(config, order_seed=None):
         download=config.download,
         order_seed=order_seed,
         subset=data_subset(config),
+        unlabeled=unlabeled_images(config),
     )
 
 
@@ -89,33 +97,44 @@ def load_data(config, cache=None, start_epoch=0):
             epochs=config.epochs,
             start_epoch=start_epoch,
             steps_per_epoch=config.steps_per_epoch or None,
+            unlabeled=unlabeled_images(config),
         )
     splits = load_splits(config, order_seed=cache.settings["seed"])
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
-    cache.check(config, splits.image_size, splits.info["train_examples"])
+    cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
     steps_per_epoch = cache_steps_per_epoch(config, cache)
     seed = data_lib.fixed_seed(seed)  # one for every train_from
+    per_batch = unlabeled_images(config).per_batch(config.batch_size)
 
     def train_from(epoch):
         return cache.train_pipeline(
-            splits.train,
+            splits.with_unlabeled(),
             config.batch_size,
             seed=seed,
             start_epoch=epoch,
             epochs=config.epochs,
             steps_per_epoch=steps_per_epoch,
             cache=config.cache,
+            unlabeled_examples=splits.unlabeled_examples,
+            unlabeled_per_batch=per_batch,
         )
 
-    return splits.data(train_from(start_epoch), val, steps_per_epoch=steps_per_epoch, train_from=train_from)
+    return splits.data(
+        train_from(start_epoch),
+        val,
+        steps_per_epoch=steps_per_epoch,
+        train_from=train_from,
+        unlabeled_per_batch=per_batch,
+    )
 
 
 def cache_steps_per_epoch(config, cache):
-    """Batches per epoch when training from ``cache``."""
-    full = cache.examples // config.batch_size
+    """Batches per epoch when training from ``cache`` (one pass over its labelled examples)."""
+    full = cache.labelled_examples // config.batch_size
     if full == 0:
         raise ConfigError(
-            f"--batch_size={config.batch_size} is larger than the {cache.examples} cached training examples."
+            f"--batch_size={config.batch_size} is larger than the {cache.labelled_examples} cached labelled "
+            "training examples."
         )
     return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 

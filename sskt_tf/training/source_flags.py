@@ -13,10 +13,16 @@ def source_weights(config, spec):
     return family.flag_weights(config)
 
 
-def check_source_flags(config):
-    """Checks ``--sources`` and the weights flags of their families without building or downloading anything."""
+def check_source_flags(config, inspect=False):
+    """Checks ``--sources`` and the weights flags of their families without building or downloading anything.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        inspect: also the checks that need TensorFlow (see
+            :func:`sskt_tf.sources.check_spec`): after the distribution strategy exists.
+    """
     for spec in config.sources:
-        sources_lib.check_spec(spec, weights=source_weights(config, spec))
+        sources_lib.check_spec(spec, weights=source_weights(config, spec), inspect=inspect)
 
 
 def open_cache(config):

@@ -68,7 +68,7 @@ def source_outputs(config, batch_size=256, max_examples=None):
     specs = [spec for spec in config.sources if spec.strip()]
     if not specs:
         raise ConfigError("--sources is empty: there are no sources to run.")
-    check_source_flags(config)
+    check_source_flags(config, inspect=True)
     splits = load_splits(config)
     sources = build_sources(config, splits.image_size)
     train = splits.train.take(max_examples) if max_examples else splits.train

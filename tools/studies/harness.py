@@ -32,7 +32,9 @@ columns on the datasets being run. The KD rows require ``teachers``, whose cells
 train the teacher networks the KD flagfiles point to. A row's ``cache_views`` (K) makes
 the harness build the soft-label cache its flagfile's ``--soft_label_cache`` names, once
 per column, before the row's runs: ``tools/cache_soft_labels.py`` with the row's flags,
-``--seed=0`` (:data:`CACHE_SEED`) and ``--views=K`` (``<cache dir>/cache.log``).
+``--seed=0`` (:data:`CACHE_SEED`) and ``--views=K`` (``<cache dir>/cache.log``), plus the
+row's ``cache_flags`` (a list of the cache tool's own flags, e.g.
+``["--soft_label_control=shuffle"]`` for a control cache).
 
 Each cell (row, column, seed) runs::
 
@@ -85,7 +87,7 @@ _TABLE_KEYS = {
     "metric_label",
 }
 _EXTRA_METRIC_KEYS = {"metric", "label", "scale", "digits"}
-_ROW_KEYS = {"name", "label", "requires", "cache_views"}
+_ROW_KEYS = {"name", "label", "requires", "cache_views", "cache_flags"}
 # The seed that draws the views of a soft-label cache the harness builds (each run's --seed still
 # orders its own batches), so every seed of a row trains from the same cache.
 CACHE_SEED = 0
@@ -102,6 +104,7 @@ class Row:
     flagfile: str
     requires: tuple = ()
     cache_views: int = 0
+    cache_flags: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +274,12 @@ def _parse_row(entry, table_path):
         raise ConfigError(
             f"{where}: cache_views needs --soft_label_cache=DIR in {flagfile} (where to build the cache)."
         )
-    return Row(entry["name"], entry["label"], flagfile, requires, cache_views)
+    cache_flags = entry.get("cache_flags", [])
+    if not isinstance(cache_flags, list) or not all(isinstance(f, str) and f.startswith("--") for f in cache_flags):
+        raise ConfigError(f"{where}: cache_flags must be a list of flags such as '--top_k=10', got {cache_flags!r}.")
+    if cache_flags and not cache_views:
+        raise ConfigError(f"{where}: cache_flags are for the row's cache, which only cache_views builds.")
+    return Row(entry["name"], entry["label"], flagfile, requires, cache_views, tuple(cache_flags))
 
 
 def _flag_value(flag_list, name):
@@ -461,7 +469,12 @@ def make_cache_cell(table, row, column, output_dir, extra_flags=(), cache_comman
     values = _placeholder_values(column, CACHE_SEED, output_dir)
     flags = (*_cell_flags(row, column, CACHE_SEED, values), *(expand(flag, values) for flag in extra_flags))
     cache_dir = expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
-    command = (*(cache_command or (sys.executable, CACHE_SCRIPT)), *flags, f"--views={row.cache_views}")
+    command = (
+        *(cache_command or (sys.executable, CACHE_SCRIPT)),
+        *flags,
+        *row.cache_flags,
+        f"--views={row.cache_views}",
+    )
     return Cell(table, row, column, CACHE_SEED, os.path.expanduser(cache_dir), command, kind="cache")
 
 

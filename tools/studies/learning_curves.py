@@ -12,6 +12,7 @@ Plotting needs matplotlib (``pip install -e ".[plot]"``); reading and averaging 
 import glob
 import math
 import os
+import re
 import textwrap
 
 import numpy as np
@@ -27,8 +28,12 @@ PANELS = (
     ("Training accuracy", ("accuracy",)),
     ("Validation", ("val_mAP", "val_accuracy")),
     ("Learning rate", ("learning_rate",)),
+    # SSKT's diagnostics (columns load_history derives): has each head learned its source?
+    ("Auxiliary loss above its floor", ("aux_above_floor",)),
+    ("Heads' top-1 agreement with their sources", ("val_aux_agreement", "aux_agreement")),
 )
-_PERCENT_COLUMNS = ("accuracy", "val_accuracy", "val_mAP")
+_PERCENT_COLUMNS = ("accuracy", "val_accuracy", "val_mAP", "aux_agreement", "val_aux_agreement")
+_AUX_COLUMN = re.compile(r"^(val_)?aux_(.+)_(loss|floor|agreement)$")
 
 
 def load_history(run_dir):
@@ -49,7 +54,27 @@ def load_history(run_dir):
     columns = sorted(set().union(*rows))
     history = {name: np.array([float(row[name]) if row.get(name) else np.nan for row in rows]) for name in columns}
     history["epoch"] = history["epoch"] + 1
+    history.update(_diagnostics(history))
     return history
+
+
+def _diagnostics(history):
+    """SSKT's per-source diagnostics averaged over sources: ``aux_above_floor`` (training loss minus
+    its floor) and ``aux_agreement``/``val_aux_agreement``; absent for runs without them."""
+    by_source = {}
+    for name in history:
+        match = _AUX_COLUMN.match(name)
+        if match:
+            by_source.setdefault((match[1] or "", match[2]), {})[match[3]] = history[name]
+    derived = {}
+    above = [c["loss"] - c["floor"] for (split, _), c in by_source.items() if not split and {"loss", "floor"} <= set(c)]
+    if above:
+        derived["aux_above_floor"] = np.mean(above, axis=0)
+    for split in ("", "val_"):
+        agreement = [c["agreement"] for (s, _), c in by_source.items() if s == split and "agreement" in c]
+        if agreement:
+            derived[f"{split}aux_agreement"] = np.mean(agreement, axis=0)
+    return derived
 
 
 def groups_from_patterns(patterns):
