@@ -175,3 +175,15 @@ def test_training_caching_and_ranking_with_the_real_lite0(digits_folder, tmp_pat
     (row,) = ranking["rows"]
     assert row["sources"] == ["imagenet_efficientnet_lite0"] and row["classes"] == 1000 and np.isfinite(row["leep"])
     json.dumps(ranking)
+
+
+def test_the_lite0_target_starts_from_imagenet_with_a_new_classifier():
+    from sskt_tf import targets
+
+    target = targets.get("efficientnet_lite0", 5, image_size=32)
+    imagenet = efficientnet_lite.load("efficientnet_lite0")
+    assert target.get_layer("resize").output.shape[1:3] == (128, 128) and target.output_shape == (None, 5)
+    for name in ("_conv_stem", "_blocks.7._depthwise_conv", "_bn1", "_conv_head"):
+        for mine, theirs in zip(target.get_layer(name).weights, imagenet.get_layer(name).weights):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert target.get_layer("_fc").kernel.shape == (1280, 5) and len(target.trainable_weights) > 100

