@@ -402,12 +402,14 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             if rest:  # the unlabelled rows: the probe's alpha and T, the alpha=0 control
                 alpha, temperature = (0.0 if cell.row.name.endswith("alpha0") else 1.0), 2.0
             size = 96 if cell.row.name == "sskt_lite0_96" else 128
-            assert config.sources == ["imagenet/efficientnet_lite0"] and config.source_image_size == size
+            two = "_lite2" in cell.row.name  # Lite0 and Lite2 together, as the paper's P+I
+            lite = ["imagenet/efficientnet_lite0", *(["imagenet/efficientnet_lite2"] if two else [])]
+            assert config.sources == lite and config.source_image_size == size
             assert (config.alpha, config.temperature) == (alpha, temperature), cell.description
             assert (config.unlabeled_from_rest, config.unlabeled_ratio) == (rest, 1.0)
             assert config.head == ("transfer" if not rest or cell.row.name.endswith("_transfer") else "linear")
             assert config.source_weights == ("none" if cell.row.name.endswith("_random") else "imagenet")
-            cache = f"out/cache/cifar10_5to9_500_{'rest_' if rest else ''}lite0_{size}"
+            cache = f"out/cache/cifar10_5to9_500_{'rest_' if rest else ''}lite0_{'lite2_' if two else ''}{size}"
             cache += {"sskt_lite0_rest_shuffled": "_shuffled", "sskt_lite0_rest_random": "_random_spread"}.get(
                 cell.row.name, ""
             )
@@ -431,7 +433,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         elif cell.row.name.startswith("kd_warmup"):
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 9
+    assert len(cache_cells) == 11
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
         [source_model],
         [random_model],
@@ -439,6 +441,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         [candidate_models["sskt_two_classes_source"]],
     ]
     lite0 = {cell.model_dir.rsplit("/", 1)[1]: cell.command[2:] for cell in cache_cells[4:]}
+    assert len(lite0) == 7  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2 twice
     assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
     # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.
     assert lite0["cifar10_5to9_500_rest_lite0_128_shuffled"][-2] == "--soft_label_control=shuffle"
