@@ -187,3 +187,12 @@ def test_the_lite0_target_starts_from_imagenet_with_a_new_classifier():
         for mine, theirs in zip(target.get_layer(name).weights, imagenet.get_layer(name).weights):
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     assert target.get_layer("_fc").kernel.shape == (1280, 5) and len(target.trainable_weights) > 100
+
+
+def test_scratch_trains_the_lite0_target_which_has_no_stage_names(digits):
+    from sskt_tf import SSKTModel, targets
+
+    model = SSKTModel(targets.get("efficientnet_lite0", 10, image_size=16))  # --method=scratch builds this
+    model.compile("sgd", weighted_metrics=["accuracy"])
+    logs = model.train_on_batch(digits[0][:8].astype("float32"), digits[1][:8], return_dict=True)
+    assert model.feature_layers == [] and np.isfinite(logs["loss"])

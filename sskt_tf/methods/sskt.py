@@ -122,7 +122,8 @@ class SSKTModel(MethodModel):
         if len(set(source_names)) != len(source_names):
             raise ConfigError(f"Source names must be unique, got {source_names}.")
         self.head_kind = head
-        self.feature_layers = list(feature_layers or default_feature_layers(target, head))
+        # Without sources there is no head, so any target (one without stage names too) trains alone.
+        self.feature_layers = list(feature_layers or (default_feature_layers(target, head) if self.sources else []))
         self.head_width = None if head_width is None else int(head_width)
         video = len(target.inputs[0].shape) == 5
         self.heads = [
