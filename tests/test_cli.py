@@ -4,14 +4,13 @@ import csv
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tomllib
-from helpers.processes import REPO, run_python
+from helpers.in_process import run_entry_point, run_script
+from helpers.processes import REPO
 
 from sskt_tf import training
 from sskt_tf.errors import ConfigError
@@ -35,7 +34,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     keras_home = tmp_path / "keras_home"
     checkpoint = tmp_path / "resnet50_places365.pth.tar"
     save_like_csail(random_resnet("resnet50", 365), checkpoint, "resnet50")
-    converted = run_python(
+    converted = run_script(
         [
             "tools/convert_torch_resnet.py",
             f"--checkpoint={checkpoint}",
@@ -46,7 +45,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     )
     assert converted.returncode == 0, converted.stderr[-3000:]
     model_dir = tmp_path / "run"
-    result = run_python(
+    result = run_script(
         [
             "tests/helpers/mock_tfds_train.py",
             "48",
@@ -90,7 +89,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
 @pytest.mark.slow
 def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tiny_source_path):
     model_dir = tmp_path / "folder_run"
-    result = run_python(
+    result = run_script(
         [
             "tools/train.py",
             f"--dataset=folder:{digits_folder}",
@@ -123,7 +122,7 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
 )
 @pytest.mark.slow
 def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
-    result = run_python(
+    result = run_script(
         [
             "tools/train.py",
             f"--dataset=folder:{digits_folder}",
@@ -212,23 +211,7 @@ def test_every_console_script_runs_its_tool():
     assert {"sskt-train", "sskt-export", "sskt-cache-soft-labels"} <= set(scripts)
     # What pip's generated script does: import the entry point and call it. An unknown flag shows
     # that the tool's own flag parser runs (one error line, exit 2).
-    processes = {
-        name: subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"import sys; sys.argv = ['{name}', '--no_such_flag=1']; from {module} import {function}; {function}()",
-            ],
-            cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, entry in scripts.items()
-        for module, function in [entry.split(":")]
-    }
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 2, (name, stderr[-2000:])
-        assert "no_such_flag" in stderr and "Run with --helpfull" in stderr, (name, stderr[-2000:])
+    for name, entry_point in scripts.items():
+        result = run_entry_point(entry_point, [name, "--no_such_flag=1"])
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert "no_such_flag" in result.stderr and "Run with --helpfull" in result.stderr, (name, result.stderr[-2000:])

@@ -38,6 +38,7 @@ def test_one_and_two_replicas_agree(method, keys, replica_runs):
     assert one["history"]["loss"][0] != one["history"]["loss"][1]
 
 
+@pytest.mark.slow
 def test_maxl_two_replicas_with_the_same_local_batch_match_one_device(replica_runs):
     # Its inner SGD step uses each replica's local batch (README), so it matches one
     # device exactly when both replicas hold the same batch: the meta step, the entropy

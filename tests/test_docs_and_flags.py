@@ -5,7 +5,8 @@ import re
 
 import pytest
 from absl import flags
-from helpers.processes import REPO, run_python
+from helpers.in_process import run_script
+from helpers.processes import REPO
 
 from sskt_tf.training.config import TrainConfig
 from sskt_tf.training.flags import config_from_flags, define_flags, to_flagfile
@@ -27,7 +28,7 @@ def test_readme_python_example_runs(tmp_path):
     code = re.search(r"```python\n(.*?)```", api_section, flags=re.S).group(1)
     script = tmp_path / "readme_example.py"
     script.write_text(f"import os\nos.chdir({str(tmp_path)!r})\n" + code)
-    result = run_python([str(script)])
+    result = run_script([str(script)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "aux_my_source_loss" in result.stdout and (tmp_path / "digits_target.keras").exists()
 

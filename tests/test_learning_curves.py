@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers.processes import run_python
+from helpers.in_process import run_script
 from studies import harness, learning_curves
 
 from sskt_tf.errors import ConfigError
@@ -80,14 +80,13 @@ def test_plot_runs_tool_and_reproduce_plot(tmp_path):
             run = _fake_run(tmp_path / "runs" / "toy" / row / "c10-r20" / f"seed{seed}", 0.1 * seed)
             with open(os.path.join(run, "results.json"), "w") as f:
                 json.dump({"best_val_accuracy": 0.5}, f)
-    result = run_python(
+    result = run_script(
         [
             "tools/plot_runs.py",
             f"--runs=A={tmp_path}/runs/toy/a/*/seed*",
             f"--runs={tmp_path}/runs/toy/b/*/seed*",
             f"--output={tmp_path}/tool.png",
         ],
-        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "A (2 runs)" in result.stdout and (tmp_path / "tool.png").exists()

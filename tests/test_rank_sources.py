@@ -7,7 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers.processes import run_python
+from helpers.in_process import run_script
 
 from sskt_tf import training
 from sskt_tf.errors import ConfigError
@@ -37,7 +37,7 @@ def _config(digits_folder, sources, **changes):
 
 def test_the_tool_ranks_two_keras_sources_and_their_pair(tmp_path, digits_folder, tiny_source_path, second_source_path):
     output = tmp_path / "ranking.json"
-    result = run_python(
+    result = run_script(
         [
             "tools/rank_sources.py",
             f"--dataset=folder:{digits_folder}",
@@ -47,7 +47,6 @@ def test_the_tool_ranks_two_keras_sources_and_their_pair(tmp_path, digits_folder
             "--rank_by=logme",
             f"--output={output}",
         ],
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ranking = json.loads(output.read_text())
@@ -118,5 +117,5 @@ def test_bad_inputs_are_clear_errors(tmp_path, digits_folder, tiny_source_path):
         source_ranking.rank(_config(digits_folder, [tiny_source_path], train_examples_per_class=1000))
     with pytest.raises(ConfigError, match="fewer than two classes"):
         source_ranking.rank(_config(digits_folder, [tiny_source_path], classes=["digit3"]))
-    refused = run_python(["tools/rank_sources.py", f"--sources={tiny_source_path}", "--rank_examples=-1"])
+    refused = run_script(["tools/rank_sources.py", f"--sources={tiny_source_path}", "--rank_examples=-1"])
     assert refused.returncode == 2 and "--rank_examples=-1" in refused.stderr

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 from absl import flags
-from helpers.processes import REPO, run_python
+from helpers.in_process import run_script
+from helpers.processes import REPO
 from studies import harness
 
 from sskt_tf.errors import ConfigError
@@ -131,7 +132,7 @@ def test_dry_run_lists_required_teachers_then_the_grid_with_placeholders_expande
 
 @pytest.mark.slow
 def test_cli_dry_run_with_column_flags():
-    result = run_python(
+    result = run_script(
         [
             "tools/reproduce.py",
             "--table=voc2007",
@@ -141,7 +142,6 @@ def test_cli_dry_run_with_column_flags():
             "--dry_run",
             "--output_dir=out",
         ],
-        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(

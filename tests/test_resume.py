@@ -12,21 +12,25 @@ import time
 import keras
 import numpy as np
 import pytest
+from helpers.in_process import run_script
 from helpers.processes import REPO
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.training import backup, history
 
+EPOCHS = 6
+# A warmup over 4 epochs and a decay at epoch 3: a resumed run must continue both schedules.
+SCHEDULE = ("--lr_warmup_epochs=4", "--lr_milestones=3")
 
-def _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra):
+
+def _train_args(model_dir, digits_folder, tiny_source_path, *extra):
     return [
-        sys.executable,
         "tools/train.py",
         f"--dataset=folder:{digits_folder}",
         "--image_size=16",
         f"--sources={tiny_source_path}",
-        f"--epochs={epochs}",
-        "--lr_milestones=3",
+        f"--epochs={EPOCHS}",
+        *SCHEDULE,
         "--batch_size=32",
         "--verbose=0",
         "--deterministic",
@@ -35,17 +39,23 @@ def _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra):
     ]
 
 
-def _train_uninterrupted(model_dir, digits_folder, tiny_source_path, epochs, env, *extra):
-    """Trains the same run without interruption into ``model_dir``."""
-    uninterrupted = subprocess.run(
-        _train_command(model_dir, digits_folder, tiny_source_path, epochs, *extra),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+def _start(args):
+    """Starts ``python args...`` as a real process (the one the test kills)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    command = [sys.executable, *args]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, digits_folder, tiny_source_path):
+    """The run both tests' interrupted runs must end equal to, trained once without interruption.
+
+    Step backups (``--backup_every_steps``) change nothing in training, so one run serves both.
+    """
+    model_dir = tmp_path_factory.mktemp("resume") / "uninterrupted"
+    result = run_script(_train_args(model_dir, digits_folder, tiny_source_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
 
 
 def _assert_same_last_weights(run_a, run_b):
@@ -57,13 +67,13 @@ def _assert_same_last_weights(run_a, run_b):
 
 
 @pytest.mark.slow
-def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, digits_folder, tiny_source_path):
+def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(
+    tmp_path, digits_folder, tiny_source_path, uninterrupted
+):
     model_dir = tmp_path / "run"
-    # A warmup over 4 epochs: the kill lands at epoch 2 or later, inside it or after it.
-    command = _train_command(model_dir, digits_folder, tiny_source_path, 12, "--lr_warmup_epochs=4")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    args = _train_args(model_dir, digits_folder, tiny_source_path)
     backup_dir = str(model_dir / "backup")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = _start(args)
     try:
         deadline = time.time() + 300
         while backup.latest_position(backup_dir).epoch < 2:
@@ -75,29 +85,27 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(tmp_path, d
         process.wait()
     assert process.returncode == -signal.SIGKILL
     killed_at = backup.latest_position(backup_dir).epoch
-    assert 2 <= killed_at < 12 and not (model_dir / "results.json").exists()
+    assert 2 <= killed_at < EPOCHS and not (model_dir / "results.json").exists()
 
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    resumed = run_script(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from the backup in {backup_dir} after epoch {killed_at}" in resumed.stderr
     rows = history.read_history(str(model_dir / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == list(range(12))  # every epoch exactly once
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))  # every epoch exactly once
     # The learning-rate schedule continued where it was: the warmup's 1/5, 2/5, 3/5 and 4/5,
     # and x0.2 from epoch 3 on.
-    warmup = [0.2, 0.4, 0.6, 0.8] + [1.0] * 8
+    warmup = [0.2, 0.4, 0.6, 0.8] + [1.0] * (EPOCHS - 4)
     expected = [0.1 * w * (0.2 if epoch >= 3 else 1.0) for epoch, w in enumerate(warmup)]
     assert [float(row["learning_rate"]) for row in rows] == pytest.approx(expected)
     results = json.loads((model_dir / "results.json").read_text())
-    assert results["epochs"] == 12 and results["resumed_from_epoch"] == killed_at
+    assert results["epochs"] == EPOCHS and results["resumed_from_epoch"] == killed_at
     assert not os.path.exists(backup_dir)  # removed once the run finished
 
-    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    again = run_script(args)
     assert again.returncode == 2 and "holds a finished run" in again.stderr
 
     # The resumed run trained on the batches, crops and learning rates of an uninterrupted one.
-    whole = tmp_path / "uninterrupted"
-    _train_uninterrupted(whole, digits_folder, tiny_source_path, 12, env, "--lr_warmup_epochs=4")
-    _assert_same_last_weights(model_dir, whole)
+    _assert_same_last_weights(model_dir, uninterrupted)
 
 
 def _wait_for_backup(process, backup_dir, reached):
@@ -116,14 +124,15 @@ def _wait_for_backup(process, backup_dir, reached):
 
 
 @pytest.mark.slow
-def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_path, digits_folder, tiny_source_path):
+def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(
+    tmp_path, digits_folder, tiny_source_path, uninterrupted
+):
     model_dir = tmp_path / "run"
-    command = _train_command(model_dir, digits_folder, tiny_source_path, 4, "--backup_every_steps=10")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    args = _train_args(model_dir, digits_folder, tiny_source_path, "--backup_every_steps=10")
     backup_dir = str(model_dir / "backup")
 
     # SIGKILL after a backup within epoch 2: the rerun starts at that step.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = _start(args)
     try:
         killed_at = _wait_for_backup(process, backup_dir, lambda p: p.epoch == 1 and p.step > 0)
         process.send_signal(signal.SIGKILL)
@@ -131,7 +140,7 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_p
         process.wait()
 
     # SIGTERM within epoch 3 of the rerun: a backup at the next step, exit code 75.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = _start(args)
     try:
         _wait_for_backup(process, backup_dir, lambda p: p.epoch == 2 and p.step > 0)
         process.send_signal(signal.SIGTERM)
@@ -145,7 +154,7 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_p
     assert stopped_at.epoch == 2 and stopped_at.step > 0
     assert len(backup.held_positions(backup_dir)) == 2  # the newest two
 
-    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    resumed = run_script(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((model_dir / "results.json").read_text())
     assert (results["resumed_from_epoch"], results["resumed_from_step"]) == stopped_at
@@ -153,17 +162,15 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(tmp_p
     assert (killed_at.epoch * steps_per_epoch + killed_at.step) % 10 == 0  # every 10 steps of the run
     assert stopped_at.step < steps_per_epoch
 
-    whole = tmp_path / "uninterrupted"
-    _train_uninterrupted(whole, digits_folder, tiny_source_path, 4, env)
     rows = history.read_history(str(model_dir / "history.csv"))
-    whole_rows = history.read_history(str(whole / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
+    whole_rows = history.read_history(str(uninterrupted / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))  # every epoch exactly once
     for key in ("loss", "accuracy", "target_loss", "aux_tiny_loss", "learning_rate", "val_loss", "val_accuracy"):
         # The resumed epochs' training metrics cover the whole epoch, both of its parts.
         np.testing.assert_allclose(
             [float(r[key]) for r in rows], [float(r[key]) for r in whole_rows], rtol=1e-5, err_msg=key
         )
-    _assert_same_last_weights(model_dir, whole)
+    _assert_same_last_weights(model_dir, uninterrupted)
 
 
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):

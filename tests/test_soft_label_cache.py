@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers.processes import run_python
+from helpers.in_process import run_script
 
 from sskt_tf import SSKTModel, TrainConfig, data, soft_labels, sources, targets, training
 from sskt_tf.data import views
@@ -127,20 +127,27 @@ def test_training_from_the_cache_matches_online_training_on_the_same_views(confi
 def test_epochs_cycle_through_the_views_in_a_fixed_order(config, splits, tmp_path):
     _write(config, splits, tmp_path, dtype="float32", views=2)
     cache = soft_labels.SoftLabelCache(str(tmp_path))
+    # {logits bytes: example index} of each view: which example (and view) a served soft label is.
+    index_of = [{logits[0].tobytes(): index for index, logits in _records(cache, view).items()} for view in range(2)]
 
-    def first_batch_per_epoch(start_epoch):
+    def epochs_from(start_epoch):
         batches = list(
             cache.train_pipeline(splits.train, 32, seed=1, start_epoch=start_epoch, epochs=4).as_numpy_iterator()
         )
         assert len(batches) == 3 * (4 - start_epoch)  # 96 // 32 batches per epoch
-        return [batches[i][0]["soft_labels"][0] for i in range(0, len(batches), 3)]
+        return [np.concatenate([b[0]["soft_labels"][0] for b in batches[i : i + 3]]) for i in range(0, len(batches), 3)]
 
-    from_zero, resumed = first_batch_per_epoch(0), first_batch_per_epoch(2)
+    from_zero, resumed = epochs_from(0), epochs_from(2)
+    for epoch, served in enumerate(from_zero):
+        # Epoch e serves view e mod 2's soft labels, each example exactly once.
+        indices = [index_of[epoch % 2].get(row.tobytes()) for row in served]
+        assert sorted(indices) == list(range(EXAMPLES)), f"epoch {epoch} did not serve view {epoch % 2}"
+        if epoch:
+            previous = [index_of[(epoch - 1) % 2][row.tobytes()] for row in from_zero[epoch - 1]]
+            assert indices != previous  # a new order every epoch
     # A resumed run (from epoch 2) sees exactly the batches of an uninterrupted one.
     np.testing.assert_array_equal(from_zero[2], resumed[0])
     np.testing.assert_array_equal(from_zero[3], resumed[1])
-    # Epochs differ in order (and views alternate), never repeat the previous epoch.
-    assert not np.array_equal(from_zero[0], from_zero[1]) and not np.array_equal(from_zero[0], from_zero[2])
 
 
 def test_mismatched_caches_are_refused_with_every_difference(config, splits, tmp_path):
@@ -259,17 +266,17 @@ def test_train_and_cache_tools_end_to_end(digits_folder, tiny_source_path, tmp_p
         f"--soft_label_cache={cache_dir}",
         "--verbose=0",
     ]
-    made = run_python(["tools/cache_soft_labels.py", *common, "--views=2", "--cache_batch_size=128"])
+    made = run_script(["tools/cache_soft_labels.py", *common, "--views=2", "--cache_batch_size=128"])
     assert made.returncode == 0, made.stderr[-3000:]
     summary = json.loads(made.stdout.strip().splitlines()[-1])
     assert summary["views"] == 2 and summary["files"] == 2
-    trained = run_python(["tools/train.py", *common, "--epochs=3", "--lr_milestones=2", f"--model_dir={run_dir}"])
+    trained = run_script(["tools/train.py", *common, "--epochs=3", "--lr_milestones=2", f"--model_dir={run_dir}"])
     assert trained.returncode == 0, trained.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["soft_label_cache_views"] == 2 and results["epochs"] == 3
     assert "aux_tiny_loss" in results and "val_aux_tiny_loss" not in results
     # Another source set is refused before any training, with exit code 2.
-    refused = run_python(
+    refused = run_script(
         [
             "tools/train.py",
             *[f for f in common if not f.startswith("--sources")],

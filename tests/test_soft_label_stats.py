@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers.processes import run_python
+from helpers.in_process import run_script
 
 from sskt_tf.soft_labels.stats import soft_label_statistics
 
@@ -34,7 +34,7 @@ def test_a_constant_source_carries_nothing_and_temperature_softens():
 
 @pytest.mark.slow
 def test_inspect_tool_on_a_folder_with_a_keras_source(digits_folder, tiny_source_path, tmp_path):
-    result = run_python(
+    result = run_script(
         [
             "tools/inspect_soft_labels.py",
             f"--dataset=folder:{digits_folder}",
@@ -44,11 +44,10 @@ def test_inspect_tool_on_a_folder_with_a_keras_source(digits_folder, tiny_source
             "--temperature=3",
             f"--output={tmp_path / 'stats.json'}",
         ],
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     stats = json.loads((tmp_path / "stats.json").read_text())["tiny"]
     assert set(stats["per_class"]) == {"digit1", "digit7"} and stats["source_classes"] == 5
     assert "soft labels at T=3: mean entropy" in result.stdout
-    missing = run_python(["tools/inspect_soft_labels.py", "--dataset=folder:/nonexistent", "--sources="], timeout=300)
+    missing = run_script(["tools/inspect_soft_labels.py", "--dataset=folder:/nonexistent", "--sources="])
     assert missing.returncode == 2 and "no sources to run" in missing.stderr  # before looking for the data

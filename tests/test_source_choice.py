@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers.processes import run_python
+from helpers.in_process import run_script
 from studies import source_choice
 
 from sskt_tf.errors import ConfigError
@@ -96,9 +96,8 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
     }
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    result = run_python(
+    result = run_script(
         ["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}", "--rank_examples=100"],
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((output_dir / "t" / "source_choice.json").read_text())
@@ -114,7 +113,7 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
 
     spec["candidates"][0]["source"] = str(tmp_path / "missing.keras")
     spec_path.write_text(json.dumps(spec))
-    missing = run_python(["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}"])
+    missing = run_script(["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}"])
     assert missing.returncode == 2 and "missing.keras" in missing.stderr
 
 

@@ -5,7 +5,7 @@ import os
 
 import keras
 import pytest
-from helpers.processes import run_python
+from helpers.in_process import run_script
 
 from sskt_tf import TrainConfig, sources
 from sskt_tf.errors import ConfigError
@@ -125,7 +125,7 @@ def test_a_keras_source_that_returns_a_feature_map_is_refused_before_the_run_wri
     path = tmp_path / "features.keras"
     keras.Model(inputs, feature_map).save(path)
     model_dir = tmp_path / "run"
-    result = run_python(
+    result = run_script(
         ["tools/train.py", f"--sources={path}", "--dataset=folder:/nonexistent", f"--model_dir={model_dir}"]
     )
     assert result.returncode == 2, result.stderr[-2000:]

@@ -5,7 +5,8 @@ import json
 import keras
 import numpy as np
 import pytest
-from helpers.processes import run_python
+import tensorflow as tf
+from helpers.in_process import run_script
 
 from sskt_tf import SSKTModel, TrainConfig, sources, targets, training
 from sskt_tf.errors import ConfigError
@@ -40,10 +41,19 @@ def _model(tiny_source_path, policy="float32", small=False, **compile_kwargs):
 @pytest.mark.slow
 def test_xla_step_matches_the_plain_step(tiny_source_path, batch):
     x, y = batch
-    plain = _model(tiny_source_path, small=True).train_on_batch(x, y, return_dict=True)
-    xla = _model(tiny_source_path, small=True, jit_compile=True).train_on_batch(x, y, return_dict=True)
+    plain_model = _model(tiny_source_path, small=True, jit_compile=False)
+    xla_model = _model(tiny_source_path, small=True, jit_compile=True)
+    plain = plain_model.train_on_batch(x, y, return_dict=True)
+    xla = xla_model.train_on_batch(x, y, return_dict=True)
+    # Keras falls back to the plain step, silently, where XLA cannot compile it: it did not here.
+    assert xla_model.jit_compile is True and plain_model.jit_compile is False
+    hlo = tf.function(xla_model.train_step, jit_compile=True).experimental_get_compiler_ir((x, y))(stage="hlo")
+    assert "ENTRY" in hlo and "convolution" in hlo
     for name in ("loss", "target_loss", "aux_tiny_loss"):
         assert xla[name] == pytest.approx(plain[name], rel=1e-4), name
+    # The update itself: every weight after the step equal.
+    for a, b in zip(plain_model.weights, xla_model.weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -95,7 +105,7 @@ def test_unknown_precision_is_refused():
 @pytest.mark.slow
 @pytest.mark.torch
 def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
-    result = run_python(
+    result = run_script(
         [
             "benchmarks/benchmark.py",
             "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch",
@@ -119,14 +129,14 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     assert [line["head"] for line in lines] == [None, "linear", "linear", None]
     assert [len(line["sources"]) for line in lines] == [0, 1, 2, 0]
     assert "| sskt_cached | off | float32 |" in result.stdout
-    bad = run_python(["benchmarks/benchmark.py", "--configs=warp_drive"])
+    bad = run_script(["benchmarks/benchmark.py", "--configs=warp_drive"])
     assert bad.returncode == 2 and "Unknown --configs entry 'warp_drive'" in bad.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.torch
 def test_benchmark_measures_the_video_step_beside_pytorch():
-    result = run_python(
+    result = run_script(
         [
             "benchmarks/benchmark.py",
             "--configs=video_scratch,video_sskt_online_2,torch_video_sskt_online_2",

@@ -169,6 +169,7 @@ def test_a_cache_built_for_another_subset_is_refused(digits_folder, tiny_source_
     assert training.train(config)["soft_label_cache_views"] == 1
 
 
+@pytest.mark.slow
 def test_the_export_names_the_kept_classes(subset_run):
     import tensorflow as tf
 

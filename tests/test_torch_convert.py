@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import torch
-from helpers.processes import run_python
+from helpers.in_process import run_script
 from torch_reference import random_resnet, save_like_csail
 
 from sskt_tf import sources
@@ -184,14 +184,14 @@ def test_convert_tool_command_line(csail_resnet18, tmp_path):
         "--num_classes=365",
         f"--output={output}",
     ]
-    result = run_python(args)
+    result = run_script(args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(resnet18, 365 classes, " in result.stdout and os.path.exists(output)
     before = output.read_bytes()
-    again = run_python(args)  # an existing output is kept unless --overwrite
+    again = run_script(args)  # an existing output is kept unless --overwrite
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
     assert output.read_bytes() == before
-    missing = run_python(["tools/convert_torch_resnet.py", f"--output={tmp_path / 'z.keras'}"])
+    missing = run_script(["tools/convert_torch_resnet.py", f"--output={tmp_path / 'z.keras'}"])
     assert missing.returncode == 2 and "--checkpoint must have a value" in missing.stderr
 
 

@@ -5,13 +5,16 @@ import json
 
 import keras
 import pytest
+from helpers.in_process import run_script
 from helpers.moving_digits import DIRECTIONS, moving_digits
-from helpers.processes import run_python
 from helpers.video_files import write_video_folder
 
 from sskt_tf import TrainConfig
 from sskt_tf.errors import ConfigError
 from sskt_tf.training import train
+
+# Every test here trains, or builds the module's video folder and its source.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ VIDEO_FLAGS = [
 
 def test_cli_trains_sskt_on_a_video_folder_and_reports_video_accuracy(videos):
     model_dir = videos / "run"
-    result = run_python(
+    result = run_script(
         [
             "tools/train.py",
             f"--dataset=video_folder:{videos / 'videos'}",
@@ -63,7 +66,7 @@ def test_cli_trains_sskt_on_a_video_folder_and_reports_video_accuracy(videos):
 
 def test_cli_trains_on_tfds_ucf101(tmp_path):
     model_dir = tmp_path / "ucf"
-    result = run_python(
+    result = run_script(
         [
             "tests/helpers/mock_tfds_train.py",
             "8",
@@ -119,7 +122,7 @@ def test_cli_fine_tunes_from_a_hara_kinetics_checkpoint(videos, tmp_path):
     checkpoint = tmp_path / "resnet-10-kinetics.pth"
     save_like_hara(random_resnet3d(10, 400, seed=3), checkpoint, arch="resnet-10")
     model_dir = tmp_path / "fine_tuned"
-    result = run_python(
+    result = run_script(
         [
             "tools/train.py",
             f"--dataset=video_folder:{videos / 'videos'}",
