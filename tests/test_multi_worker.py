@@ -17,6 +17,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from helpers.in_process import run_script
 from helpers.processes import REPO, run_python
 
 import sskt_tf  # noqa: F401  (registers the custom layers of saved targets)
@@ -81,26 +82,37 @@ def _run_two_workers(log_dir, flags):
     return logs
 
 
-def test_two_workers_train_to_identical_weights(tmp_path, digits_folder, tiny_source_path):
-    model_dir = tmp_path / "run"
-    logs = _run_two_workers(
-        tmp_path,
-        [
-            f"--dataset=folder:{digits_folder}",
-            "--image_size=16",
-            f"--sources={tiny_source_path}",
-            "--epochs=2",
-            "--batch_size=32",
-            "--verbose=2",
-            f"--model_dir={model_dir}",
-        ],
-    )
+def _resumable_flags(digits_folder, tiny_source_path):
+    """Four deterministic epochs: the killed-and-resumed cluster must end as an uninterrupted one."""
+    return [
+        f"--dataset=folder:{digits_folder}",
+        "--image_size=16",
+        f"--sources={tiny_source_path}",
+        "--epochs=4",
+        "--lr_milestones=3",
+        "--batch_size=32",
+        "--verbose=0",
+        "--deterministic",
+    ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_workers(tmp_path_factory, digits_folder, tiny_source_path):
+    """``(model_dir, worker logs)`` of an uninterrupted two-worker run (the kill test's reference)."""
+    root = tmp_path_factory.mktemp("uninterrupted_workers")
+    flags = _resumable_flags(digits_folder, tiny_source_path)
+    logs = _run_two_workers(root, [*flags, f"--model_dir={root / 'run'}"])
+    return root / "run", logs
+
+
+def test_two_workers_train_to_identical_weights(uninterrupted_workers):
+    model_dir, logs = uninterrupted_workers
     assert "on 2 replica(s)" in logs[0].read_text()
 
     chief_dir, worker_dir = model_dir, model_dir / "worker_1"
     chief_rows = history.read_history(str(chief_dir / "history.csv"))
     worker_rows = history.read_history(str(worker_dir / "history.csv"))
-    assert [row["epoch"] for row in chief_rows] == ["0", "1"]
+    assert [row["epoch"] for row in chief_rows] == ["0", "1", "2", "3"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # global metrics: the same on both
         np.testing.assert_allclose([float(r[key]) for r in worker_rows], [float(r[key]) for r in chief_rows], rtol=1e-5)
     chief = keras.saving.load_model(chief_dir / "last.keras")
@@ -108,7 +120,7 @@ def test_two_workers_train_to_identical_weights(tmp_path, digits_folder, tiny_so
     for a, b in zip(chief.weights, worker.weights):  # BatchNorm moving statistics included
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.path)
     results = json.loads((chief_dir / "results.json").read_text())
-    assert results["replicas"] == 2 and results["epochs"] == 2
+    assert results["replicas"] == 2 and results["epochs"] == 4
 
 
 def _relative_distances(path_a, path_b):
@@ -148,9 +160,14 @@ def test_one_process_two_workers_and_two_replicas_train_alike(tmp_path, digits_f
         "--verbose=0",
     ]
     _run_two_workers(tmp_path, [*flags, f"--model_dir={tmp_path / 'workers'}"])
-    for name, env in (("single", {}), ("one_thread", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})):
-        single = run_python(["tools/train.py", *flags, f"--model_dir={tmp_path / name}"], env=env)
-        assert single.returncode == 0, single.stderr[-3000:]
+    single = run_script(["tools/train.py", *flags, f"--model_dir={tmp_path / 'single'}"])
+    assert single.returncode == 0, single.stderr[-3000:]
+    # Thread pools are set when TensorFlow starts: this run needs a process of its own.
+    one_thread = run_python(
+        ["tools/train.py", *flags, f"--model_dir={tmp_path / 'one_thread'}"],
+        env={"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"},
+    )
+    assert one_thread.returncode == 0, one_thread.stderr[-3000:]
     replicas = run_python(
         [
             "tests/helpers/train_on_two_cpus.py",
@@ -186,18 +203,9 @@ def test_one_process_two_workers_and_two_replicas_train_alike(tmp_path, digits_f
 
 
 def test_workers_killed_apart_resume_from_the_same_epoch_and_match_an_uninterrupted_run(
-    tmp_path, digits_folder, tiny_source_path
+    tmp_path, digits_folder, tiny_source_path, uninterrupted_workers
 ):
-    flags = [
-        f"--dataset=folder:{digits_folder}",
-        "--image_size=16",
-        f"--sources={tiny_source_path}",
-        "--epochs=4",
-        "--lr_milestones=3",
-        "--batch_size=32",
-        "--verbose=0",
-        "--deterministic",
-    ]
+    flags = _resumable_flags(digits_folder, tiny_source_path)
     run = tmp_path / "killed"
     chief_backup, worker_backup = str(run / "backup"), str(run / "worker_1" / "backup")
     processes, logs = _start_two_workers(tmp_path, [*flags, f"--model_dir={run}"])
@@ -227,8 +235,7 @@ def test_workers_killed_apart_resume_from_the_same_epoch_and_match_an_uninterrup
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
     assert json.loads((run / "results.json").read_text())["resumed_from_epoch"] == agreed.epoch
 
-    _run_two_workers(tmp_path / "uninterrupted", [*flags, f"--model_dir={tmp_path / 'uninterrupted'}"])
-    whole = keras.saving.load_model(tmp_path / "uninterrupted" / "last.keras")
+    whole = keras.saving.load_model(uninterrupted_workers[0] / "last.keras")
     for resumed_dir in (run, run / "worker_1"):
         resumed = keras.saving.load_model(resumed_dir / "last.keras")
         for a, b in zip(resumed.weights, whole.weights):  # BatchNorm statistics included
