@@ -5,6 +5,7 @@ import errno
 import json
 import logging
 import os
+import signal
 
 import keras
 import numpy as np
@@ -167,3 +168,29 @@ def test_a_resumed_epoch_reports_whole_epoch_means():
 def test_all_finite():
     assert callbacks.all_finite([np.ones(3), keras.Variable(np.zeros(2))])
     assert not callbacks.all_finite([np.ones(3), np.array([1.0, np.nan])])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_only_asks_the_run_to_stop_and_a_second_ctrl_c_stops_at_once(signum):
+    previous = signal.getsignal(signum)
+    with backup.stop_signals_request_stop() as stop_requested:
+        assert stop_requested() is None
+        os.kill(os.getpid(), signum)
+        assert stop_requested() == signal.Signals(signum).name
+        os.kill(os.getpid(), signal.SIGTERM)  # later signals change nothing ...
+        assert stop_requested() == signal.Signals(signum).name
+        with pytest.raises(KeyboardInterrupt):  # ... but Ctrl-C after a stop request stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signum) is previous  # the handlers are restored
+
+
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(capsys):
+    from sskt_tf.cli.tool import EXIT_INTERRUPTED, run_tool
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(["tool"], interrupted)
+    assert exit_.value.code == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err.startswith("stopped: Interrupted (Ctrl-C).")

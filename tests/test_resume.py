@@ -173,6 +173,38 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(
     _assert_same_last_weights(model_dir, uninterrupted)
 
 
+@pytest.mark.slow
+def test_ctrl_c_mid_epoch_backs_up_says_so_and_the_rerun_ends_as_if_never_stopped(
+    tmp_path, digits_folder, tiny_source_path, uninterrupted
+):
+    model_dir = tmp_path / "run"
+    args = _train_args(model_dir, digits_folder, tiny_source_path)
+    backup_dir = str(model_dir / "backup")
+    process = _start(args)
+    try:
+        _wait_for_backup(process, backup_dir, lambda p: p.epoch >= 1)
+        process.send_signal(signal.SIGINT)
+        stderr = process.communicate(timeout=120)[1].decode()
+    finally:
+        process.kill()
+    assert process.returncode == 75, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    stopped_at = backup.latest_position(backup_dir)
+    stopped = [line for line in stderr.splitlines() if line.startswith("stopped:")]
+    assert stopped == [
+        f"stopped: Stopped on SIGINT; backed up at {stopped_at} in {backup_dir}. Run the same command to resume "
+        "there (no step is redone)."
+    ]
+
+    resumed = run_script(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((model_dir / "results.json").read_text())
+    assert (results["resumed_from_epoch"], results["resumed_from_step"]) == stopped_at
+    rows = history.read_history(str(model_dir / "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+    _assert_same_last_weights(model_dir, uninterrupted)
+
+
 def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     from sskt_tf import training
     from sskt_tf.training.config import TrainConfig

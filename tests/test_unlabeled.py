@@ -110,12 +110,12 @@ def test_the_target_loss_ignores_unlabelled_examples_exactly(tiny_source_path):
 
 @contextlib.contextmanager
 def _sigterm_after(steps):
-    """Stands for backup.sigterm_requests_stop: its ``steps``-th question (one a step, one an epoch end) says stop."""
+    """Stands for backup.stop_signals_request_stop: its ``steps``-th question (a step, an epoch end) says SIGTERM."""
     calls = []
 
     def stop_requested():
         calls.append(None)
-        return len(calls) >= steps
+        return "SIGTERM" if len(calls) >= steps else None
 
     yield stop_requested
 
@@ -135,7 +135,7 @@ def test_sskt_from_a_cache_with_unlabelled_images_resumes_mid_epoch_as_if_never_
 
     stopped = dataclasses.replace(base, model_dir=str(tmp_path / "stopped"), backup_every_steps=100)
     with monkeypatch.context() as patch:
-        patch.setattr(backup_lib, "sigterm_requests_stop", lambda: _sigterm_after(LABELLED // BATCH + 3))
+        patch.setattr(backup_lib, "stop_signals_request_stop", lambda: _sigterm_after(LABELLED // BATCH + 3))
         with pytest.raises(Preempted, match="backed up at epoch 1, step 2"):
             train(stopped)
     resumed = train(stopped)

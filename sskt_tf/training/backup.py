@@ -1,6 +1,6 @@
 """Backups of a run, at epoch ends and within epochs: each written whole or not at all, the last
 two kept, the position every worker of a cluster resumes from agreed among the workers, and
-SIGTERM turned into a backup at the next step.
+SIGTERM and Ctrl-C (SIGINT) turned into a backup at the next step.
 
 A backup directory holds one subdirectory per backup: ``epoch_<e>/`` after ``e`` whole epochs,
 ``epoch_<e>_step_<s>/`` after ``s`` more steps of epoch ``e``. Each holds the weights and
@@ -207,23 +207,41 @@ def combine_epoch_logs(first_steps, first_logs, later_steps, later_logs):
     return combined
 
 
+# The signals that ask a run to stop cleanly: SIGTERM (cloud preemption, kill, a cluster
+# manager) and SIGINT (Ctrl-C).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextlib.contextmanager
-def sigterm_requests_stop():
-    """Within this block SIGTERM (what cloud preemption sends) only sets a flag.
+def stop_signals_request_stop():
+    """Within this block SIGTERM and SIGINT (Ctrl-C) only ask the run to stop.
+
+    The run then backs up at its next step and stops (:class:`FiniteBackupAndRestore`);
+    a second Ctrl-C stops at once (``KeyboardInterrupt``), losing what the last backup
+    does not hold.
 
     Yields:
-        A function of no arguments: whether SIGTERM has arrived. Outside the main
-        thread (where Python cannot handle signals) it always answers False.
+        A function of no arguments: the name of the first stop signal that arrived
+        (``"SIGTERM"`` or ``"SIGINT"``), or None. Outside the main thread (where Python
+        cannot handle signals) it always answers None.
     """
-    requested = threading.Event()
+    received = []
     if threading.current_thread() is not threading.main_thread():
-        yield requested.is_set
+        yield lambda: None
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: requested.set())
+
+    def request_stop(signum, frame):
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not received:
+            received.append(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
     try:
-        yield requested.is_set
+        yield lambda: received[0] if received else None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class ResumedEpochLogs(keras.callbacks.Callback):
@@ -255,7 +273,7 @@ class ResumedEpochLogs(keras.callbacks.Callback):
 
 class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
     """``keras.callbacks.BackupAndRestore`` that backs up within epochs too, stops cleanly on
-    SIGTERM, never backs up a diverged epoch, and never damages a backup it cannot finish.
+    SIGTERM and SIGINT, never backs up a diverged epoch, and never damages a backup it cannot finish.
 
     Saves weights, optimizer state and the position after every epoch (unless the loss or
     the weights are non-finite, so a restart resumes from the last good epoch), every
@@ -268,8 +286,8 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
     backups once the run's results are written (:meth:`delete`).
 
     Within-epoch backups need batches that depend only on the position (epoch-keyed
-    batches); pass ``steps_per_epoch=None`` otherwise: SIGTERM then stops the run without a
-    new backup, and the rerun resumes from the last whole epoch.
+    batches); pass ``steps_per_epoch=None`` otherwise: a stop signal then stops the run without
+    a new backup, and the rerun resumes from the last whole epoch.
 
     Args:
         backup_dir: where the backups live (one directory per worker).
@@ -279,7 +297,7 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
             (0: at epoch ends only).
         steps_per_epoch: steps of one epoch; None: no within-epoch backups.
         stop_requested: a function of no arguments, true once the run should stop
-            (:func:`sigterm_requests_stop`); None: never.
+            (:func:`stop_signals_request_stop`; what it returns names the signal); None: never.
         resumed_epoch_logs: the :class:`ResumedEpochLogs` of a run resumed within an epoch,
             whose saved metrics a new within-epoch backup of that epoch includes.
     """
@@ -326,7 +344,7 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         stop = self.stop_requested()
         if not self.steps_per_epoch:  # no within-epoch backups: stop now, resume from the last epoch end
             if stop:
-                self._stop(None)
+                self._stop(None, steps_done=batch + 1)
             return
         step = self._first_step + batch + 1  # steps of this epoch done
         if step >= self.steps_per_epoch:
@@ -349,13 +367,26 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.stop_requested():
             self._stop(saved)
 
-    def _stop(self, saved):
-        if saved is None:
-            kept = held_positions(self.backup_dir)
-            where = f"the backup at {kept[0]}" if kept else "the start (no backup)"
-            raise Preempted(f"Stopped on SIGTERM at epoch {self._epoch}. Run the same command to resume from {where}.")
+    def _stop(self, saved, steps_done=None):
+        """Raises :class:`Preempted` with where the run stopped and what the rerun redoes.
+
+        Args:
+            saved: the backup just written at the stop, or None (none could be).
+            steps_done: without a backup, the steps of the current epoch done so far.
+        """
+        signal_name = self.stop_requested() or "request"
+        if saved is not None:
+            raise Preempted(
+                f"Stopped on {signal_name}; backed up at {saved} in {self.backup_dir}. Run the same command to "
+                "resume there (no step is redone)."
+            )
+        kept = held_positions(self.backup_dir)
+        where = f"the backup at {kept[0]}" if kept else "the start (no backup)"
+        redone = ""
+        if steps_done and (not kept or kept[0] == Position(self._epoch, 0)):
+            redone = f"; it redoes the {steps_done} step(s) of epoch {self._epoch} done so far"
         raise Preempted(
-            f"Stopped on SIGTERM; backed up at {saved} in {self.backup_dir}. Run the same command to resume there."
+            f"Stopped on {signal_name} in epoch {self._epoch}. Run the same command to resume from {where}{redone}."
         )
 
     def _save(self, position, train_logs):

@@ -202,7 +202,7 @@ class TrainConfig:
     )
     backup_every_steps: int = _f(
         0,
-        "Also back up every N training steps (weights, optimizer state, position), so a kill loses at most N steps; 0 = at epoch ends only. SIGTERM always backs up at the next step and exits with code 75; rerun the same command to resume there.",
+        "Also back up every N training steps (weights, optimizer state, position), so a kill loses at most N steps; 0 = at epoch ends only. SIGTERM and Ctrl-C always back up at the next step and exit with code 75; rerun the same command to resume there.",
         accepts=">= 0",
     )
     distribution_strategy: str = _f(

@@ -266,7 +266,7 @@ def train(config):
     Raises:
         ConfigError: bad settings, missing data or weights.
         TrainingDivergedError: the loss became NaN or infinite.
-        Preempted: SIGTERM arrived; a backup was written (calling again resumes there).
+        Preempted: SIGTERM or SIGINT arrived; a backup was written (calling again resumes there).
     """
     config = validate(config)
     strategy = _strategy(config)
@@ -287,7 +287,7 @@ def train(config):
         model = build_model(config, data, cache)
         compile_model(model, config, multi_label=data.multi_label)
     _log_start(config, data, model, strategy, output_dir)
-    with backup_lib.sigterm_requests_stop() as stop_requested:
+    with backup_lib.stop_signals_request_stop() as stop_requested:
         backup = _backup(config, data, output_dir, resume, stop_requested)
         nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
         seconds = _fit(config, model, data, callbacks, resume)
