@@ -10,12 +10,16 @@
 ===============  ====================================================================
 """
 
-from sskt_tf import data, methods, soft_labels, sources, targets, training
-from sskt_tf.errors import ConfigError, TrainingDivergedError
-from sskt_tf.methods.heads import LinearHead, TransferModule
-from sskt_tf.methods.sskt import SSKTModel
-from sskt_tf.sources import Source
-from sskt_tf.training import TrainConfig, train
+from sskt_tf._tensorflow_startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before any module here imports TensorFlow
+
+from sskt_tf import data, methods  # noqa: E402, soft_labels, sources, targets, training
+from sskt_tf.errors import ConfigError, TrainingDivergedError  # noqa: E402
+from sskt_tf.methods.heads import LinearHead, TransferModule  # noqa: E402
+from sskt_tf.methods.sskt import SSKTModel  # noqa: E402
+from sskt_tf.sources import Source  # noqa: E402
+from sskt_tf.training import TrainConfig, train  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -50,9 +50,32 @@ def test_a_refused_flag_is_one_line_exit_2_and_touches_nothing(tmp_path):
     before = _snapshot(tmp_path)
     result = run_python(["tools/train.py", "--sources=", f"--model_dir={model_dir}", "--lr=nan"])
     assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: flag --lr=nan: must be a finite number > 0"], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and _snapshot(tmp_path) == before
+    # Nothing else on stderr: no traceback, and none of TensorFlow's start-up lines (cuInit & co.).
+    assert result.stderr.splitlines() == [
+        "error: flag --lr=nan: must be a finite number > 0",
+        "Run with --helpfull to list the flags.",
+    ], result.stderr[-2000:]
+    assert _snapshot(tmp_path) == before
+
+
+def test_tensorflow_start_up_lines_are_recognised_and_other_messages_kept():
+    from sskt_tf._tensorflow_startup import is_startup_noise
+
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796528632.516267   10503 port.cc:153] oneDNN custom operations are on.",
+        "I0000 00:00:1796528632.516607   10503 cudart_stub.cc:31] Could not find cuda drivers on your machine.",
+        "E0000 00:00:1796528641.184211   10503 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "W0000 00:00:1796528641.184211   10503 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
+    ]
+    kept = [
+        "E0000 00:00:1796528641.184211   10503 op_kernel.cc:1857] OP_REQUIRES failed: out of memory",
+        "F0000 00:00:1796528641.184211   10503 check.cc:12] Check failed: shape",
+        "UserWarning: something a user should see",
+        "error: flag --lr=nan: must be a finite number > 0",
+    ]
+    assert [is_startup_noise(line) for line in noise] == [True] * len(noise)
+    assert [is_startup_noise(line) for line in kept] == [False] * len(kept)
 
 
 def _config(tmp_path, **overrides):
