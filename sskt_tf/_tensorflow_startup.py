@@ -27,7 +27,7 @@ _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is call
 
 
 def is_startup_noise(line):
-    """Whether ``line`` is one of TensorFlow's start-up messages.
+    """Whether ``line`` starts one of TensorFlow's start-up messages.
 
     Args:
         line: one line of captured stderr, without its newline.
@@ -42,6 +42,27 @@ def is_startup_noise(line):
     if not match:
         return False
     return match["severity"] in "IW" or match["file"] in _NOISE_FILES_AT_ANY_SEVERITY
+
+
+def without_startup_noise(lines):
+    """The lines that are not start-up messages.
+
+    A C++ log message may go on over several lines (``cpu_feature_guard``'s does): lines
+    that follow a C++ log line without starting a new one belong to it, and go with it.
+
+    Args:
+        lines: captured stderr, one string a line.
+
+    Returns:
+        The kept lines, in order.
+    """
+    kept, dropping = [], False
+    for line in lines:
+        if _CPP_LOG_LINE.match(line) or line.startswith(_ABSL_PREAMBLE):
+            dropping = is_startup_noise(line)
+        if not dropping:
+            kept.append(line)
+    return kept
 
 
 def import_tensorflow_quietly():
@@ -69,7 +90,6 @@ def import_tensorflow_quietly():
             os.dup2(saved_fd, stderr_fd)
             os.close(saved_fd)
             captured.seek(0)
-            lines = captured.read().decode(errors="replace").splitlines()
-            kept = [line for line in lines if not is_startup_noise(line)]
+            kept = without_startup_noise(captured.read().decode(errors="replace").splitlines())
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")

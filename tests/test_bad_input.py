@@ -59,7 +59,7 @@ def test_a_refused_flag_is_one_line_exit_2_and_touches_nothing(tmp_path):
 
 
 def test_tensorflow_start_up_lines_are_recognised_and_other_messages_kept():
-    from sskt_tf._tensorflow_startup import is_startup_noise
+    from sskt_tf._tensorflow_startup import is_startup_noise, without_startup_noise
 
     noise = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -76,6 +76,13 @@ def test_tensorflow_start_up_lines_are_recognised_and_other_messages_kept():
     ]
     assert [is_startup_noise(line) for line in noise] == [True] * len(noise)
     assert [is_startup_noise(line) for line in kept] == [False] * len(kept)
+    # A message over several lines goes as a whole; what follows a kept line stays.
+    continued = "To enable the following instructions: AVX2 FMA, rebuild TensorFlow."
+    guard = "I0000 00:00:1796528632.5 10503 cpu_feature_guard.cc:210] This TensorFlow binary is optimized."
+    assert without_startup_noise([guard, continued, kept[0], "  its second line", noise[3]]) == [
+        kept[0],
+        "  its second line",
+    ]
 
 
 def _config(tmp_path, **overrides):

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -215,3 +216,55 @@ def test_every_console_script_runs_its_tool():
         result = run_entry_point(entry_point, [name, "--no_such_flag=1"])
         assert result.returncode == 2, (name, result.stderr[-2000:])
         assert "no_such_flag" in result.stderr and "Run with --helpfull" in result.stderr, (name, result.stderr[-2000:])
+
+
+TOOLS = [
+    "tools/train.py",
+    "tools/export.py",
+    "tools/cache_soft_labels.py",
+    "tools/convert_torch_resnet.py",
+    "tools/inspect_soft_labels.py",
+    "tools/rank_sources.py",
+    "tools/plot_runs.py",
+    "tools/reproduce.py",
+    "tools/linear_probe.py",
+    "tools/source_choice.py",
+    "tools/digits_study.py",
+]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_lists_the_tools_own_flags_by_topic_and_exits_0(tool):
+    result = run_script([tool, "--help"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    assert text.startswith(f"usage: {os.path.basename(tool)} [--flagfile=FILE]")
+    assert "--flagfile=FILE reads flags from a file" in text
+    assert "--logtostderr" not in text and "--tfds_debug_list_dir" not in text  # absl's, tfds': --helpfull
+    assert ":mod:" not in text and "``" not in text  # no reStructuredText markup
+    flags_shown = re.findall(r"^  --(?:\[no\])?(\w+) \(default: ", text, flags=re.M)
+    assert flags_shown and len(flags_shown) == len(set(flags_shown))
+    if tool in ("tools/train.py", "tools/cache_soft_labels.py", "tools/rank_sources.py"):
+        # Every TrainConfig flag, under its topic, with its default.
+        assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(flags_shown)
+        topics = re.findall(r"^(\S[^:]*):$", text, flags=re.M)
+        assert topics[-7:] == [
+            "Data",
+            "Method",
+            "Target network",
+            "Sources and auxiliary heads",
+            "Optimisation and speed",
+            "Output, resume and reliability",
+            "Distribution",
+        ]
+        assert "  --lr (default: '0.1')\n      Initial SGD learning rate." in text
+        assert "  --[no]augment (default: true)" in text
+
+
+def test_every_console_script_prints_help_and_exits_0():
+    with open(f"{REPO}/pyproject.toml", "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    for name, entry_point in scripts.items():
+        result = run_entry_point(entry_point, [name, "--help"])
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+        assert result.stdout.startswith(f"usage: {name} [--flagfile=FILE]"), name

@@ -4,6 +4,28 @@ import dataclasses
 from dataclasses import field
 from typing import List, Optional
 
+# The topics --help groups the flags by: each starts at its field and runs to the next one's
+# (fields are declared in this order below).
+FLAG_GROUPS = (
+    ("Data", "dataset"),
+    ("Method", "method"),
+    ("Target network", "target"),
+    ("Sources and auxiliary heads", "sources"),
+    ("Optimisation and speed", "epochs"),
+    ("Output, resume and reliability", "seed"),
+    ("Distribution", "distribution_strategy"),
+    ("Output, resume and reliability", "export_dir"),
+)
+
+
+def flag_group(name):
+    """The --help topic of the :class:`TrainConfig` field ``name`` (None: not a field)."""
+    names = [item.name for item in dataclasses.fields(TrainConfig)]
+    if name not in names:
+        return None
+    starts = {first: title for title, first in FLAG_GROUPS}
+    return next(starts[n] for n in reversed(names[: names.index(name) + 1]) if n in starts)
+
 
 def _f(default, help_text, **kwargs):
     if isinstance(default, list):
