@@ -119,6 +119,7 @@ def test_cli_on_an_image_folder_with_a_keras_source(tmp_path, digits_folder, tin
         (["--num_classes=5"], "--num_classes=5 but folder:"),
         (["--epochs=abc"], "flag --epochs=abc"),
         (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+        (["--method=sskt"], "--method=sskt needs at least one source (--sources=...): without one it would train"),
     ],
 )
 @pytest.mark.slow
@@ -128,6 +129,7 @@ def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
             "tools/train.py",
             f"--dataset=folder:{digits_folder}",
             "--image_size=16",
+            "--method=scratch",
             "--sources=",
             "--epochs=1",
             f"--model_dir={tmp_path / 'bad'}",
@@ -139,7 +141,10 @@ def test_cli_errors_are_one_clear_line(flags, message, digits_folder, tmp_path):
 
 
 def _config(**overrides):
-    base = dict(sources=[], epochs=1, batch_size=32, verbose=0)
+    """A one-epoch config: SSKT where ``overrides`` name sources, else scratch (SSKT needs a source)."""
+    base = dict(
+        sources=[], epochs=1, batch_size=32, verbose=0, method="sskt" if overrides.get("sources") else "scratch"
+    )
     return dataclasses.replace(TrainConfig(**base), **overrides)
 
 

@@ -309,7 +309,7 @@ def test_scratch_ignores_the_sources_flag(digits_folder):
 def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tmp_path):
     teacher = tmp_path / "teacher.keras"
     teacher.write_bytes(b"")  # KD checks that its teacher exists
-    config = TrainConfig(method=method, sources=[], teacher=str(teacher))
+    config = TrainConfig(method=method, sources=[str(teacher)] if method == "sskt" else [], teacher=str(teacher))
     assert (config.alpha, config.temperature) == (None, None)  # unset: the method decides
     validated = training_validate(config)
     assert (validated.alpha, validated.temperature) == expected

@@ -373,7 +373,12 @@ def sskt_compile_kwargs(config):
 
 
 def _check(config):
-    """The sources must be there, unless a soft-label cache stands for them (opened when training starts)."""
+    """At least one source, there on disk unless a soft-label cache stands for them (opened when training starts)."""
+    if not config.sources:
+        raise ConfigError(
+            "--method=sskt needs at least one source (--sources=...): without one it would train the target "
+            "alone. For that, use --method=scratch."
+        )
     if not config.soft_label_cache:
         check_source_flags(config)
 

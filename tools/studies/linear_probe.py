@@ -58,10 +58,10 @@ def linear_probe(config, batch_size=256):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    config = validate(config)
     specs = [spec for spec in config.sources if spec.strip()]
     if len(specs) != 1:
         raise ConfigError(f"The linear probe reads one source's features; --sources names {len(specs)}.")
+    config = validate(config)
     check_source_flags(config, inspect=True)
     start = time.perf_counter()
     splits = load_splits(config)
