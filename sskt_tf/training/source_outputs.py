@@ -59,15 +59,15 @@ def source_outputs(config, batch_size=256, max_examples=None):
     Raises:
         ConfigError: no sources, bad flags, a cache made for other data, ``max_examples`` < 1.
     """
+    specs = [spec for spec in config.sources if spec.strip()]
+    if not specs:
+        raise ConfigError("--sources is empty: there are no sources to run.")
     config = validate(config)
     if max_examples is not None and max_examples < 1:
         raise ConfigError(f"Asked for {max_examples} training images: use at least 1.")
     cache = open_cache(config)
     if cache is not None:
         return _cached_outputs(config, cache, max_examples)
-    specs = [spec for spec in config.sources if spec.strip()]
-    if not specs:
-        raise ConfigError("--sources is empty: there are no sources to run.")
     check_source_flags(config, inspect=True)
     splits = load_splits(config)
     sources = build_sources(config, splits.image_size)
