@@ -75,11 +75,7 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(
     backup_dir = str(model_dir / "backup")
     process = _start(args)
     try:
-        deadline = time.time() + 300
-        while backup.latest_position(backup_dir).epoch < 2:
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.time() < deadline, "no epoch completed in time"
-            time.sleep(0.05)
+        _wait_for_backup(process, backup_dir, lambda p: p.epoch >= 2)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
