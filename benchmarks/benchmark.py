@@ -12,7 +12,7 @@ mixed_precision, batch_size, images_per_second (clips per second for the video
 configurations: ``examples`` says which), step_ms, peak_memory_mb, device, ...
 Each measurement runs in its own process, so peak memory is its own. Synthetic batches,
 random weights: the input pipeline and the weights do not affect these numbers. Runs
-unchanged on CPUs and GPUs. --markdown also prints the table README.md shows.
+unchanged on CPUs and GPUs. --markdown also prints the table docs/performance.md shows.
 """
 
 import json
@@ -136,7 +136,7 @@ def _measure_in_child(values, config, jit, policy):
 
 
 def markdown_table(results):
-    """The results as the markdown table in README.md."""
+    """The results as the markdown table in docs/performance.md."""
     rows = [
         "| configuration | XLA | precision | images (clips)/s | step (ms) | peak memory (MiB) |",
         "|---|---|---|---|---|---|",

@@ -81,8 +81,8 @@ def test_a_backup_that_cannot_be_written_leaves_the_older_one_and_says_so(tmp_pa
             callbacks=[backup.FiniteBackupAndRestore(backup_dir, restore=(1, 0))],
             verbose=0,
         )
-    assert "Could not write the backup at epoch 2" in caplog.text
-    assert "No space left on device" in caplog.text and "The backup at epoch 1 is intact" in caplog.text
+    assert "Could not write the backup at the end of epoch 2" in caplog.text
+    assert "No space left on device" in caplog.text and "The backup at the end of epoch 1 is intact" in caplog.text
     assert sorted(os.listdir(backup_dir)) == ["epoch_1"]  # the half-written one is gone
     assert open(os.path.join(backup_dir, "epoch_1", backup.WEIGHTS_FILE), "rb").read() == saved
     assert backup.held_positions(backup_dir) == [(1, 0)]
@@ -132,10 +132,13 @@ def test_workers_agree_on_the_newest_backup_they_all_hold(held, expected):
     "held, named",
     [
         # A replaced machine; another run's backup.
-        ({"worker 0": [(5, 0), (4, 0)], "worker 1": []}, "worker 0: epoch 4, epoch 5; worker 1: none"),
+        (
+            {"worker 0": [(5, 0), (4, 0)], "worker 1": []},
+            "worker 0: the end of epoch 4, the end of epoch 5; worker 1: none",
+        ),
         (
             {"worker 0": [(5, 0), (4, 0)], "worker 1": [(2, 30)]},
-            "worker 0: epoch 4, epoch 5; worker 1: epoch 2, step 30",
+            "worker 0: the end of epoch 4, the end of epoch 5; worker 1: step 30 of epoch 3",
         ),  # noqa: E501
     ],
 )

@@ -4,9 +4,11 @@ import os
 
 import pytest
 from absl import flags
+from helpers.in_process import run_script
 from helpers.processes import run_python
 
-from sskt_tf.training.flags import define_flags
+from sskt_tf.errors import ConfigError
+from sskt_tf.training.flags import config_from_command_line, define_flags
 
 
 def _snapshot(directory):
@@ -41,6 +43,34 @@ def test_numbers_that_can_never_work_are_refused_while_parsing(flag, message):
     with pytest.raises(flags.IllegalFlagValueError) as error:
         values(["train.py", flag])
     assert message in str(error.value)
+
+
+def _command_line_config(args, tmp_path):
+    values = flags.FlagValues()
+    define_flags(values)
+    flagfile = tmp_path / "run.flags"
+    flagfile.write_text("--sources=imagenet/efficientnet_lite0\n")
+    values(["train.py", *[arg.replace("FLAGFILE", str(flagfile)) for arg in args]])
+    return config_from_command_line(values)
+
+
+@pytest.mark.parametrize("dataset", ["folder:/data/mine", "video_folder:/data/videos"])
+def test_own_files_without_sources_are_refused_rather_than_downloading_weights(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="needs --sources.*imagenet/efficientnet_lite0.*--method=scratch"):
+        _command_line_config([f"--dataset={dataset}"], tmp_path)
+    # Named sources (on the command line or in a flagfile), a method without sources, or tfds data pass.
+    assert _command_line_config([f"--dataset={dataset}", "--sources=a.keras"], tmp_path).sources == ["a.keras"]
+    flagfile_config = _command_line_config([f"--dataset={dataset}", "--flagfile=FLAGFILE"], tmp_path)
+    assert flagfile_config.sources == ["imagenet/efficientnet_lite0"]
+    assert _command_line_config([f"--dataset={dataset}", "--method=scratch"], tmp_path).method == "scratch"
+    assert _command_line_config(["--dataset=cifar10"], tmp_path).sources == ["imagenet/resnet50"]
+
+
+def test_the_sources_refusal_is_one_line_and_exit_2(tmp_path):
+    result = run_script(["tools/train.py", f"--dataset=folder:{tmp_path}", f"--model_dir={tmp_path / 'run'}"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --dataset=folder:")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_refused_flag_is_one_line_exit_2_and_touches_nothing(tmp_path):

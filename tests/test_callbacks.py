@@ -58,10 +58,19 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_target(tmp_path, digits
         np.testing.assert_array_equal(saved.numpy(), weight)
 
 
-def test_history_truncation_keeps_the_epochs_a_backup_covers(tmp_path):
+def test_a_history_numbered_from_0_reads_back_numbered_from_1(tmp_path):
+    # Runs written before epochs were numbered from 1 everywhere (their resume and plots keep working).
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n")
+    assert [row["epoch"] for row in history.read_history(str(path))] == ["1", "2", "3"]
     history.truncate_history(str(path), 2)
-    assert [row["epoch"] for row in history.read_history(str(path))] == ["0", "1"]
+    assert path.read_text().splitlines() == ["epoch,loss", "1,2.0", "2,1.5"]
+
+
+def test_history_truncation_keeps_the_epochs_a_backup_covers(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,2.0\n2,1.5\n3,1.2\n")
+    history.truncate_history(str(path), 2)
+    assert [row["epoch"] for row in history.read_history(str(path))] == ["1", "2"]
     history.truncate_history(str(path), 0)
     assert not path.exists() and history.read_history(str(path)) == []

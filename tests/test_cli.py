@@ -9,6 +9,7 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tomllib
 from helpers.in_process import run_entry_point, run_script
 from helpers.processes import REPO
@@ -21,6 +22,15 @@ from sskt_tf.training.config import TrainConfig
 def _history_rows(model_dir):
     with open(os.path.join(model_dir, "history.csv")) as f:
         return list(csv.DictReader(f))
+
+
+def _tensorboard_steps(log_dir, tag):
+    """The steps at which TensorBoard event files under ``log_dir`` hold a summary named ``tag``."""
+    steps = []
+    for name in sorted(os.listdir(log_dir)):
+        for event in tf.compat.v1.train.summary_iterator(str(log_dir / name)):
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return steps
 
 
 @pytest.mark.slow
@@ -63,7 +73,7 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Source places365_resnet50: 365 classes at (74, 74) input" in result.stderr
     rows = _history_rows(model_dir)
-    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert [row["epoch"] for row in rows] == ["1", "2"]
     assert {
         "loss",
         "target_loss",
@@ -78,8 +88,12 @@ def test_cli_with_mock_tfds_and_the_cifar10_flagfile(tmp_path):
     results = json.loads((model_dir / "results.json").read_text())
     assert 0.0 <= results["val_accuracy"] <= 1.0 and np.isfinite(results["val_loss"])
     assert results["epochs"] == 2 and results["sources"] == ["places365_resnet50", "imagenet_resnet50"]
+    # One epoch numbering, from 1, in every file the run writes and in its log.
+    best_epoch = json.loads((model_dir / "best.json").read_text())["epoch"]
+    assert results["best_epoch"] == best_epoch and best_epoch in (1, 2)
+    assert f"at epoch {best_epoch}). Results in" in result.stderr
     for split in ("train", "validation"):
-        assert any(f.startswith("events.out.tfevents") for f in os.listdir(model_dir / "tensorboard" / split))
+        assert _tensorboard_steps(model_dir / "tensorboard" / split, "epoch_loss") == [1, 2]
     best = keras.saving.load_model(model_dir / "best.keras")
     assert best.name == "resnet20" and best.output_shape == (None, 10)
     assert best.count_params() == results["target_parameters"]  # no source or head weights inside

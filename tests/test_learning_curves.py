@@ -18,7 +18,8 @@ def _fake_run(run_dir, accuracy_offset, epochs=6, validation_freq=2):
     os.makedirs(run_dir, exist_ok=True)
     rows = []
     for epoch in range(epochs):
-        row = {"epoch": str(epoch), "loss": repr(2.0 / (epoch + 1)), "learning_rate": repr(0.1 if epoch < 4 else 0.02)}
+        rate = 0.1 if epoch < 4 else 0.02
+        row = {"epoch": str(epoch + 1), "loss": repr(2.0 / (epoch + 1)), "learning_rate": repr(rate)}
         if (epoch + 1) % validation_freq == 0 or epoch + 1 == epochs:
             row["val_accuracy"] = repr(0.5 + 0.05 * epoch + accuracy_offset)
         rows.append(row)
@@ -148,7 +149,7 @@ def test_each_group_keeps_one_distinct_colour_and_the_legend_fits_the_figure(tmp
 def test_sskt_diagnostics_get_panels_averaged_over_sources(tmp_path):
     rows = [
         {
-            "epoch": str(epoch),
+            "epoch": str(epoch + 1),
             "loss": "1.0",
             "aux_a_loss": repr(3.0 - epoch),
             "aux_a_floor": "1.0",

@@ -298,7 +298,9 @@ def test_scratch_ignores_the_sources_flag(digits_folder):
     from sskt_tf import training
 
     data = data_lib.load(f"folder:{digits_folder}", 16, image_size=16)
-    config = TrainConfig(method="scratch", sources=["/nonexistent/source.keras"], target="resnet20")
+    config = TrainConfig(
+        dataset=f"folder:{digits_folder}", method="scratch", sources=["/nonexistent/source.keras"], target="resnet20"
+    )
     model = training.loop.build_model(training.validate(config), data)  # the source is neither checked nor built
     assert model.sources == [] and model.target.output_shape == (None, 10)
 
@@ -306,10 +308,15 @@ def test_scratch_ignores_the_sources_flag(digits_folder):
 @pytest.mark.parametrize(
     "method,expected", [("sskt", (0.1, 3.0)), ("kd", (0.9, 4.0)), ("dml", (1.0, 1.0)), ("maxl", (None, None))]
 )
-def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tmp_path):
+def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tmp_path, digits_folder):
     teacher = tmp_path / "teacher.keras"
     teacher.write_bytes(b"")  # KD checks that its teacher exists
-    config = TrainConfig(method=method, sources=[str(teacher)] if method == "sskt" else [], teacher=str(teacher))
+    config = TrainConfig(
+        dataset=f"folder:{digits_folder}",
+        method=method,
+        sources=[str(teacher)] if method == "sskt" else [],
+        teacher=str(teacher),
+    )
     assert (config.alpha, config.temperature) == (None, None)  # unset: the method decides
     validated = training_validate(config)
     assert (validated.alpha, validated.temperature) == expected
@@ -327,7 +334,7 @@ def test_each_method_fills_in_its_own_alpha_and_temperature(method, expected, tm
     "overrides, message",
     [
         (dict(method="kd"), "--method=kd needs --teacher=PATH"),
-        (dict(method="kd", teacher="/nonexistent/t.keras"), "The KD teacher"),
+        (dict(method="kd", teacher="/nonexistent/t.keras"), "--teacher=/nonexistent/t.keras does not exist"),
         (dict(method="kd", teacher="x.keras", alpha=1.5), "--alpha must be in \\[0, 1\\]"),
         (dict(method="maxl", maxl_psi=0), "--maxl_psi=0: must be >= 1"),
         (dict(method="maxl", mixed_precision="mixed_float16"), "does not support --mixed_precision=mixed_float16"),

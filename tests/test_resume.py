@@ -87,7 +87,7 @@ def test_sigkill_then_same_command_resumes_and_logs_every_epoch_once(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from the backup in {backup_dir} after epoch {killed_at}" in resumed.stderr
     rows = history.read_history(str(model_dir / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))  # every epoch exactly once
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))  # every epoch exactly once
     # The learning-rate schedule continued where it was: the warmup's 1/5, 2/5, 3/5 and 4/5,
     # and x0.2 from epoch 3 on.
     warmup = [0.2, 0.4, 0.6, 0.8] + [1.0] * (EPOCHS - 4)
@@ -160,7 +160,7 @@ def test_step_backups_and_sigterm_resume_within_epochs_as_if_never_stopped(
 
     rows = history.read_history(str(model_dir / "history.csv"))
     whole_rows = history.read_history(str(uninterrupted / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))  # every epoch exactly once
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))  # every epoch exactly once
     for key in ("loss", "accuracy", "target_loss", "aux_tiny_loss", "learning_rate", "val_loss", "val_accuracy"):
         # The resumed epochs' training metrics cover the whole epoch, both of its parts.
         np.testing.assert_allclose(
@@ -197,7 +197,7 @@ def test_ctrl_c_mid_epoch_backs_up_says_so_and_the_rerun_ends_as_if_never_stoppe
     results = json.loads((model_dir / "results.json").read_text())
     assert (results["resumed_from_epoch"], results["resumed_from_step"]) == stopped_at
     rows = history.read_history(str(model_dir / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))
+    assert [int(row["epoch"]) for row in rows] == list(range(1, EPOCHS + 1))
     _assert_same_last_weights(model_dir, uninterrupted)
 
 
@@ -211,7 +211,7 @@ def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     (run / "backup" / "epoch_3" / backup.METADATA_FILE).write_text('{"epoch": 3, "batch": 0}')
     (run / "backup" / "epoch_3" / backup.WEIGHTS_FILE).write_text("")
     (run / "flags.txt").write_text(to_flagfile(TrainConfig(target="resnet20", model_dir=str(run))))
-    (run / "history.csv").write_text("epoch,loss\n0,2.0\n1,1.5\n2,1.2\n3,1.1\n")
+    (run / "history.csv").write_text("epoch,loss\n1,2.0\n2,1.5\n3,1.2\n4,1.1\n")
     with pytest.raises(ConfigError, match="backup of a run with other --target"):
         training.loop._prepare_resume(TrainConfig(target="resnet32", model_dir=str(run)), str(run), str(run / "backup"))
     # Online sources instead of cached ones, or a loss-scaled optimizer instead of plain SGD.
@@ -223,4 +223,4 @@ def test_a_backup_of_other_networks_is_refused_before_training(tmp_path):
     resumed = training.loop._prepare_resume(
         TrainConfig(target="resnet20", model_dir=str(run)), str(run), str(run / "backup")
     )
-    assert resumed == (3, 0) and [r["epoch"] for r in history.read_history(str(run / "history.csv"))] == ["0", "1", "2"]
+    assert resumed == (3, 0) and [r["epoch"] for r in history.read_history(str(run / "history.csv"))] == ["1", "2", "3"]

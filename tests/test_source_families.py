@@ -119,14 +119,14 @@ def test_a_family_registered_elsewhere_is_picked_up_by_the_sources_flag(toy_fami
         check_source_flags(dataclasses.replace(config, source_weights="mine.h5"))
 
 
-def test_a_keras_source_that_returns_a_feature_map_is_refused_before_the_run_writes(tmp_path):
+def test_a_keras_source_that_returns_a_feature_map_is_refused_before_the_run_writes(tmp_path, digits_folder):
     inputs = keras.Input((16, 16, 3))
     feature_map = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     path = tmp_path / "features.keras"
     keras.Model(inputs, feature_map).save(path)
     model_dir = tmp_path / "run"
     result = run_script(
-        ["tools/train.py", f"--sources={path}", "--dataset=folder:/nonexistent", f"--model_dir={model_dir}"]
+        ["tools/train.py", f"--sources={path}", f"--dataset=folder:{digits_folder}", f"--model_dir={model_dir}"]
     )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -136,7 +136,7 @@ def test_sskt_from_a_cache_with_unlabelled_images_resumes_mid_epoch_as_if_never_
     stopped = dataclasses.replace(base, model_dir=str(tmp_path / "stopped"), backup_every_steps=100)
     with monkeypatch.context() as patch:
         patch.setattr(backup_lib, "stop_signals_request_stop", lambda: _sigterm_after(LABELLED // BATCH + 3))
-        with pytest.raises(Preempted, match="backed up at epoch 1, step 2"):
+        with pytest.raises(Preempted, match="backed up at step 2 of epoch 2"):
             train(stopped)
     resumed = train(stopped)
     assert (resumed["resumed_from_epoch"], resumed["resumed_from_step"]) == (1, 2)

@@ -26,9 +26,9 @@ def test_history_logger_rewrites_the_header_when_columns_appear(tmp_path):
     logger.on_epoch_end(2, {"loss": 1.0})
     assert (tmp_path / "history.csv").read_text().splitlines() == [
         "epoch,loss,val_accuracy",
-        "0,2.0,",
-        "1,1.5,0.25",
-        "2,1.0,",
+        "1,2.0,",
+        "2,1.5,0.25",
+        "3,1.0,",
     ]
     rows = history.read_history(path)
     assert [history.history_values(row) for row in rows] == [
@@ -83,10 +83,10 @@ def test_validation_every_n_epochs_with_best_selection_and_resume(digits_folder,
 
     results = training.train(config)
     rows = history.read_history(str(tmp_path / "run" / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == list(range(7))  # one row per epoch, across the resume
-    validated = [int(row["epoch"]) + 1 for row in rows if row["val_accuracy"] != ""]
+    assert [int(row["epoch"]) for row in rows] == list(range(1, 8))  # one row per epoch, across the resume
+    validated = [int(row["epoch"]) for row in rows if row["val_accuracy"] != ""]
     assert validated == [3, 6, 7] and results["resumed_from_epoch"] == 5
-    accuracy = {int(row["epoch"]) + 1: float(row["val_accuracy"]) for row in rows if row["val_accuracy"]}
+    accuracy = {int(row["epoch"]): float(row["val_accuracy"]) for row in rows if row["val_accuracy"]}
     best_epoch = max(accuracy, key=accuracy.get)
     assert results["best_epoch"] == best_epoch and results["best_val_accuracy"] == pytest.approx(accuracy[best_epoch])
     assert json.loads((tmp_path / "run" / "best.json").read_text())["epoch"] == best_epoch

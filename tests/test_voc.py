@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from helpers.mock_tfds import mocked_tfds
 
 from sskt_tf import data
 from sskt_tf.errors import ConfigError
@@ -172,7 +173,7 @@ def test_sskt_trains_on_mock_voc_and_picks_best_on_map(tmp_path, tiny_source_pat
         verbose=0,
         model_dir=str(tmp_path / "voc"),
     )
-    with tfds.testing.mock_data(num_examples=16):
+    with mocked_tfds(16):
         results = training.train(config)
         with pytest.raises(ConfigError, match="multi-label .*--target_loss=bce"):
             training.train(dataclasses.replace(config, target_loss="ce", model_dir=str(tmp_path / "ce")))

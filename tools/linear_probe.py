@@ -23,7 +23,7 @@ from absl import app, flags, logging  # noqa: E402
 from studies.linear_probe import linear_probe  # noqa: E402
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
-from sskt_tf.training.flags import config_from_flags, define_flags  # noqa: E402
+from sskt_tf.training.flags import config_from_command_line, define_flags  # noqa: E402
 
 define_flags()
 flags.DEFINE_string("output", "", "Also write the result to this JSON file.")
@@ -34,7 +34,7 @@ def main(argv):
     values = flags.FLAGS
 
     def run():
-        result = linear_probe(config_from_flags(values))
+        result = linear_probe(config_from_command_line(values))
         print(json.dumps(result, indent=1))
         if values.output:
             os.makedirs(os.path.dirname(os.path.abspath(values.output)), exist_ok=True)

@@ -16,7 +16,7 @@ from absl import app, flags, logging
 
 from sskt_tf import soft_labels, training
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
-from sskt_tf.training.flags import config_from_flags, define_flags
+from sskt_tf.training.flags import config_from_command_line, define_flags
 
 define_flags()
 flags.DEFINE_integer("views", 10, "Augmented views K per training image (1 with --noaugment).", lower_bound=1)
@@ -46,7 +46,7 @@ def main(argv):
     manifest = run_tool(
         argv,
         lambda: training.build_soft_label_cache(
-            config_from_flags(values),
+            config_from_command_line(values),
             values.views,
             top_k=values.top_k,
             dtype=values.cache_dtype,

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.soft_labels import stats as soft_label_stats
-from sskt_tf.training.flags import config_from_flags, define_flags
+from sskt_tf.training.flags import config_from_command_line, define_flags
 from sskt_tf.training.source_outputs import source_outputs
 
 define_flags()
@@ -77,7 +77,7 @@ def main(argv):
     values = flags.FLAGS
 
     def run():
-        statistics = inspect(config_from_flags(values), values.inspect_batch_size)
+        statistics = inspect(config_from_command_line(values), values.inspect_batch_size)
         _print(statistics)
         if values.output:
             with open(values.output, "w") as f:

@@ -21,7 +21,7 @@ from absl import app, flags, logging
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.errors import ConfigError
-from sskt_tf.training.flags import config_from_flags, define_flags
+from sskt_tf.training.flags import config_from_command_line, define_flags
 from sskt_tf.training.source_ranking import SCORES, format_table, rank
 
 define_flags()
@@ -40,7 +40,7 @@ def main(argv):
         if values.rank_examples < 0:
             raise ConfigError(f"flag --rank_examples={values.rank_examples}: must be >= 0 (0 = all images).")
         ranking = rank(
-            config_from_flags(values), values.rank_examples, values.rank_batch_size, values.rank_by, values.pairs
+            config_from_command_line(values), values.rank_examples, values.rank_batch_size, values.rank_by, values.pairs
         )
         print(format_table(ranking))
         if values.output:

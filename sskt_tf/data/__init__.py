@@ -12,11 +12,12 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from sskt_tf import downloads
 from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
 from sskt_tf.data.pipeline import eval_pipeline, fixed_seed, keyed_train_pipeline, resize_uint8, train_pipeline
 from sskt_tf.data.subset import Subset
-from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
+from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, missing_tfds, voc_labels
 from sskt_tf.data.unlabeled import UNLABELED, UnlabeledImages
 from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
 from sskt_tf.data.video_pipeline import frame_loader, train_clips, validation_clips, video_clip_stacks
@@ -268,6 +269,28 @@ def load(
     )
 
 
+def missing_data(dataset, data_dir=None, download=True):
+    """What loading ``dataset`` (a ``--dataset`` or ``--unlabeled_dataset`` name) lacks on this machine.
+
+    Offline and in milliseconds: a folder must exist, a tfds dataset be prepared (or downloadable).
+
+    Args:
+        dataset: ``folder:PATH``, ``video_folder:PATH`` or a tfds name.
+        data_dir: tfds data directory.
+        download: whether tfds may download a dataset that is not prepared (``--download``).
+
+    Returns:
+        A list of :class:`~sskt_tf.downloads.Missing` (empty: nothing lacks).
+    """
+    for prefix, kind in ((FOLDER_PREFIX, "Image"), (VIDEO_FOLDER_PREFIX, "Video")):
+        if dataset.startswith(prefix):
+            path = os.path.expanduser(dataset[len(prefix) :])
+            if os.path.isdir(path):
+                return []
+            return [downloads.Missing(what=f"{kind} folder {path!r} does not exist ({prefix}{path}).")]
+    return missing_tfds(dataset, data_dir=data_dir, download=download)
+
+
 def is_video_dataset(dataset, data_dir=None):
     """Whether ``dataset`` (a ``--dataset`` value) holds videos: ``video_folder:PATH`` or a tfds video dataset."""
     if dataset.startswith(VIDEO_FOLDER_PREFIX):
@@ -372,6 +395,7 @@ __all__ = [
     "load_folder",
     "load_splits",
     "load_tfds",
+    "missing_data",
     "pad_crop_flip",
     "fixed_seed",
     "keyed_train_pipeline",

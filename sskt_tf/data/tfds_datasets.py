@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from sskt_tf import downloads
 from sskt_tf.data import subset as subset_lib
 from sskt_tf.errors import ConfigError
 
@@ -55,16 +56,58 @@ def voc_labels(features, num_classes, mark_difficult):
     return positive + DIFFICULT * difficult_only
 
 
+def _offline_preparation(name):
+    """How to get tfds dataset ``name`` onto a machine without internet access."""
+    return (
+        f"On a machine with internet access run `tfds build {name} --data_dir=DIR` "
+        f"(or python -c \"import tensorflow_datasets as tfds; tfds.load('{name}', data_dir='DIR')\"), "
+        "copy DIR here and pass --data_dir=DIR."
+    )
+
+
+def missing_tfds(name, data_dir=None, download=True):
+    """What loading tfds dataset ``name`` lacks on this machine: nothing once it is prepared.
+
+    Offline and in milliseconds: only the data directory is looked at.
+
+    Args:
+        name: a tfds name (``cifar10``, ``voc/2007``).
+        data_dir: tfds data directory (None: ``~/tensorflow_datasets``).
+        download: whether the run may download it (``--download``); without, no URL is given.
+
+    Returns:
+        A list of at most one :class:`~sskt_tf.downloads.Missing`; empty for a name tfds does
+        not know (loading names that error). Its URL is the dataset's homepage: the up-front
+        check asks whether the network answers there, not whether each mirror tfds tries is up.
+    """
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # tfds warns that an unprepared dataset's folder has no dataset_info.json
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if builder.is_prepared():
+            return []
+        homepage = builder.info.homepage or "https://www.tensorflow.org/datasets"
+    except Exception:  # an unknown name or version: the loader reports it with tfds' own message
+        return []
+    finally:
+        absl_logger.setLevel(level)
+    where = data_dir or "~/tensorflow_datasets"
+    return [
+        downloads.Missing(
+            what=f"Dataset {name!r} is not prepared in {where}" + ("." if download else " and --download is off."),
+            offline=f"Offline: {_offline_preparation(name)[0].lower()}{_offline_preparation(name)[1:]}",
+            url=homepage if download else "",
+        )
+    ]
+
+
 def _prepare(builder, name, data_dir, download):
     """Makes sure ``builder``'s data exists locally, downloading it if allowed."""
     if builder.is_prepared():
         return
     where = data_dir or "~/tensorflow_datasets"
-    how = (
-        f"On a machine with internet access run `tfds build {name} --data_dir=DIR` "
-        f"(or python -c \"import tensorflow_datasets as tfds; tfds.load('{name}', data_dir='DIR')\"), "
-        "copy DIR here and pass --data_dir=DIR."
-    )
+    how = _offline_preparation(name)
     if not download:
         raise ConfigError(f"Dataset {name!r} is not prepared in {where} and --download is off. {how}")
     logging.warning(

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from sskt_tf import sources as sources_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import heads as heads_lib
@@ -26,7 +27,6 @@ from sskt_tf.methods.base import (
 )
 from sskt_tf.targets import CLIP_FRAMES
 from sskt_tf.targets import get as get_target
-from sskt_tf.training.source_flags import check_source_flags
 
 
 def default_feature_layers(target, head):
@@ -373,14 +373,18 @@ def sskt_compile_kwargs(config):
 
 
 def _check(config):
-    """At least one source, there on disk unless a soft-label cache stands for them (opened when training starts)."""
+    """At least one source, each a spec some source family takes.
+
+    Whether each is on this machine (or can be downloaded) is the run's up-front check
+    (:mod:`sskt_tf.training.availability`), which lists every missing item at once.
+    """
     if not config.sources:
         raise ConfigError(
             "--method=sskt needs at least one source (--sources=...): without one it would train the target "
             "alone. For that, use --method=scratch."
         )
-    if not config.soft_label_cache:
-        check_source_flags(config)
+    for spec in config.sources:
+        sources_lib.parse_spec(spec)
 
 
 register(

@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from sskt_tf import downloads
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import registry, torch_checkpoint
 from sskt_tf.sources.layer import Source, pair
@@ -36,8 +37,9 @@ def places365_cache_path(arch, cache_dir=None):
     Returns:
         ``<cache_dir>/models/<arch>_places365.keras``.
     """
-    home = os.path.expanduser(cache_dir or os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
-    return os.path.join(home, "models", f"{arch}_places365.keras")
+    if cache_dir is None:
+        return downloads.keras_model_cache(f"{arch}_places365.keras")
+    return os.path.join(os.path.expanduser(cache_dir), "models", f"{arch}_places365.keras")
 
 
 def check_places365_download(arch, cache_dir=None):
@@ -156,6 +158,31 @@ def _check(arch, weights):
         check_places365_download(arch)
 
 
+def missing_weights(arch, weights, cache_dir=None):
+    """The CSAIL checkpoint ``places365(arch)`` would download, when its conversion is not cached yet.
+
+    Args:
+        arch: a torchvision ResNet name CSAIL publishes weights for.
+        weights: ``"places365"``, None or a path (only ``"places365"`` downloads).
+        cache_dir: see :func:`places365_cache_path`.
+
+    Returns:
+        A :class:`~sskt_tf.downloads.Missing`, or None.
+    """
+    converted = places365_cache_path(arch, cache_dir)
+    if weights != "places365" or arch not in PLACES365_PUBLISHED or os.path.exists(converted):
+        return None
+    url = PLACES365_URL.format(arch=arch)
+    return downloads.Missing(
+        what=f"The Places365 weights of places365/{arch} are not converted in {converted}.",
+        offline=(
+            f"Offline: download {url} on a connected machine, then pass --places365_weights=PATH (or convert it "
+            f"once: sskt-convert-torch-resnet --checkpoint=PATH --arch={arch} --num_classes=365 --output={converted})."
+        ),
+        url=url,
+    )
+
+
 registry.register(
     registry.SourceFamily(
         name="places365",
@@ -164,6 +191,7 @@ registry.register(
         summary="CSAIL Places365 ResNets (downloaded and converted once, or --places365_weights=PATH)",
         build=lambda arch, weights, input_size: places365(arch, weights, input_size),
         check=_check,
+        missing=missing_weights,
         weights_flag="places365_weights",
         weights_keyword="places365",
         num_classes=PLACES365_CLASSES,

@@ -5,7 +5,7 @@ the affine map ``gamma * (x - mean) / sqrt(var + eps) + beta`` per channel. When
 it directly follows a convolution whose output nothing else reads, that map can
 be merged into the convolution's kernel and bias, which removes a full pass over
 every feature map: ResNet-50 sources infer 10% (float32) to 30% (bfloat16)
-faster on a CPU (``tools/benchmark.py``). Outputs agree with the unfolded
+faster on a CPU (``benchmarks/benchmark.py``). Outputs agree with the unfolded
 network up to float rounding.
 """
 

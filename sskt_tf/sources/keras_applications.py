@@ -1,7 +1,10 @@
 """ImageNet sources: ``keras.applications`` classifiers as :class:`Source` layers."""
 
+import os
+
 import keras
 
+from sskt_tf import downloads
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import registry
 from sskt_tf.sources.files import require_file
@@ -21,6 +24,30 @@ IMAGENET_ARCHS = {
     "efficientnetb0": ("EfficientNetB0", None),  # rescales inside the model
     "efficientnetb1": ("EfficientNetB1", None),
     "densenet121": ("DenseNet121", "torch"),
+}
+
+
+_KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications"
+# Where keras.applications downloads each classifier's ImageNet weights (with the top), as of Keras 3.15;
+# the file keeps its name in Keras' cache (~/.keras/models/).
+IMAGENET_WEIGHTS_URLS = {
+    **{
+        arch: f"{_KERAS_WEIGHTS}/{folder}/{arch}_weights_tf_dim_ordering_tf_kernels.h5"
+        for arch, folder in (
+            ("resnet50", "resnet"),
+            ("resnet101", "resnet"),
+            ("resnet152", "resnet"),
+            ("resnet50v2", "resnet"),
+            ("resnet101v2", "resnet"),
+            ("resnet152v2", "resnet"),
+            ("vgg16", "vgg16"),
+            ("vgg19", "vgg19"),
+            ("densenet121", "densenet"),
+        )
+    },
+    "mobilenetv2": f"{_KERAS_WEIGHTS}/mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+    "efficientnetb0": "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
+    "efficientnetb1": "https://storage.googleapis.com/keras-applications/efficientnetb1.h5",
 }
 
 
@@ -89,6 +116,30 @@ def imagenet(arch, weights="imagenet", input_size=224, name=None):
     return Source(model, name or f"imagenet_{key}", input_size=size, preprocess=mode, from_logits=True)
 
 
+def missing_weights(arch, weights):
+    """The ImageNet weights file Keras would download for ``arch``, when it is not in Keras' cache yet.
+
+    Args:
+        arch: one of ``IMAGENET_ARCHS``.
+        weights: ``"imagenet"``, None or a path (only ``"imagenet"`` downloads).
+
+    Returns:
+        A :class:`~sskt_tf.downloads.Missing`, or None.
+    """
+    if weights != "imagenet":
+        return None
+    url = IMAGENET_WEIGHTS_URLS[imagenet_key(arch)]
+    file_name = url.rsplit("/", 1)[1]
+    cached = downloads.keras_model_cache(file_name)
+    if os.path.exists(cached):
+        return None
+    return downloads.Missing(
+        what=f"The ImageNet weights of imagenet/{arch} are not in Keras' cache ({cached}).",
+        offline=f"Offline: download {url} on a connected machine and copy it there, or pass --source_weights=PATH.",
+        url=url,
+    )
+
+
 registry.register(
     registry.SourceFamily(
         name="keras_applications",
@@ -98,6 +149,7 @@ registry.register(
         build=lambda arch, weights, input_size: imagenet(arch, weights, input_size),
         weights_flag="source_weights",
         weights_keyword="imagenet",
+        missing=missing_weights,
         num_classes=1000,
     )
 )

@@ -183,7 +183,7 @@ class Source(keras.layers.Layer):
 
         Args:
             images: ``[batch, H, W, 3]`` RGB pixels in [0, 255] (or clips
-            ``[batch, T, H, W, 3]`` for a clip model, not resized).
+                ``[batch, T, H, W, 3]`` for a clip model, not resized).
 
         Returns:
             float32 model inputs at :meth:`output_size`.

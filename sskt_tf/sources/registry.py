@@ -25,6 +25,10 @@ def _no_check(name, weights):
     del name, weights
 
 
+def _nothing_missing(name, weights):
+    del name, weights
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceFamily:
     """A kind of source network as specs name it.
@@ -48,6 +52,11 @@ class SourceFamily:
             (a ``.keras`` file whose network does not return ``[batch,
             classes]``); runs after the strategy exists, before a run writes
             anything.
+        missing: ``missing(name, weights)``: what ``build`` would download
+            because it is not on this machine yet, as a
+            :class:`~sskt_tf.downloads.Missing` with its ``url``, or None; like
+            ``check``, in milliseconds and offline (the run's up-front check
+            probes the URL's host and lists every missing item at once).
         claims: ``claims(spec) -> bool`` for a family without a prefix (a file
             path); tried after the prefixed families.
         weights_flag: the :class:`sskt_tf.TrainConfig` flag that holds the
@@ -68,6 +77,7 @@ class SourceFamily:
     archs: Tuple[str, ...] = ()
     check: Callable = _no_check
     inspect: Callable = _no_check
+    missing: Callable = _nothing_missing
     claims: Optional[Callable] = None
     weights_flag: Optional[str] = None
     weights_keyword: Optional[str] = None

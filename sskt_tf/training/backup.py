@@ -40,7 +40,8 @@ class Position(collections.namedtuple("Position", ["epoch", "step"])):
     """Where training stands: ``epoch`` whole epochs done, then ``step`` steps of the next."""
 
     def __str__(self):
-        return f"epoch {self.epoch}" + (f", step {self.step}" if self.step else "")
+        # Epochs are counted from 1 in every message, as in history.csv and the progress bar.
+        return f"step {self.step} of epoch {self.epoch + 1}" if self.step else f"the end of epoch {self.epoch}"
 
 
 START = Position(0, 0)
@@ -384,9 +385,9 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         where = f"the backup at {kept[0]}" if kept else "the start (no backup)"
         redone = ""
         if steps_done and (not kept or kept[0] == Position(self._epoch, 0)):
-            redone = f"; it redoes the {steps_done} step(s) of epoch {self._epoch} done so far"
+            redone = f"; it redoes the {steps_done} step(s) of epoch {self._epoch + 1} done so far"
         raise Preempted(
-            f"Stopped on {signal_name} in epoch {self._epoch}. Run the same command to resume from {where}{redone}."
+            f"Stopped on {signal_name} in epoch {self._epoch + 1}. Run the same command to resume from {where}{redone}."
         )
 
     def _save(self, position, train_logs):

@@ -16,6 +16,17 @@ from sskt_tf.training.metrics import mean_average_precision
 LR_SCHEDULES = ("step", "plateau")
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """``keras.callbacks.TensorBoard`` with epochs numbered from 1, as in ``history.csv`` and the logs.
+
+    Keras writes an epoch's summaries at step ``epoch`` (0-based); here epoch 1's values are at step 1.
+    Takes the same arguments as ``keras.callbacks.TensorBoard``.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 def learning_rate_callback(config, history_path, resume_epoch):
     """The callback of ``--lr_schedule``: milestones (``step``) or plateaus of ``val_loss`` (``plateau``).
 

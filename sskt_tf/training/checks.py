@@ -10,8 +10,8 @@ from sskt_tf.errors import ConfigError
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.sources import parse_scale
+from sskt_tf.training import availability, ranges
 from sskt_tf.training import distribute as distribute_lib
-from sskt_tf.training import ranges
 from sskt_tf.training.callbacks import LR_SCHEDULES
 from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
 from sskt_tf.training.run_data import data_subset, unlabeled_images
@@ -64,12 +64,13 @@ def validate(config):
             "--soft_label_cache holds views of images; video datasets train with their sources online: "
             "drop --soft_label_cache."
         )
-    method.check(config)
     _check_unlabeled(config, method)
     _check_paths(config)
     if config.train_from and not config.pretrained:
         raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()
+    method.check(config)
+    availability.check_available(config)  # every missing item at once: files, packages, data, downloads
     return config
 
 

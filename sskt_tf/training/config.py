@@ -47,7 +47,9 @@ class TrainConfig:
         "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ucf101/ucf101_1 (video), ...), folder:PATH with train/ and val/ (or test/) class subfolders, or video_folder:PATH (videos: see --video_split).",
     )
     data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
-    download: bool = _f(True, "Let tfds download and prepare a dataset that is not in --data_dir yet.")
+    download: bool = _f(
+        True, "Let tfds download and prepare a dataset that is not in --data_dir yet (--nodownload to refuse)."
+    )
     image_size: int = _f(
         0,
         "Image side length; 0 = the dataset's own size (folder datasets: 32; video datasets: 112, the clip side).",
@@ -114,7 +116,7 @@ class TrainConfig:
     # Target network.
     target: str = _f(
         "resnet20",
-        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; efficientnet_lite0/1/2 (started from their ImageNet weights, a new classifier); resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets, video datasets).",
+        "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; efficientnet_lite0/1/2 (started from their ImageNet weights with a new classifier, images resized to 4 x --image_size inside: fine-tuning the ImageNet network, or a KD teacher); resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets for video datasets).",
     )
     pretrained: str = _f(
         "",
@@ -127,7 +129,7 @@ class TrainConfig:
     # Sources and heads.
     sources: List[str] = _f(
         ["imagenet/resnet50"],
-        "Comma list of sources: imagenet/<arch> (keras.applications, or efficientnet_lite0/1/2 from pip packages), places365/<arch> or a path to a .keras model. Empty = train from scratch.",
+        "Comma list of sources: imagenet/<arch> (keras.applications, or efficientnet_lite0/1/2 from pip packages), places365/<arch> or a path to a .keras model. --method=sskt needs at least one (--method=scratch trains without), and a folder: or video_folder: dataset must name them (the default would download ImageNet weights). The configs use places365/resnet50,imagenet/resnet50 (P+I).",
     )
     source_weights: str = _f(
         "imagenet",
@@ -157,7 +159,7 @@ class TrainConfig:
         "Target layers the heads tap; empty = stage1..N (layer1..4 in torchvision ResNets) (transfer) or the classifier input (linear).",
     )
     aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
-    target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels).")
+    target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels; -1 = ignored).")
     alpha: Optional[float] = _f(
         None,
         "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml). Unset = the method's: 0.1 (sskt), 0.9 (kd), 1 (dml).",
@@ -170,17 +172,21 @@ class TrainConfig:
     )
     # Optimisation.
     epochs: int = _f(200, "Training epochs.", accepts=">= 1")
-    steps_per_epoch: int = _f(0, "Batches per epoch; 0 = one pass over the training set.", accepts=">= 0")
+    steps_per_epoch: int = _f(
+        0,
+        "Batches per epoch; 0 = one pass over the training set. Either way fit is told the epoch's length (for folder datasets and class subsets, whose length tf.data does not know, from the number of training images): given a dataset of unknown length, Keras 3.15 counts a phantom step at the end of every epoch, which leaves the weights alone but lowers the epoch's reported training loss and accuracy by one batch in steps + 1.",
+        accepts=">= 0",
+    )
     batch_size: int = _f(128, "Global training batch size.", accepts=">= 1")
     lr: float = _f(0.1, "Initial SGD learning rate.", accepts="> 0")
     lr_warmup_epochs: int = _f(
         0,
-        "Ramp the learning rate up over the first N epochs: epoch e < N trains at --lr x (e+1)/(N+1), then the schedule goes on as usual. 0 = none (the paper's recipe). --lr_schedule=step only.",
+        "Ramp the learning rate up over the first N epochs: epoch e < N trains at --lr x (e+1)/(N+1) (N=4: 0.2, 0.4, 0.6, 0.8 of it), then the schedule goes on as usual; per epoch, so resuming needs no extra state. 0 = none, the paper's recipe. For deep networks that diverge in their first steps at lr 0.1 (the CIFAR study's ResNet-56 KD teacher, DML's peers). --lr_schedule=step only.",
         accepts=">= 0",
     )
     lr_schedule: str = _f(
         "step",
-        "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved for --lr_patience validated epochs (the original video code, with --lr_decay=0.1).",
+        "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved (by more than 1e-4) for --lr_patience validated epochs, Keras' ReduceLROnPlateau rule, resumable (a resumed run replays history.csv); the original video code's schedule with --lr_decay=0.1.",
     )
     lr_milestones: List[int] = _f(
         [60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.", accepts="increasing >= 0"
@@ -196,7 +202,7 @@ class TrainConfig:
     )
     jit_compile: bool = _f(
         False,
-        "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs: see tools/benchmark.py).",
+        "Compile the train and validation steps with XLA (usually faster on GPUs, slower on CPUs; benchmarks/benchmark.py measures it).",
     )
     mixed_precision: str = _f(
         "float32",

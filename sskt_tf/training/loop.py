@@ -117,7 +117,7 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
             nan_guard,
             callbacks_lib.learning_rate_callback(config, os.path.join(output_dir, "history.csv"), resume_epoch),
             history_lib.HistoryLogger(os.path.join(output_dir, "history.csv")),
-            keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
+            callbacks_lib.EpochTensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
             saver,
             # Last: an epoch counts as done once the history row and checkpoints are written.
             # (fit reads the restored epoch after every callback's on_train_begin.)

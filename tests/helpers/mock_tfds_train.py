@@ -7,13 +7,16 @@ import os
 import runpy
 import sys
 
-import tensorflow_datasets as tfds
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if os.path.join(REPO, "tests") not in sys.path:  # run as a script (in-process runs have it)
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from helpers.mock_tfds import mocked_tfds  # noqa: E402
+
 TRAIN_PY = os.path.join(REPO, "tools", "train.py")
 
 if __name__ == "__main__":
     num_examples = int(sys.argv.pop(1))
     sys.argv[0] = TRAIN_PY
-    with tfds.testing.mock_data(num_examples=num_examples):
+    with mocked_tfds(num_examples):
         runpy.run_path(TRAIN_PY, run_name="__main__")

@@ -53,7 +53,6 @@ def load_history(run_dir):
         raise ConfigError(f"{run_dir} has no history.csv with an epoch in it: is it a training run's --model_dir?")
     columns = sorted(set().union(*rows))
     history = {name: np.array([float(row[name]) if row.get(name) else np.nan for row in rows]) for name in columns}
-    history["epoch"] = history["epoch"] + 1
     history.update(_diagnostics(history))
     return history
 
