@@ -122,3 +122,12 @@ def test_unreachable_probes_each_host_once_and_names_the_silent_ones(monkeypatch
     tried.clear()
     assert downloads.unreachable(["https://up.example/a"]) == ["https://up.example/a"]  # the proxy did not answer
     assert tried == [("proxy.example", 3128)]
+
+
+def test_the_cache_builder_needs_its_sources_not_its_output_directory(tmp_path, keras_home, digits_folder):
+    config = _config(tmp_path, dataset=f"folder:{digits_folder}", soft_label_cache=str(tmp_path / "new_cache"))
+    assert [item.what for item in availability.missing_items(config)] == [
+        f"--soft_label_cache={tmp_path / 'new_cache'} does not exist."
+    ]  # a training run reads the cache instead of running the sources
+    building = availability.missing_items(config, building_cache=True)
+    assert [item.url for item in building] == [_RESNET50_URL]  # the builder runs the sources and writes the cache

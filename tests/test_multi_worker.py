@@ -112,7 +112,7 @@ def test_two_workers_train_to_identical_weights(uninterrupted_workers):
     chief_dir, worker_dir = model_dir, model_dir / "worker_1"
     chief_rows = history.read_history(str(chief_dir / "history.csv"))
     worker_rows = history.read_history(str(worker_dir / "history.csv"))
-    assert [row["epoch"] for row in chief_rows] == ["0", "1", "2", "3"]
+    assert [row["epoch"] for row in chief_rows] == ["1", "2", "3", "4"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # global metrics: the same on both
         np.testing.assert_allclose([float(r[key]) for r in worker_rows], [float(r[key]) for r in chief_rows], rtol=1e-5)
     chief = keras.saving.load_model(chief_dir / "last.keras")
@@ -230,9 +230,9 @@ def test_workers_killed_apart_resume_from_the_same_epoch_and_match_an_uninterrup
     logs = _run_two_workers(tmp_path / "restart", [*flags, f"--model_dir={run}"])
     for log, backup_dir in zip(logs, (chief_backup, worker_backup)):
         assert f"Resuming from the backup in {backup_dir} after epoch {agreed.epoch}." in log.read_text()
-    assert "every worker resumes from epoch" in logs[0].read_text()
+    assert f"every worker resumes from {agreed}." in logs[0].read_text()
     rows = history.read_history(str(run / "history.csv"))
-    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]  # every epoch exactly once
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]  # every epoch exactly once
     assert json.loads((run / "results.json").read_text())["resumed_from_epoch"] == agreed.epoch
 
     whole = keras.saving.load_model(uninterrupted_workers[0] / "last.keras")

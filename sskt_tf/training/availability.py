@@ -35,8 +35,8 @@ def _missing_unlabeled(config):
     return data_lib.missing_data(name, config.data_dir or None, config.download)
 
 
-def _missing_sources(config):
-    if not methods_lib.get(config.method).uses_sources or config.soft_label_cache:
+def _missing_sources(config, building_cache):
+    if not methods_lib.get(config.method).uses_sources or (config.soft_label_cache and not building_cache):
         return []
     missing = []
     for spec in config.sources:
@@ -52,11 +52,13 @@ def _missing_sources(config):
     return missing
 
 
-def missing_items(config):
+def missing_items(config, building_cache=False):
     """Everything ``config``'s run needs that is not on this machine, in milliseconds and offline.
 
     Args:
         config: a :class:`sskt_tf.TrainConfig` whose flags passed their own checks.
+        building_cache: ``config`` is the soft-label cache builder's: its ``--soft_label_cache``
+            is the directory to write, and the sources run (a training run's cache stands for them).
 
     Returns:
         A list of :class:`~sskt_tf.downloads.Missing`: the dataset and unlabelled images, each
@@ -67,10 +69,10 @@ def missing_items(config):
     return (
         data_lib.missing_data(config.dataset, config.data_dir or None, config.download)
         + _missing_unlabeled(config)
-        + _missing_sources(config)
+        + _missing_sources(config, building_cache)
         + _missing_file(teacher, "teacher")
         + _missing_file(config.pretrained, "pretrained")
-        + _missing_file(config.soft_label_cache, "soft_label_cache")
+        + _missing_file("" if building_cache else config.soft_label_cache, "soft_label_cache")
     )
 
 
@@ -78,20 +80,21 @@ def _host(url):
     return urllib.parse.urlsplit(url).hostname
 
 
-def check_available(config, unreachable=downloads.unreachable):
+def check_available(config, unreachable=downloads.unreachable, building_cache=False):
     """Stops a run that cannot get what it needs, naming every missing item at once.
 
     Args:
         config: a :class:`sskt_tf.TrainConfig`.
         unreachable: ``unreachable(urls) -> urls`` whose host does not answer
             (:func:`sskt_tf.downloads.unreachable`; replaceable in tests).
+        building_cache: see :func:`missing_items`.
 
     Raises:
         ConfigError: something is missing that no download will bring (a file, a package, a
             dataset with ``--nodownload``), or a download whose host does not answer; the
             message lists all of them, each with its offline way.
     """
-    missing = missing_items(config)
+    missing = missing_items(config, building_cache)
     if not missing:
         return
     offline = set(unreachable([item.url for item in missing if item.url]))

@@ -32,7 +32,7 @@ def build_soft_label_cache(
     """
     if not config.soft_label_cache:
         raise ConfigError("--soft_label_cache=DIR names the directory to write the cache to.")
-    config = validate(config)
+    config = validate(config, building_cache=True)
     check_source_flags(config, inspect=True)  # validation leaves them to the cache a run names; here they run
     if not [spec for spec in config.sources if spec.strip()]:
         raise ConfigError("--sources is empty: there is nothing to cache.")

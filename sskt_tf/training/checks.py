@@ -22,13 +22,15 @@ def _one_of(flag, value, choices):
         raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
 
 
-def validate(config):
+def validate(config, building_cache=False):
     """The one check of a configuration, before any data is loaded; fills in the method's defaults.
 
     Training, the soft-label cache builder and the tools call it first.
 
     Args:
         config: a :class:`sskt_tf.TrainConfig`.
+        building_cache: the soft-label cache builder's configuration (its ``--soft_label_cache``
+            is the directory it writes; see :func:`sskt_tf.training.availability.missing_items`).
 
     Returns:
         A copy of ``config`` whose unset flags (None) the method gives a value
@@ -70,7 +72,7 @@ def validate(config):
         raise ConfigError(f"--train_from={config.train_from} freezes pretrained layers: pass --pretrained too.")
     data_subset(config).check()
     method.check(config)
-    availability.check_available(config)  # every missing item at once: files, packages, data, downloads
+    availability.check_available(config, building_cache=building_cache)  # every missing item at once
     return config
 
 
