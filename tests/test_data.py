@@ -157,3 +157,64 @@ def test_folder_errors(tmp_path, digits_folder):
     os.rename(root / "val" / "digit3", root / "val" / "three")
     with pytest.raises(ConfigError, match=r"has classes that train/ lacks: \['three'\]"):
         data.load(f"folder:{root}", batch_size=4)
+
+
+@pytest.fixture
+def npz_kind(tmp_path, digits):
+    """A dataset kind registered from outside the package: ``npz:FILE`` of train/val arrays."""
+    from sskt_tf import downloads
+    from sskt_tf.data import kinds
+
+    def load_images(location, image_size, data_dir, download, order_seed, subset):
+        arrays = np.load(location)
+        splits = [tf.data.Dataset.from_tensor_slices((arrays[f"{s}_x"], arrays[f"{s}_y"])) for s in ("train", "val")]
+        info = dict(num_classes=10, class_names=[str(c) for c in range(10)], train_examples=len(arrays["train_y"]))
+        return *splits, dict(info, mean=None, std=None, image_shape=(16, 16, 3), multi_label=False), 16
+
+    def missing(location, data_dir, download):
+        return [] if os.path.exists(location) else [downloads.Missing(what=f"{location} is not there.")]
+
+    train_x, train_y, val_x, val_y = digits
+    np.savez(tmp_path / "digits.npz", train_x=train_x[:200], train_y=train_y[:200], val_x=val_x, val_y=val_y)
+    kinds.register(
+        kinds.DatasetKind("npz", "npz:FILE", prefix="npz:", load_images=load_images, missing=missing, user_files=True)
+    )
+    yield tmp_path / "digits.npz"
+    kinds.unregister("npz")
+
+
+def test_a_registered_dataset_kind_is_loaded_checked_and_named_by_its_prefix(npz_kind, tmp_path):
+    from absl import flags
+
+    from sskt_tf.training.flags import config_from_command_line, define_flags
+
+    loaded = data.load(f"npz:{npz_kind}", batch_size=50, seed=0)
+    images, labels = next(iter(loaded.train))
+    assert loaded.num_classes == 10 and loaded.train_examples == 200 and images.shape == (50, 16, 16, 3)
+    assert not data.is_video_dataset(f"npz:{npz_kind}")
+    assert data.missing_data(f"npz:{npz_kind}") == []
+    assert [item.what for item in data.missing_data("npz:/nowhere.npz")] == ["/nowhere.npz is not there."]
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["train.py", f"--dataset=npz:{npz_kind}"])
+    with pytest.raises(ConfigError, match="needs --sources"):  # the user's own files: name the sources
+        config_from_command_line(values)
+    with pytest.raises(ConfigError, match="cannot serve as unlabelled images"):
+        data.UnlabeledImages(dataset=f"npz:{npz_kind}").check(None)
+    with pytest.raises(ConfigError, match="holds images, not videos"):
+        data.load_video(f"npz:{npz_kind}", batch_size=4)
+
+
+def test_dataset_kinds_take_their_prefixes_and_tfds_the_rest(tmp_path):
+    from sskt_tf.data import kinds
+
+    assert [(kind.name, kind.prefix) for kind in kinds.kinds()] == [
+        ("folder", "folder:"),
+        ("video_folder", "video_folder:"),
+        ("tfds", None),
+    ]
+    assert kinds.resolve("video_folder:~/v")[0].name == "video_folder" and kinds.resolve("cifar10")[1] == "cifar10"
+    with pytest.raises(ValueError, match="takes the name or prefix"):
+        kinds.register(kinds.DatasetKind("images", "another folder kind", prefix="folder:"))
+    with pytest.raises(ConfigError, match=f"--dataset={tmp_path} is a directory: use --dataset=folder:{tmp_path} or"):
+        kinds.resolve(str(tmp_path))[0].check(str(tmp_path))

@@ -95,6 +95,37 @@ def test_target_normalises_raw_pixels():
     np.testing.assert_allclose(normalised, 1.0, atol=1e-5)
 
 
-def test_unknown_target_is_a_clear_error():
-    with pytest.raises(ConfigError, match="Unknown target 'resnet19'.*resnet20"):
-        targets.get("resnet19", 10)
+@pytest.fixture
+def own_target():
+    """A target registered from outside the package, as a user's module would."""
+
+    def build(num_classes, image_size, mean, std, frames):
+        del mean, std, frames
+        inputs = keras.Input((image_size, image_size, 3))
+        stage1 = keras.layers.Conv2D(4, 3, padding="same", name="stage1")(keras.layers.Rescaling(1 / 255)(inputs))
+        pooled = keras.layers.GlobalAveragePooling2D()(stage1)
+        return keras.Model(inputs, keras.layers.Dense(num_classes)(pooled), name="own_net")
+
+    network = targets.register(targets.TargetNetwork("own_net", "a test's own target", build))
+    yield network
+    targets.registry.unregister("own_net")
+
+
+def test_a_registered_target_is_built_validated_and_tapped_by_name(own_target, digits_folder):
+    from sskt_tf import training
+    from sskt_tf.training.config import TrainConfig
+
+    model = targets.get("own_net", 3, image_size=16)
+    assert model.output_shape == (None, 3) and targets.default_feature_layers(model, "transfer") == ["stage1"]
+    assert "own_net" in targets.names() and "own_net" not in targets.TARGETS  # TARGETS: the package's own
+    assert not targets.is_video("own_net") and targets.is_video("resnet3d18")
+    config = TrainConfig(dataset=f"folder:{digits_folder}", target="own_net", method="scratch")
+    assert training.validate(config).target == "own_net"
+    with pytest.raises(ValueError, match="registered twice"):
+        targets.register(own_target)
+
+
+def test_an_unknown_target_lists_every_registered_one():
+    with pytest.raises(ConfigError, match="Unknown --target=resnet21; choose one of resnet20, .*, resnet3d34"):
+        targets.get("resnet21", 10)
+    assert targets.names(takes_clips=True) == targets.VIDEO_TARGETS == ("resnet3d10", "resnet3d18", "resnet3d34")

@@ -7,26 +7,25 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 """
 
 import dataclasses
-import os
 from typing import Callable, Optional
 
 import tensorflow as tf
 
-from sskt_tf import downloads
+# The loader modules register their dataset kinds (sskt_tf.data.kinds) as they are imported.
+from sskt_tf.data import (
+    kinds,
+    video_folder,  # noqa: F401 (registers the video_folder kind)
+)
 from sskt_tf.data.augment import pad_crop_flip
 from sskt_tf.data.folder import load_folder
-from sskt_tf.data.pipeline import eval_pipeline, fixed_seed, keyed_train_pipeline, resize_uint8, train_pipeline
+from sskt_tf.data.pipeline import eval_pipeline, fixed_seed, keyed_train_pipeline, train_pipeline
 from sskt_tf.data.subset import Subset
-from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, missing_tfds, voc_labels
+from sskt_tf.data.tfds_datasets import DIFFICULT, KNOWN_DATASETS, load_tfds, voc_labels
 from sskt_tf.data.unlabeled import UNLABELED, UnlabeledImages
-from sskt_tf.data.video_folder import decode_op, frame_files_loader, list_frames_op, list_video_folder
-from sskt_tf.data.video_pipeline import frame_loader, train_clips, validation_clips, video_clip_stacks
+from sskt_tf.data.video_pipeline import train_clips, validation_clips, video_clip_stacks
 from sskt_tf.data.views import view_batches
 from sskt_tf.errors import ConfigError
 
-FOLDER_PREFIX = "folder:"
-VIDEO_FOLDER_PREFIX = "video_folder:"
-DEFAULT_FOLDER_IMAGE_SIZE = 32
 # The paper's video clips: 16 frames of 112x112, cropped from frames whose short side is about this.
 DEFAULT_CLIP_LENGTH = 16
 DEFAULT_CLIP_SIZE = 112
@@ -84,12 +83,6 @@ class Data:
     train_from: Optional[Callable[[int], tf.data.Dataset]] = None
     unlabeled_examples: int = 0
     unlabeled_per_batch: int = 0
-
-
-def _resize(dataset, image_size):
-    return dataset.map(
-        lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE
-    )
 
 
 @dataclasses.dataclass
@@ -161,18 +154,10 @@ def load_splits(dataset, data_dir=None, image_size=None, download=True, order_se
     Returns:
         A :class:`Splits`.
     """
-    if dataset.startswith(FOLDER_PREFIX):
-        image_size = image_size or DEFAULT_FOLDER_IMAGE_SIZE
-        train, val, info = load_folder(dataset[len(FOLDER_PREFIX) :], image_size, seed=order_seed, subset=subset)
-        info = dict(info, multi_label=False)
-    else:
-        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
-        native = info["image_shape"][0]
-        if native is None and not image_size:
-            raise ConfigError(f"Images of {dataset!r} vary in size: pass --image_size.")
-        if image_size and image_size != native:
-            train, val = _resize(train, image_size), _resize(val, image_size)
-        image_size = image_size or native
+    kind, location = kinds.resolve(dataset)
+    if kind.load_images is None:
+        raise ConfigError(f"--dataset={dataset} holds videos: train a video target on it (see --target).")
+    train, val, info, image_size = kind.load_images(location, image_size, data_dir, download, order_seed, subset)
     rest = info.pop("rest_train", None)
     splits = Splits(train=train, val=val, image_size=image_size, info=info)
     if unlabeled is not None and unlabeled.active:
@@ -270,40 +255,27 @@ def load(
 
 
 def missing_data(dataset, data_dir=None, download=True):
-    """What loading ``dataset`` (a ``--dataset`` or ``--unlabeled_dataset`` name) lacks on this machine.
+    """What loading ``dataset`` (a ``--dataset`` or ``--unlabeled_dataset`` value) lacks on this machine.
 
-    Offline and in milliseconds: a folder must exist, a tfds dataset be prepared (or downloadable).
+    Offline and in milliseconds (each kind's :attr:`~sskt_tf.data.kinds.DatasetKind.missing`):
+    a folder must exist, a tfds dataset be prepared (or downloadable).
 
     Args:
-        dataset: ``folder:PATH``, ``video_folder:PATH`` or a tfds name.
+        dataset: ``folder:PATH``, ``video_folder:PATH``, a tfds name (or ``NAME:SPLIT``).
         data_dir: tfds data directory.
         download: whether tfds may download a dataset that is not prepared (``--download``).
 
     Returns:
         A list of :class:`~sskt_tf.downloads.Missing` (empty: nothing lacks).
     """
-    for prefix, kind in ((FOLDER_PREFIX, "Image"), (VIDEO_FOLDER_PREFIX, "Video")):
-        if dataset.startswith(prefix):
-            path = os.path.expanduser(dataset[len(prefix) :])
-            if os.path.isdir(path):
-                return []
-            return [downloads.Missing(what=f"{kind} folder {path!r} does not exist ({prefix}{path}).")]
-    return missing_tfds(dataset, data_dir=data_dir, download=download)
+    kind, location = kinds.resolve(dataset)
+    return kind.missing(location, data_dir, download)
 
 
 def is_video_dataset(dataset, data_dir=None):
     """Whether ``dataset`` (a ``--dataset`` value) holds videos: ``video_folder:PATH`` or a tfds video dataset."""
-    if dataset.startswith(VIDEO_FOLDER_PREFIX):
-        return True
-    if dataset.startswith(FOLDER_PREFIX):
-        return False
-    try:
-        import tensorflow_datasets as tfds
-
-        features = tfds.builder(dataset, data_dir=data_dir).info.features
-    except Exception:  # unknown names are reported where the dataset is loaded
-        return False
-    return "video" in features and "image" not in features
+    kind, location = kinds.resolve(dataset)
+    return kind.holds_videos(location, data_dir)
 
 
 def load_video(
@@ -346,26 +318,12 @@ def load_video(
         ``std`` are None (a video target uses the original's mean).
     """
     size = image_size or DEFAULT_CLIP_SIZE
-    if dataset.startswith(VIDEO_FOLDER_PREFIX):
-        (train_paths, train_labels), (val_paths, val_labels), info = list_video_folder(
-            dataset[len(VIDEO_FOLDER_PREFIX) :], split=split, subset=subset
-        )
-        train = tf.data.Dataset.from_tensor_slices((train_paths, train_labels))
-        val = tf.data.Dataset.from_tensor_slices((val_paths, val_labels))
-        if all(os.path.isdir(path) for path in (*train_paths, *val_paths)):
-            # Frame folders: list the files now, decode only a clip's frames later.
-            decode, load = list_frames_op, frame_files_loader(short_side)
-        else:
-            decode, load = (lambda path: decode_op(path, short_side)), None
-        shuffle_buffer = max(len(train_paths), 1)
-    else:
-        if split:
-            raise ConfigError(f"--video_split is for video_folder: datasets; tfds {dataset!r} has its own splits.")
-        train, val, info = load_tfds(dataset, data_dir=data_dir, download=download, subset=subset)
-        if not info.get("video"):
-            raise ConfigError(f"tfds dataset {dataset!r} holds images, not videos.")
-        decode, load = tf.identity, frame_loader(short_side)  # a clip decodes only its own frames
-        shuffle_buffer = 256  # encoded videos (a few MB each); tfds reads its files in a fixed order
+    kind, location = kinds.resolve(dataset)
+    if kind.load_videos is None:
+        raise ConfigError(f"--dataset={dataset} holds images, not videos: train an image target on it.")
+    videos = kind.load_videos(location, data_dir, download, split, subset, short_side)
+    train, val, info = videos.train, videos.val, videos.info
+    decode, load, shuffle_buffer = videos.decode, videos.load, videos.shuffle_buffer
     eval_batch_size = eval_batch_size or batch_size
     return Data(
         train=train_clips(train, batch_size, clip_length, size, decode, seed, augment, shuffle_buffer, load),
@@ -394,6 +352,7 @@ __all__ = [
     "load_video",
     "load_folder",
     "load_splits",
+    "kinds",
     "load_tfds",
     "missing_data",
     "pad_crop_flip",

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from sskt_tf.data import kinds
 from sskt_tf.data import subset as subset_lib
 from sskt_tf.data.pipeline import resize_uint8
 from sskt_tf.errors import ConfigError
@@ -237,3 +238,32 @@ def load_folder(path, image_size, seed=None, subset=None):
         info["subset"] = subset_info
         info["rest_train"] = (_unlabeled(rest_paths, image_size), len(rest_paths))
     return train, val, info
+
+
+# Side length of folder images when --image_size does not say.
+DEFAULT_IMAGE_SIZE = 32
+
+
+def _load_images(location, image_size, data_dir, download, order_seed, subset):
+    del data_dir, download
+    image_size = image_size or DEFAULT_IMAGE_SIZE
+    train, val, info = load_folder(location, image_size, seed=order_seed, subset=subset)
+    return train, val, dict(info, multi_label=False), image_size
+
+
+def _load_unlabeled(location, image_size, data_dir, download):
+    del data_dir, download
+    return load_unlabeled_folder(location, image_size)
+
+
+kinds.register(
+    kinds.DatasetKind(
+        name="folder",
+        prefix="folder:",
+        summary="folder:PATH (images in class subfolders of train/ and val/ or test/)",
+        load_images=_load_images,
+        load_unlabeled=_load_unlabeled,
+        missing=kinds.missing_directory("Image folder"),
+        user_files=True,
+    )
+)

@@ -1,13 +1,17 @@
 """Raw train/validation splits of TensorFlow Datasets (tfds) datasets."""
 
 import logging
+import os
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from sskt_tf import downloads
+from sskt_tf.data import kinds
 from sskt_tf.data import subset as subset_lib
+from sskt_tf.data.pipeline import resize_uint8
+from sskt_tf.data.video_pipeline import frame_loader
 from sskt_tf.errors import ConfigError
 
 # Splits and per-channel pixel statistics (0-255 scale) of the paper's datasets.
@@ -301,3 +305,87 @@ def load_tfds_unlabeled(name, split, data_dir=None, download=True):
     if builder.info.features["image"].shape[-1] == 1:
         dataset = _to_rgb(dataset)
     return dataset, count
+
+
+def _resized(dataset, image_size):
+    return dataset.map(
+        lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _load_images(name, image_size, data_dir, download, order_seed, subset):
+    del order_seed  # tfds datasets keep their own order
+    train, val, info = load_tfds(name, data_dir=data_dir, download=download, subset=subset)
+    native = info["image_shape"][0]
+    if native is None and not image_size:
+        raise ConfigError(f"Images of {name!r} vary in size: pass --image_size.")
+    if image_size and image_size != native:
+        train, val = _resized(train, image_size), _resized(val, image_size)
+    return train, val, info, image_size or native
+
+
+def _load_videos(name, data_dir, download, split, subset, short_side):
+    if split:
+        raise ConfigError(f"--video_split is for video_folder: datasets; tfds {name!r} has its own splits.")
+    train, val, info = load_tfds(name, data_dir=data_dir, download=download, subset=subset)
+    if not info.get("video"):
+        raise ConfigError(f"tfds dataset {name!r} holds images, not videos.")
+    return kinds.VideoSplits(
+        train=train,
+        val=val,
+        info=info,
+        decode=tf.identity,
+        load=frame_loader(short_side),  # a clip decodes only its own frames
+        shuffle_buffer=256,  # encoded videos (a few MB each); tfds reads its files in a fixed order
+    )
+
+
+def _split_name(location):
+    """``(name, split)`` of an ``--unlabeled_dataset`` value ``NAME:SPLIT``."""
+    name, _, split = location.partition(":")
+    return name, split
+
+
+def _check_unlabeled(location):
+    name, split = _split_name(location)
+    if not (name and split):
+        raise ConfigError(
+            f"--unlabeled_dataset={location}: use folder:DIR (a directory of images) or a tfds split "
+            "as NAME:SPLIT (e.g. stl10:unlabelled)."
+        )
+
+
+def _load_unlabeled(location, image_size, data_dir, download):
+    images, count = load_tfds_unlabeled(*_split_name(location), data_dir=data_dir, download=download)
+    return _resized(images, image_size), count
+
+
+def _holds_videos(name, data_dir):
+    try:
+        features = tfds.builder(name, data_dir=data_dir).info.features
+    except Exception:  # unknown names are reported where the dataset is loaded
+        return False
+    return "video" in features and "image" not in features
+
+
+def _check(name):
+    """A bare directory is not a tfds name: say which prefix it needs."""
+    if os.path.isdir(os.path.expanduser(name)):
+        prefixed = [kind for kind in kinds.kinds() if kind.prefix]
+        uses = " or ".join(f"--dataset={kind.prefix}{name}" for kind in prefixed)
+        raise ConfigError(f"--dataset={name} is a directory: use {uses} ({'; '.join(k.summary for k in prefixed)}).")
+
+
+kinds.register(
+    kinds.DatasetKind(
+        name="tfds",
+        summary="a TensorFlow Datasets name (cifar10, cifar100, stl10, voc/2007, ucf101/ucf101_1, ...)",
+        load_images=_load_images,
+        load_videos=_load_videos,
+        load_unlabeled=_load_unlabeled,
+        holds_videos=_holds_videos,
+        missing=lambda location, data_dir, download: missing_tfds(_split_name(location)[0], data_dir, download),
+        check=_check,
+        check_unlabeled=_check_unlabeled,
+    )
+)

@@ -19,17 +19,11 @@ both may be given, the rest coming first.
 
 import dataclasses
 
-import tensorflow as tf
-
-from sskt_tf.data.folder import load_unlabeled_folder
-from sskt_tf.data.pipeline import resize_uint8
-from sskt_tf.data.tfds_datasets import load_tfds_unlabeled
+from sskt_tf.data import kinds
 from sskt_tf.errors import ConfigError
 
 # The label of an unlabelled example.
 UNLABELED = -1
-
-_FOLDER_PREFIX = "folder:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +68,14 @@ class UnlabeledImages:
                 "--unlabeled_from_rest uses the training images --train_examples_per_class leaves out; "
                 "without that flag every image is labelled: set it, or drop --unlabeled_from_rest."
             )
-        if self.dataset and not self.dataset.startswith(_FOLDER_PREFIX):
-            name, colon, split = self.dataset.partition(":")
-            if not (colon and name and split):
+        if self.dataset:
+            kind, location = kinds.resolve(self.dataset)
+            if kind.load_unlabeled is None:
                 raise ConfigError(
-                    f"--unlabeled_dataset={self.dataset}: use folder:DIR (a directory of images) or a tfds split "
-                    "as NAME:SPLIT (e.g. stl10:unlabelled)."
+                    f"--unlabeled_dataset={self.dataset}: {kind.name} data cannot serve as unlabelled images; use "
+                    "folder:DIR (a directory of images) or a tfds split as NAME:SPLIT (e.g. stl10:unlabelled)."
                 )
+            kind.check_unlabeled(location)
 
     def load(self, rest, image_size, data_dir=None, download=True):
         """The unlabelled examples, resized, in a fixed order.
@@ -103,15 +98,9 @@ class UnlabeledImages:
                     "classes, so none is left to use unlabelled."
                 )
             parts.append(rest)
-        if self.dataset.startswith(_FOLDER_PREFIX):
-            parts.append(load_unlabeled_folder(self.dataset[len(_FOLDER_PREFIX) :], image_size))
-        elif self.dataset:
-            name, _, split = self.dataset.partition(":")
-            images, count = load_tfds_unlabeled(name, split, data_dir=data_dir, download=download)
-            resized = images.map(
-                lambda image, label: (resize_uint8(image, image_size), label), num_parallel_calls=tf.data.AUTOTUNE
-            )
-            parts.append((resized, count))
+        if self.dataset:
+            kind, location = kinds.resolve(self.dataset)
+            parts.append(kind.load_unlabeled(location, image_size, data_dir, download))
         dataset = parts[0][0]
         for more, _ in parts[1:]:
             dataset = dataset.concatenate(more)

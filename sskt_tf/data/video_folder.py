@@ -20,6 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from sskt_tf.data import kinds
 from sskt_tf.data import subset as subset_lib
 from sskt_tf.data.folder import IMAGE_EXTENSIONS, flatten_files, image_files, split_directories
 from sskt_tf.data.video_pipeline import resize_short_side
@@ -242,3 +243,34 @@ def list_video_folder(path, split=None, subset=None):
         len(val_paths),
     )
     return (train_paths, train_labels), (val_paths, val_labels), info
+
+
+def _load_videos(location, data_dir, download, split, subset, short_side):
+    del data_dir, download
+    (train_paths, train_labels), (val_paths, val_labels), info = list_video_folder(location, split=split, subset=subset)
+    if all(os.path.isdir(path) for path in (*train_paths, *val_paths)):
+        # Frame folders: list the files now, decode only a clip's frames later.
+        decode, load = list_frames_op, frame_files_loader(short_side)
+    else:
+        decode, load = (lambda path: decode_op(path, short_side)), None
+    return kinds.VideoSplits(
+        train=tf.data.Dataset.from_tensor_slices((train_paths, train_labels)),
+        val=tf.data.Dataset.from_tensor_slices((val_paths, val_labels)),
+        info=info,
+        decode=decode,
+        load=load,
+        shuffle_buffer=max(len(train_paths), 1),
+    )
+
+
+kinds.register(
+    kinds.DatasetKind(
+        name="video_folder",
+        prefix="video_folder:",
+        summary="video_folder:PATH (videos or frame folders in class subfolders; see --video_split)",
+        load_videos=_load_videos,
+        holds_videos=lambda location, data_dir: True,
+        missing=kinds.missing_directory("Video folder"),
+        user_files=True,
+    )
+)

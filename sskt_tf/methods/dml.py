@@ -3,10 +3,10 @@
 import keras
 from keras import ops
 
+from sskt_tf import targets as targets_lib
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import BaselineModel
-from sskt_tf.methods.sskt import build_target
 
 
 class DMLModel(BaselineModel):
@@ -69,7 +69,7 @@ class DMLModel(BaselineModel):
 def build_dml(config, data, sources):
     """DMLModel of ``config``: two independently initialised ``--target`` networks."""
     del sources
-    return DMLModel(build_target(config, data), build_target(config, data))
+    return DMLModel(targets_lib.build_for(config.target, data), targets_lib.build_for(config.target, data))
 
 
 register(

@@ -3,11 +3,11 @@
 from keras import ops
 
 from sskt_tf import sources as sources_lib
+from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import BaselineModel, labelled_weights
-from sskt_tf.methods.sskt import build_target
 
 
 class KDModel(BaselineModel):
@@ -84,7 +84,7 @@ def build_kd(config, data, sources):
     """KDModel of ``config``: the target as student, ``--teacher`` as the teacher."""
     del sources  # the teacher is the only source
     teacher = sources_lib.from_file(_teacher_path(config), name="teacher", input_size=config.source_image_size or None)
-    return KDModel(build_target(config, data), teacher)
+    return KDModel(targets_lib.build_for(config.target, data), teacher)
 
 
 register(

@@ -15,11 +15,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import BaselineModel, l2_penalty, num_replicas, split_inputs
-from sskt_tf.methods.sskt import build_target, default_feature_layers
+from sskt_tf.targets.feature_layers import default_feature_layers
 
 FOCAL_GAMMA = 2.0  # the original trains both tasks with a gamma-2 focal loss
 
@@ -229,8 +230,8 @@ def _check(config):
 def build_maxl(config, data, sources):
     """MAXLModel of ``config``: the target, and a generator of the same architecture."""
     del sources
-    target = build_target(config, data)
-    generator = build_target(config, data, num_classes=data.num_classes * config.maxl_psi)
+    target = targets_lib.build_for(config.target, data)
+    generator = targets_lib.build_for(config.target, data, num_classes=data.num_classes * config.maxl_psi)
     return MAXLModel(target, generator, config.maxl_psi)
 
 

@@ -5,13 +5,12 @@ frozen source towards the source's soft labels; :func:`build_sskt` makes one
 from the flags.
 """
 
-import re
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from sskt_tf import sources as sources_lib
+from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import heads as heads_lib
@@ -25,43 +24,7 @@ from sskt_tf.methods.base import (
     split_inputs,
     update_loss_trackers,
 )
-from sskt_tf.targets import CLIP_FRAMES
-from sskt_tf.targets import get as get_target
-
-
-def default_feature_layers(target, head):
-    """Names of the target layers an auxiliary head taps by default.
-
-    Args:
-        target: functional target model.
-        head: ``"transfer"`` (all layers named ``stage<N>``, or ``layer<N>`` as
-            torchvision names its stages) or ``"linear"`` (the layer feeding
-            the classifier).
-
-    Returns:
-        A list of layer names.
-    """
-    if head == "linear":
-        return [_classifier_input_layer(target).name]
-    stages = sorted(
-        (layer.name for layer in target.layers if re.fullmatch(r"(stage|layer)\d+", layer.name)),
-        key=lambda name: int(re.sub(r"\D", "", name)),
-    )
-    if not stages:
-        raise ConfigError(
-            f"Target {target.name!r} has no layers named stage1, stage2, ... (or layer1, layer2, ...); pass "
-            "feature_layers=[...] with the names of its stage outputs for the transfer module."
-        )
-    return stages
-
-
-def _classifier_input_layer(target):
-    """The layer whose output the final (classifier) layer consumes."""
-    final_input = target.layers[-1].input
-    for layer in target.layers:
-        if layer.output is final_input:
-            return layer
-    raise ConfigError(f"Cannot find the classifier's input layer in {target.name!r}; pass feature_layers=[...].")
+from sskt_tf.targets.feature_layers import default_feature_layers
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
@@ -330,31 +293,10 @@ class SSKTModel(MethodModel):
         return all(getattr(source, "runnable", True) for source in self.sources)
 
 
-def build_target(config, data, num_classes=None):
-    """The ``--target`` network for ``data`` (what every method trains).
-
-    Args:
-        config: a :class:`TrainConfig`.
-        data: the :class:`sskt_tf.data.Data` it trains on.
-        num_classes: output classes (default: the dataset's).
-
-    Returns:
-        A functional ``keras.Model`` taking raw images (or clips), returning logits.
-    """
-    return get_target(
-        config.target,
-        num_classes or data.num_classes,
-        image_size=data.image_size,
-        mean=data.mean,
-        std=data.std,
-        frames=data.frames or CLIP_FRAMES,
-    )
-
-
 def build_sskt(config, data, sources):
     """SSKTModel of ``config``: target, ``sources`` (or a cache's placeholders) and heads."""
     return SSKTModel(
-        build_target(config, data),
+        targets_lib.build_for(config.target, data),
         sources,
         head=config.head,
         feature_layers=config.feature_layers or None,

@@ -27,12 +27,9 @@ def _missing_file(path, flag):
 
 
 def _missing_unlabeled(config):
-    name = config.unlabeled_dataset
-    if not name:
+    if not config.unlabeled_dataset:
         return []
-    if not name.startswith(data_lib.FOLDER_PREFIX):
-        name = name.partition(":")[0]  # NAME:SPLIT of a tfds dataset
-    return data_lib.missing_data(name, config.data_dir or None, config.download)
+    return data_lib.missing_data(config.unlabeled_dataset, config.data_dir or None, config.download)
 
 
 def _missing_sources(config, building_cache):

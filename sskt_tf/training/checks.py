@@ -5,7 +5,7 @@ import os
 
 from sskt_tf import methods as methods_lib
 from sskt_tf import targets as targets_lib
-from sskt_tf.data import is_video_dataset
+from sskt_tf.data import is_video_dataset, kinds
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
@@ -44,7 +44,7 @@ def validate(config, building_cache=False):
         config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
     )
     ranges.check(config)
-    _one_of("target", config.target, targets_lib.TARGETS)
+    targets_lib.get_network(config.target)
     _one_of("head", config.head, heads_lib.HEAD_KINDS)
     _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
     _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
@@ -97,16 +97,13 @@ def _check_unlabeled(config, method):
 
 
 def _check_paths(config):
-    """Directories the run writes must be directories; a dataset directory needs its prefix."""
+    """Directories the run writes must be directories; the dataset's kind checks its value (a bare directory)."""
     for flag in ("model_dir", "export_dir"):
         path = os.path.expanduser(getattr(config, flag))
         if path and os.path.exists(path) and not os.path.isdir(path):
             raise ConfigError(f"--{flag}={getattr(config, flag)} is a file; the run needs a directory there.")
-    if ":" not in config.dataset and os.path.isdir(os.path.expanduser(config.dataset)):
-        raise ConfigError(
-            f"--dataset={config.dataset} is a directory: use --dataset=folder:{config.dataset} (images in "
-            f"train/ and val/ class subfolders) or --dataset=video_folder:{config.dataset} (videos)."
-        )
+    kind, location = kinds.resolve(config.dataset)
+    kind.check(location)
 
 
 def check_data(config, data):
@@ -136,7 +133,7 @@ def check_data(config, data):
             f"--target={config.target} takes {'clips' if video_target else 'images'}, but {config.dataset} holds "
             f"{'videos' if data.frames else 'images'}: use "
             + (
-                f"a video target ({', '.join(targets_lib.VIDEO_TARGETS)})."
+                f"a video target ({', '.join(targets_lib.names(takes_clips=True))})."
                 if data.frames
                 else "a video dataset (ucf101/ucf101_1, video_folder:PATH) or an image target."
             )

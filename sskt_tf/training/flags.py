@@ -87,7 +87,7 @@ def config_from_command_line(flag_values=flags.FLAGS):
         ConfigError: such a dataset and method without a ``--sources`` flag.
     """
     config = config_from_flags(flag_values)
-    own_files = config.dataset.startswith((data.FOLDER_PREFIX, data.VIDEO_FOLDER_PREFIX))
+    own_files = data.kinds.resolve(config.dataset)[0].user_files
     if own_files and not flag_values["sources"].present and methods.get(config.method).uses_sources:
         raise ConfigError(
             f"--dataset={config.dataset} with --method={config.method} needs --sources: the networks that give "
