@@ -183,3 +183,17 @@ def test_paper_flagfiles_parse(tmp_path):
         assert config.sources == ["places365/resnet50", "imagenet/resnet50"]  # the paper's P+I
         assert (config.places365_weights, config.source_weights) == ("places365", "imagenet")
         assert config.head == "transfer" and config.alpha == 0.1 and config.source_scale == "7/3"
+
+
+def test_choices_and_resume_flags_are_declared_beside_the_fields():
+    from sskt_tf.training import config as config_lib
+
+    assert set(config_lib.resume_flags()) == {
+        "method", "dataset", "image_size", "target", "sources", "head", "feature_layers", "soft_label_cache",
+        "mixed_precision", "teacher", "maxl_psi", "classes", "train_examples_per_class", "subset_seed",
+        "unlabeled_dataset", "unlabeled_from_rest", "unlabeled_ratio",
+    }  # fmt: skip
+    assert config_lib.choices("head") == ("linear", "transfer") and config_lib.choices("lr") is None
+    assert config_lib.choices("method")[0] == "sskt" and "resnet3d18" in config_lib.choices("target")
+    help_text = " ".join(run_script(["tools/train.py", "--help"]).stdout.split())  # unwrapped
+    assert "One of: linear, transfer." in help_text and "One of: step, plateau." in help_text

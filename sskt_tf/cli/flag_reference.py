@@ -16,7 +16,7 @@ import html
 import re
 import sys
 
-from sskt_tf.training.config import TrainConfig, flag_group
+from sskt_tf.training.config import TrainConfig, choices, flag_group
 
 PAGE = "docs/reference/flags.md"
 COMMAND = "python -m sskt_tf.cli.flag_reference --write"
@@ -63,7 +63,9 @@ without `folder:`, a `--model_dir` that holds someone else's `best.keras` or
 that are empty, truncated or not zips (named as such).
 
 Boolean flags are switched off with a `no` prefix (`--nodownload`, `--noaugment`). The
-"accepts" column is the range a flag's value is checked against.
+"accepts" column is the range a flag's value is checked against, or the values it takes (read
+from the registries and modules that define them, so a registered method or target appears
+there). "A resumed run must keep it" marks the flags a backup can only resume under.
 """
 
 OUTRO = """\
@@ -134,8 +136,12 @@ def _row(item, default):
     links = SEE_ALSO.get(item.name, [])
     if links:
         meaning += " See " + ", ".join(f"[{title}]({target})" for title, target in links) + "."
+    if item.metadata.get("resume_must_match"):
+        meaning += " A resumed run must keep it."
     accepts = item.metadata.get("accepts")
-    return f"| `--{item.name}` | {_code(format_default(default))} | {f'`{accepts}`' if accepts else ''} | {meaning} |"
+    accepted = choices(item.name)
+    accepts_cell = f"`{accepts}`" if accepts else (", ".join(f"`{value}`" for value in accepted) if accepted else "")
+    return f"| `--{item.name}` | {_code(format_default(default))} | {accepts_cell} | {meaning} |"
 
 
 def markdown():

@@ -25,13 +25,24 @@ def _topic(module, flag_name):
     return flag_group(flag_name) or _OTHER_TOPIC
 
 
-def _flag_entry(flag):
+def _flag_entry(flag, module):
     if flag.boolean:
         heading = f"  --[no]{flag.name} (default: {'true' if flag.default else 'false'})"
     else:
         heading = f"  --{flag.name} (default: {flag.default_as_str or repr('')})"
-    body = textwrap.fill(flag.help or "", width=100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    accepted = _choices(module, flag.name)
+    help_text = (flag.help or "") + (f" One of: {', '.join(accepted)}." if accepted else "")
+    body = textwrap.fill(help_text, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6)
     return f"{heading}\n{body}"
+
+
+def _choices(module, flag_name):
+    """The values a TrainConfig flag accepts (None for other flags, or any value)."""
+    if module != _CONFIG_FLAGS_MODULE:
+        return None
+    from sskt_tf.training.config import choices
+
+    return choices(flag_name)
 
 
 def help_text(program, description="", flag_values=flags.FLAGS):
@@ -52,13 +63,13 @@ def help_text(program, description="", flag_values=flags.FLAGS):
         if module.split(".")[0] in _LIBRARY_FLAG_MODULES:
             continue
         for flag in module_flags:
-            topics.setdefault(_topic(module, flag.name), {})[flag.name] = flag
+            topics.setdefault(_topic(module, flag.name), {})[flag.name] = (flag, module)
     lines = [f"usage: {program} [--flagfile=FILE] [--flag=value ...]"]
     if description:
         lines += ["", textwrap.fill(description, width=100)]
     for topic, topic_flags in topics.items():
         if topic_flags:
-            lines += ["", f"{topic}:"] + [_flag_entry(flag) for flag in topic_flags.values()]
+            lines += ["", f"{topic}:"] + [_flag_entry(flag, module) for flag, module in topic_flags.values()]
     lines += ["", "--flagfile=FILE reads flags from a file (one a line); --helpfull also lists absl's flags."]
     return "\n".join(lines) + "\n"
 

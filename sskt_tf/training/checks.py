@@ -7,19 +7,10 @@ from sskt_tf import methods as methods_lib
 from sskt_tf import targets as targets_lib
 from sskt_tf.data import is_video_dataset, kinds
 from sskt_tf.errors import ConfigError
-from sskt_tf.methods import heads as heads_lib
-from sskt_tf.methods import losses as losses_lib
 from sskt_tf.sources import parse_scale
 from sskt_tf.training import availability, ranges
-from sskt_tf.training import distribute as distribute_lib
-from sskt_tf.training.callbacks import LR_SCHEDULES
-from sskt_tf.training.precision import MIXED_PRECISION_POLICIES
+from sskt_tf.training import config as config_lib
 from sskt_tf.training.run_data import data_subset, unlabeled_images
-
-
-def _one_of(flag, value, choices):
-    if value not in choices:
-        raise ConfigError(f"Unknown --{flag}={value}; choose one of {', '.join(choices)}.")
 
 
 def validate(config, building_cache=False):
@@ -44,13 +35,12 @@ def validate(config, building_cache=False):
         config, **{name: value for name, value in method.defaults.items() if getattr(config, name) is None}
     )
     ranges.check(config)
-    targets_lib.get_network(config.target)
-    _one_of("head", config.head, heads_lib.HEAD_KINDS)
-    _one_of("aux_loss", config.aux_loss, losses_lib.AUX_LOSSES)
-    _one_of("target_loss", config.target_loss, losses_lib.TARGET_LOSSES)
-    _one_of("distribution_strategy", config.distribution_strategy, distribute_lib.STRATEGIES)
-    _one_of("mixed_precision", config.mixed_precision, MIXED_PRECISION_POLICIES)
-    _one_of("lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    for item in dataclasses.fields(config):
+        accepted = config_lib.choices(item.name)  # the field's declared choices (registries included)
+        if accepted is not None and getattr(config, item.name) not in accepted:
+            raise ConfigError(
+                f"Unknown --{item.name}={getattr(config, item.name)}; choose one of {', '.join(accepted)}."
+            )
     if config.lr_warmup_epochs and config.lr_schedule != "step":
         raise ConfigError(
             f"--lr_warmup_epochs={config.lr_warmup_epochs} ramps up the step schedule; "

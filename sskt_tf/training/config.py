@@ -1,6 +1,7 @@
 """TrainConfig: one experiment, as data. Field names are the command-line flags."""
 
 import dataclasses
+import importlib
 from dataclasses import field
 from typing import List, Optional
 
@@ -27,6 +28,36 @@ def flag_group(name):
     return next(starts[n] for n in reversed(names[: names.index(name) + 1]) if n in starts)
 
 
+def choices(name):
+    """The values the :class:`TrainConfig` field ``name`` accepts, or None when any value may do.
+
+    A field's ``choices`` metadata names where they live (``"module:attribute"``, a tuple or a
+    function such as a registry's ``names``), read only when asked: this module imports neither
+    TensorFlow nor the registries.
+
+    Args:
+        name: a field name (a flag).
+
+    Returns:
+        A tuple of strings, or None.
+    """
+    reference = _field(name).metadata.get("choices")
+    if reference is None:
+        return None
+    module, attribute = reference.split(":")
+    value = getattr(importlib.import_module(module), attribute)
+    return tuple(value() if callable(value) else value)
+
+
+def resume_flags():
+    """The flags a resumed run must share with the run its backup comes from (networks, examples)."""
+    return tuple(item.name for item in dataclasses.fields(TrainConfig) if item.metadata.get("resume_must_match"))
+
+
+def _field(name):
+    return next(item for item in dataclasses.fields(TrainConfig) if item.name == name)
+
+
 def _f(default, help_text, **kwargs):
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help_text, **kwargs})
@@ -45,6 +76,7 @@ class TrainConfig:
     dataset: str = _f(
         "cifar10",
         "tfds name (cifar10, cifar100, stl10, voc/2007 (multi-label), ucf101/ucf101_1 (video), ...), folder:PATH with train/ and val/ (or test/) class subfolders, or video_folder:PATH (videos: see --video_split).",
+        resume_must_match=True,
     )
     data_dir: str = _f("", "tfds data directory (default ~/tensorflow_datasets).")
     download: bool = _f(
@@ -54,6 +86,7 @@ class TrainConfig:
         0,
         "Image side length; 0 = the dataset's own size (folder datasets: 32; video datasets: 112, the clip side).",
         accepts="0 or >= 8",
+        resume_must_match=True,
     )
     clip_length: int = _f(16, "Video datasets: frames a clip (the paper: 16).", accepts=">= 1")
     video_short_side: int = _f(
@@ -71,40 +104,56 @@ class TrainConfig:
     cache: bool = _f(True, "Cache decoded images in memory.")
     augment: bool = _f(True, "Pad-4 random crop and horizontal flip on training images.")
     classes: List[str] = _f(
-        [], "Comma list of class names or indices to keep (labels become 0..k-1 in this order); empty = every class."
+        [],
+        "Comma list of class names or indices to keep (labels become 0..k-1 in this order); empty = every class.",
+        resume_must_match=True,
     )
     train_examples_per_class: Optional[int] = _f(
         None,
         "Keep this many training examples of each (kept) class, a class-balanced subset drawn with --subset_seed; unset = all. Validation keeps every example of the kept classes.",
         accepts=">= 1",
+        resume_must_match=True,
     )
     subset_seed: int = _f(
         0,
         "Seed of the --train_examples_per_class draw, independent of --seed: every method and seed trains on the same images.",
         accepts=">= 0",
+        resume_must_match=True,
     )
     unlabeled_dataset: str = _f(
         "",
         "Unlabelled images for the auxiliary losses (sskt, kd): folder:DIR (every image under DIR, class folders or not) or a tfds split as NAME:SPLIT (stl10:unlabelled). Their labels are never read.",
+        resume_must_match=True,
     )
     unlabeled_from_rest: bool = _f(
         False,
         "With --train_examples_per_class: the kept classes' other training images, their labels dropped, join the unlabelled images.",
+        resume_must_match=True,
     )
     unlabeled_ratio: float = _f(
         1.0,
         "Unlabelled images per labelled one in every training batch (with --unlabeled_dataset or --unlabeled_from_rest): a batch holds --batch_size labelled and round(ratio * batch_size) unlabelled images.",
         accepts="> 0",
+        resume_must_match=True,
     )
     # Method.
     method: str = _f(
-        "sskt", "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources."
+        "sskt",
+        "Training method: sskt, scratch, kd, dml or maxl (sskt_tf.methods). Only sskt uses --sources.",
+        choices="sskt_tf.methods:names",
+        resume_must_match=True,
     )
     teacher: str = _f(
         "",
         "KD teacher (--method=kd): a .keras classifier over the target's classes, taking raw images (e.g. a scratch run's best.keras).",
+        resume_must_match=True,
     )
-    maxl_psi: int = _f(5, "MAXL: auxiliary classes per primary class (the class hierarchy psi).", accepts=">= 1")
+    maxl_psi: int = _f(
+        5,
+        "MAXL: auxiliary classes per primary class (the class hierarchy psi).",
+        accepts=">= 1",
+        resume_must_match=True,
+    )
     maxl_entropy_weight: float = _f(
         0.2, "MAXL: weight of the entropy regulariser on the generated auxiliary labels.", accepts=">= 0"
     )
@@ -117,6 +166,8 @@ class TrainConfig:
     target: str = _f(
         "resnet20",
         "Target network: resnet20, resnet32, resnet44, resnet56, resnet110 (CIFAR ResNets), resnet18, resnet34, resnet50, resnet101, resnet152 (torchvision ResNets, 4 stages), vgg16; efficientnet_lite0/1/2 (started from their ImageNet weights with a new classifier, images resized to 4 x --image_size inside: fine-tuning the ImageNet network, or a KD teacher); resnet3d10, resnet3d18, resnet3d34 (Hara's 3D ResNets for video datasets).",
+        choices="sskt_tf.targets:names",
+        resume_must_match=True,
     )
     pretrained: str = _f(
         "",
@@ -130,6 +181,7 @@ class TrainConfig:
     sources: List[str] = _f(
         ["imagenet/resnet50"],
         "Comma list of sources: imagenet/<arch> (keras.applications, or efficientnet_lite0/1/2 from pip packages), places365/<arch> or a path to a .keras model. --method=sskt needs at least one (--method=scratch trains without), and a folder: or video_folder: dataset must name them (the default would download ImageNet weights). The configs use places365/resnet50,imagenet/resnet50 (P+I).",
+        resume_must_match=True,
     )
     source_weights: str = _f(
         "imagenet",
@@ -148,7 +200,12 @@ class TrainConfig:
         "Explicit source input side length; overrides --source_scale (and sets the size of .keras sources with flexible inputs).",
         accepts="0 or >= 8",
     )
-    head: str = _f("transfer", "Auxiliary head: transfer (transfer module on the stage outputs) or linear.")
+    head: str = _f(
+        "transfer",
+        "Auxiliary head: transfer (transfer module on the stage outputs) or linear.",
+        choices="sskt_tf.methods.heads:HEAD_KINDS",
+        resume_must_match=True,
+    )
     head_width: int = _f(
         0,
         "Branch width C of the transfer modules (inner width C/2); 0 = the last stage's channels (images) or the original's 1000 (video targets).",
@@ -157,9 +214,14 @@ class TrainConfig:
     feature_layers: List[str] = _f(
         [],
         "Target layers the heads tap; empty = stage1..N (layer1..4 in torchvision ResNets) (transfer) or the classifier input (linear).",
+        resume_must_match=True,
     )
-    aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.")
-    target_loss: str = _f("ce", "Target loss: ce, focal (integer labels) or bce (multi-hot labels; -1 = ignored).")
+    aux_loss: str = _f("kd", "Auxiliary loss: kd, soft_ce, bce, focal.", choices="sskt_tf.methods.losses:AUX_LOSSES")
+    target_loss: str = _f(
+        "ce",
+        "Target loss: ce, focal (integer labels) or bce (multi-hot labels; -1 = ignored).",
+        choices="sskt_tf.methods.losses:TARGET_LOSSES",
+    )
     alpha: Optional[float] = _f(
         None,
         "Weight of the auxiliary losses (sskt); of the distillation term, (1-alpha)*CE + alpha*T^2*KL (kd); of the KL towards the other peer (dml). Unset = the method's: 0.1 (sskt), 0.9 (kd), 1 (dml).",
@@ -187,6 +249,7 @@ class TrainConfig:
     lr_schedule: str = _f(
         "step",
         "step: multiply the rate by --lr_decay at each --lr_milestones epoch; plateau: by --lr_decay whenever val_loss has not improved (by more than 1e-4) for --lr_patience validated epochs, Keras' ReduceLROnPlateau rule, resumable (a resumed run replays history.csv); the original video code's schedule with --lr_decay=0.1.",
+        choices="sskt_tf.training.callbacks:LR_SCHEDULES",
     )
     lr_milestones: List[int] = _f(
         [60, 120, 160], "Epochs at which the learning rate is multiplied by --lr_decay.", accepts="increasing >= 0"
@@ -207,10 +270,13 @@ class TrainConfig:
     mixed_precision: str = _f(
         "float32",
         "Keras dtype policy of target, heads and sources: float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent GPUs and CPUs with AVX512-BF16/AMX). Variables and losses stay float32.",
+        choices="sskt_tf.training.precision:MIXED_PRECISION_POLICIES",
+        resume_must_match=True,
     )
     soft_label_cache: str = _f(
         "",
         "Directory written by tools/cache_soft_labels.py: train on its cached views and soft labels instead of running the sources every step (a run with a cache never builds the sources).",
+        resume_must_match=True,
     )
     validation_freq: int = _f(
         1,
@@ -236,6 +302,7 @@ class TrainConfig:
     distribution_strategy: str = _f(
         "default",
         "tf.distribute strategy: default, one_device, mirrored (all local GPUs, else every logical CPU), multi_worker_mirrored (the workers in TF_CONFIG) or tpu.",
+        choices="sskt_tf.training.distribute:STRATEGIES",
     )
     tpu: str = _f("", "TPU address or name for --distribution_strategy=tpu; empty = the local TPU.")
     export_dir: str = _f(

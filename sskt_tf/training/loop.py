@@ -21,6 +21,7 @@ from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
 from sskt_tf.training import history as history_lib
 from sskt_tf.training.checks import check_data, validate
+from sskt_tf.training.config import resume_flags
 from sskt_tf.training.export import export_saved_model
 from sskt_tf.training.flags import config_from_flagfile, to_flagfile
 from sskt_tf.training.metrics import video_accuracy
@@ -148,28 +149,6 @@ def _output_dir(model_dir, strategy):
     return os.path.join(model_dir, f"{task_type}_{task_id}")
 
 
-# Flags that change the networks or the training examples: a backup cannot resume under other ones.
-_ARCHITECTURE_FLAGS = (
-    "method",
-    "dataset",
-    "image_size",
-    "target",
-    "sources",
-    "head",
-    "feature_layers",
-    "soft_label_cache",
-    "mixed_precision",
-    "teacher",
-    "maxl_psi",
-    "classes",
-    "train_examples_per_class",
-    "subset_seed",
-    "unlabeled_dataset",
-    "unlabeled_from_rest",
-    "unlabeled_ratio",
-)
-
-
 # What a run writes in its --model_dir (besides flags.txt, written first).
 _RUN_FILES = (
     "best.keras",
@@ -214,7 +193,7 @@ def _prepare_resume(config, output_dir, backup_dir, strategy=None):
         )
     if resume != backup_lib.START and os.path.exists(flags_file):
         previous = config_from_flagfile(flags_file)
-        changed = [f"--{name}" for name in _ARCHITECTURE_FLAGS if getattr(previous, name) != getattr(config, name)]
+        changed = [f"--{name}" for name in resume_flags() if getattr(previous, name) != getattr(config, name)]
         if changed:
             raise ConfigError(
                 f"{output_dir} holds a backup of a run with other {', '.join(changed)}; resume it with its own "
