@@ -6,6 +6,8 @@
     python benchmarks/benchmark.py --configs=scratch,sskt_cached --head=linear  # linear heads
     python benchmarks/benchmark.py --configs=video_scratch,video_sskt_online_2,torch_video_scratch,\
         torch_video_sskt_online_2 --batch_size=8 --num_classes=101        # the video step (3D ResNet-18)
+    python benchmarks/benchmark.py --configs=inference --target=efficientnet_lite0 --batch_size=1 \
+        --jit_compile=false --num_classes=5                               # a target's inference cost
 
 Prints one JSON line per (configuration, XLA, precision): config, jit_compile,
 mixed_precision, batch_size, images_per_second (clips per second for the video

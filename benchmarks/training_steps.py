@@ -44,7 +44,9 @@ KERAS_CONFIGS = ("scratch", "sskt_online_1", "sskt_online_2", "sskt_cached", "ss
 VIDEO_CONFIGS = ("video_scratch", "video_sskt_online_2")
 TORCH_CONFIGS = ("torch_scratch", "torch_sskt_online_2")
 TORCH_VIDEO_CONFIGS = ("torch_video_scratch", "torch_video_sskt_online_2")
-CONFIGS = KERAS_CONFIGS + VIDEO_CONFIGS + TORCH_CONFIGS + TORCH_VIDEO_CONFIGS
+# The target alone in inference mode (what a deployment runs): images per second of the forward pass.
+INFERENCE_CONFIGS = ("inference",)
+CONFIGS = KERAS_CONFIGS + VIDEO_CONFIGS + TORCH_CONFIGS + TORCH_VIDEO_CONFIGS + INFERENCE_CONFIGS
 # The video configurations' clips and source size (the paper's): --clip_length, --clip_size, --video_source_size.
 VIDEO_SHAPE = dict(clip_length=16, clip_size=112, video_source_size=224)
 _SOURCE_COUNT = {
@@ -59,6 +61,7 @@ _SOURCE_COUNT = {
     "video_sskt_online_2": 2,
     "torch_video_scratch": 0,
     "torch_video_sskt_online_2": 2,
+    "inference": 0,
 }
 
 
@@ -180,6 +183,32 @@ def time_keras_step(model, batch, steps, warmup):
     return (time.perf_counter() - start) / steps
 
 
+def time_keras_inference(target, batch_size, image_size, steps, warmup, jit_compile):
+    """Seconds per forward pass of ``target`` (inference mode) on a synthetic batch of raw images.
+
+    Args:
+        target: a target network (raw pixels in, logits out).
+        batch_size: images per pass (1: the latency of one image).
+        image_size: the side of the images it is given (it may resize inside, as EfficientNet-Lite does).
+        steps: timed passes.
+        warmup: untimed passes first (tracing, XLA compilation).
+        jit_compile: compile the pass with XLA.
+
+    Returns:
+        Seconds per pass.
+    """
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch_size, image_size, image_size, 3)), tf.float32)
+    forward = tf.function(lambda x: target(x, training=False), jit_compile=jit_compile)
+    for _ in range(warmup):
+        logits = forward(images)
+    logits.numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits = forward(images)
+    logits.numpy()  # waits for the device
+    return (time.perf_counter() - start) / steps
+
+
 def time_torch_step(
     config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup, video_shape=None
 ):
@@ -258,6 +287,11 @@ def run(
             config, source_specs, batch_size, image_size, num_classes, source_scale, steps, warmup, video_shape
         )
         framework, jit_compile, mixed_precision, target, head = "torch", False, "float32", "resnet20", "transfer"
+    elif config in INFERENCE_CONFIGS:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+        network = targets_lib.get(target, num_classes, image_size=image_size)
+        seconds = time_keras_inference(network, batch_size, image_size, steps, warmup, jit_compile)
+        framework, head = "keras", None
     else:
         keras.mixed_precision.set_global_policy(mixed_precision)
         model, batch = build_keras_step(
@@ -291,4 +325,5 @@ def run(
         sources=list(source_specs[: _SOURCE_COUNT[config]]),
         steps=steps,
         device=device_name(),
+        **({"target_parameters": int(network.count_params())} if config in INFERENCE_CONFIGS else {}),
     )

@@ -108,7 +108,7 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     result = run_script(
         [
             "benchmarks/benchmark.py",
-            "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch",
+            "--configs=scratch,sskt_online_1,sskt_cached,torch_scratch,inference",
             "--jit_compile=false",
             f"--sources={tiny_source_path},{tiny_source_path}",
             "--image_size=16",
@@ -121,13 +121,20 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["config"] for line in lines] == ["scratch", "sskt_online_1", "sskt_cached", "torch_scratch"]
+    assert [line["config"] for line in lines] == [
+        "scratch",
+        "sskt_online_1",
+        "sskt_cached",
+        "torch_scratch",
+        "inference",
+    ]
     for line in lines:
         assert {"config", "jit_compile", "batch_size", "images_per_second", "step_ms", "peak_memory_mb"} <= set(line)
         assert line["batch_size"] == 16 and line["images_per_second"] > 0 and line["peak_memory_mb"] > 0
         assert line["images_per_second"] == pytest.approx(16 / (line["step_ms"] / 1000), rel=0.01)
-    assert [line["head"] for line in lines] == [None, "linear", "linear", None]
-    assert [len(line["sources"]) for line in lines] == [0, 1, 2, 0]
+    assert [line["head"] for line in lines] == [None, "linear", "linear", None, None]
+    assert [len(line["sources"]) for line in lines] == [0, 1, 2, 0, 0]
+    assert lines[-1]["target_parameters"] == targets.get("resnet20", 10, image_size=16).count_params()
     assert "| sskt_cached | off | float32 |" in result.stdout
     bad = run_script(["benchmarks/benchmark.py", "--configs=warp_drive"])
     assert bad.returncode == 2 and "Unknown --configs entry 'warp_drive'" in bad.stderr
