@@ -66,7 +66,7 @@ def test_batches_hold_labelled_and_unlabelled_examples_in_the_asked_ratio(digits
     first = np.concatenate([labels.numpy() for _, labels in epochs[:steps]])
     assert np.bincount(first[first >= 0]).tolist() == [8] * 10 and (first == UNLABELED).sum() == steps * PER_BATCH
     # Epoch 1's batches depend on the seed and the epoch alone: a resumed run gets the same.
-    for (images, labels), (again, again_labels) in zip(epochs[steps:], data.train_from(1).take(steps)):
+    for (images, labels), (again, again_labels) in zip(epochs[steps:], data.batches_from_epoch(1).take(steps)):
         np.testing.assert_array_equal(images.numpy(), again.numpy())
         np.testing.assert_array_equal(labels.numpy(), again_labels.numpy())
 

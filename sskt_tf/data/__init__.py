@@ -59,7 +59,7 @@ class Data:
         steps_per_epoch: batches per epoch when ``train`` holds every
             remaining epoch (epoch-keyed batches, :func:`keyed_train_pipeline`,
             or cached soft labels); None when it holds one epoch.
-        train_from: with ``steps_per_epoch``, a function of an epoch that
+        batches_from_epoch: with ``steps_per_epoch``, a function of an epoch that
             returns the training batches from that epoch on (``train`` is
             those of the first epoch to train); else None.
         unlabeled_examples: unlabelled training images (:mod:`sskt_tf.data.unlabeled`).
@@ -80,9 +80,14 @@ class Data:
     frames: Optional[int] = None
     video_test: Optional[tf.data.Dataset] = None
     steps_per_epoch: Optional[int] = None
-    train_from: Optional[Callable[[int], tf.data.Dataset]] = None
+    batches_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
     unlabeled_examples: int = 0
     unlabeled_per_batch: int = 0
+
+    @property
+    def train_from(self):
+        """The former name of :attr:`batches_from_epoch`, kept for code written against it."""
+        return self.batches_from_epoch
 
 
 @dataclasses.dataclass
@@ -113,7 +118,7 @@ class Splits:
         """The training examples followed by the unlabelled ones (what a soft-label cache covers)."""
         return self.train if self.unlabeled is None else self.train.concatenate(self.unlabeled)
 
-    def data(self, train, val, steps_per_epoch=None, train_from=None, unlabeled_per_batch=0):
+    def data(self, train, val, steps_per_epoch=None, batches_from_epoch=None, unlabeled_per_batch=0):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
             train=train,
@@ -127,7 +132,7 @@ class Splits:
             multi_label=self.info.get("multi_label", False),
             subset=self.info.get("subset"),
             steps_per_epoch=steps_per_epoch,
-            train_from=train_from,
+            batches_from_epoch=batches_from_epoch,
             unlabeled_examples=self.unlabeled_examples,
             unlabeled_per_batch=unlabeled_per_batch,
         )
@@ -227,10 +232,10 @@ def load(
             raise ConfigError("Unlabelled images need epoch-keyed batches: keep --cache on.")
         return splits.data(train_pipeline(splits.train, batch_size, seed=seed, augment=augment, cache=cache), val)
     steps_per_epoch = steps_per_epoch or examples // batch_size
-    seed = fixed_seed(seed)  # one for every train_from
+    seed = fixed_seed(seed)  # one for every batches_from_epoch
     per_batch = unlabeled.per_batch(batch_size) if splits.unlabeled is not None else 0
 
-    def train_from(epoch):
+    def batches_from_epoch(epoch):
         return keyed_train_pipeline(
             splits.train,
             batch_size,
@@ -246,10 +251,10 @@ def load(
         )
 
     return splits.data(
-        train_from(start_epoch),
+        batches_from_epoch(start_epoch),
         val,
         steps_per_epoch=steps_per_epoch,
-        train_from=train_from,
+        batches_from_epoch=batches_from_epoch,
         unlabeled_per_batch=per_batch,
     )
 

@@ -1,8 +1,8 @@
-"""What every method's Keras model shares: step helpers and :class:`BaselineModel`.
+"""What every method's Keras model shares: step helpers and :class:`LossTermsModel`.
 
 The helpers (replica count, coupled L2 term, loss trackers, input splitting,
 skipping empty batches) are used by :class:`sskt_tf.methods.sskt.SSKTModel`
-and every baseline's ``train_step``/``test_step``; :class:`BaselineModel` is
+and every baseline's ``train_step``/``test_step``; :class:`LossTermsModel` is
 the train/test step of the baselines.
 """
 
@@ -178,7 +178,7 @@ class MethodModel(keras.Model):
         self.labelled_fraction = float(labelled_fraction)
 
 
-class BaselineModel(MethodModel):
+class LossTermsModel(MethodModel):
     """A target network trained with a method-specific loss; ``call(x)`` = target logits.
 
     Subclasses implement :meth:`loss_terms`. ``train_step`` minimises its
@@ -270,3 +270,7 @@ class BaselineModel(MethodModel):
     def update_extra_metrics(self, y, other_outputs, sample_weight):
         """Hook for metrics on the outputs after the target's (e.g. DML's second peer)."""
         del y, other_outputs, sample_weight
+
+
+# The former name, kept for code written against it.
+BaselineModel = LossTermsModel

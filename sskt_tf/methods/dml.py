@@ -6,10 +6,10 @@ from keras import ops
 from sskt_tf import targets as targets_lib
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel
+from sskt_tf.methods.base import LossTermsModel
 
 
-class DMLModel(BaselineModel):
+class DMLModel(LossTermsModel):
     """Two peer networks trained together, each towards the labels and the other peer.
 
         loss_k = CE(y, z_k) + alpha * T^2 * KL(softmax(z_j/T) || softmax(z_k/T)),  j != k

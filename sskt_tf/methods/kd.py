@@ -7,10 +7,10 @@ from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel, labelled_weights
+from sskt_tf.methods.base import LossTermsModel, labelled_weights
 
 
-class KDModel(BaselineModel):
+class KDModel(LossTermsModel):
     """A student (the target) trained towards a frozen teacher's softened predictions.
 
         loss = (1 - alpha) * CE(y, s) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))

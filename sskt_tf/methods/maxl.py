@@ -19,7 +19,7 @@ from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import BaselineModel, l2_penalty, num_replicas, split_inputs
+from sskt_tf.methods.base import LossTermsModel, l2_penalty, num_replicas, split_inputs
 from sskt_tf.targets.feature_layers import default_feature_layers
 
 FOCAL_GAMMA = 2.0  # the original trains both tasks with a gamma-2 focal loss
@@ -46,7 +46,7 @@ def negative_entropy_of_mean(labels):
     return ops.sum(mean * ops.log(mean + 1e-20))
 
 
-class MAXLModel(BaselineModel):
+class MAXLModel(LossTermsModel):
     """Meta auxiliary learning around a target network.
 
     Each training step

@@ -387,7 +387,7 @@ def _fit(config, model, data, callbacks, resume):
     if resume.step:
         fits = [(train_batches.skip(resume.step), resume.epoch, resume.epoch + 1, steps_per_epoch - resume.step)]
         if resume.epoch + 1 < config.epochs:
-            fits.append((data.train_from(resume.epoch + 1), resume.epoch + 1, config.epochs, steps_per_epoch))
+            fits.append((data.batches_from_epoch(resume.epoch + 1), resume.epoch + 1, config.epochs, steps_per_epoch))
     else:
         # A run killed after its last backup but before results.json has nothing left to
         # train (and from a cache, no batches left to build the model from).

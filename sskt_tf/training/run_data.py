@@ -103,10 +103,10 @@ def load_data(config, cache=None, start_epoch=0):
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
     steps_per_epoch = cache_steps_per_epoch(config, cache)
-    seed = data_lib.fixed_seed(seed)  # one for every train_from
+    seed = data_lib.fixed_seed(seed)  # one for every batches_from_epoch
     per_batch = unlabeled_images(config).per_batch(config.batch_size)
 
-    def train_from(epoch):
+    def batches_from_epoch(epoch):
         return cache.train_pipeline(
             splits.with_unlabeled(),
             config.batch_size,
@@ -120,10 +120,10 @@ def load_data(config, cache=None, start_epoch=0):
         )
 
     return splits.data(
-        train_from(start_epoch),
+        batches_from_epoch(start_epoch),
         val,
         steps_per_epoch=steps_per_epoch,
-        train_from=train_from,
+        batches_from_epoch=batches_from_epoch,
         unlabeled_per_batch=per_batch,
     )
 
