@@ -337,6 +337,13 @@ class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
                 "be damaged or come from another model: delete it to resume from an older backup or start again."
             ) from error
 
+    def on_train_end(self, logs=None):
+        # Keras' restore leaves the restored epoch on the model, where the next fit would read it
+        # instead of its own initial_epoch (a run resumed within an epoch calls fit twice). The
+        # backups stay (delete_checkpoint=False) until the run's results are written (delete()).
+        super().on_train_end(logs)
+        self.model._initial_epoch = None
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._first_step = self.restore.step if epoch == self.restore.epoch else 0

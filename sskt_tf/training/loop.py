@@ -121,7 +121,6 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
             callbacks_lib.EpochTensorBoard(log_dir=os.path.join(output_dir, "tensorboard")),
             saver,
             # Last: an epoch counts as done once the history row and checkpoints are written.
-            # (fit reads the restored epoch after every callback's on_train_begin.)
             backup,
         ],
     )
@@ -399,7 +398,6 @@ def _fit(config, model, data, callbacks, resume):
         # goes on as it should.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         for batches, first_epoch, end_epoch, steps in fits:
-            model._initial_epoch = None  # set by the backup's restore; each fit starts where it is told
             model.fit(
                 batches,
                 validation_data=data.val,
