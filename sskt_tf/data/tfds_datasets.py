@@ -97,10 +97,11 @@ def missing_tfds(name, data_dir=None, download=True):
     finally:
         absl_logger.setLevel(level)
     where = data_dir or "~/tensorflow_datasets"
+    how = _offline_preparation(name)
     return [
         downloads.Missing(
             what=f"Dataset {name!r} is not prepared in {where}" + ("." if download else " and --download is off."),
-            offline=f"Offline: {_offline_preparation(name)[0].lower()}{_offline_preparation(name)[1:]}",
+            offline=f"Offline: {how[0].lower()}{how[1:]}",
             url=homepage if download else "",
         )
     ]
