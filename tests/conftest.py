@@ -8,6 +8,14 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from helpers.in_process import op_determinism_restored  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_op_determinism_left_behind():
+    """Op determinism that a test turns on (training in this process with ``deterministic``) ends with it."""
+    with op_determinism_restored():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,13 @@ def _log_stream(stream):
 
 
 @contextlib.contextmanager
-def _op_determinism_restored():
-    """Undoes a run's ``--deterministic`` (``tf.config.experimental.enable_op_determinism``)."""
+def op_determinism_restored():
+    """Undoes a run's ``--deterministic`` (``tf.config.experimental.enable_op_determinism``).
+
+    Every test runs inside it (``tests/conftest.py``): a test that trains with ``deterministic``
+    in this process must not leave determinism on for the next ones (Keras then silently turns
+    ``jit_compile=True`` off).
+    """
     from tensorflow.python.framework import config as tf_config  # the switch has no public "off"
 
     enabled = tf_config.is_op_determinism_enabled()
@@ -89,7 +94,7 @@ def _run(args, call, env):
     stdout, stderr = io.StringIO(), io.StringIO()
     saved_argv, saved_cwd = sys.argv, os.getcwd()
     returncode = 0
-    with _fresh_flags(), _op_determinism_restored(), _environment(dict(env or {})):
+    with _fresh_flags(), op_determinism_restored(), _environment(dict(env or {})):
         try:
             os.chdir(REPO)
             sys.argv = list(args)
