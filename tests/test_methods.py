@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from sskt_tf import methods, sources
 from sskt_tf.errors import ConfigError
+from sskt_tf.methods.base import Batch
 from sskt_tf.methods.dml import DMLModel
 from sskt_tf.methods.kd import KDModel
 from sskt_tf.methods.maxl import MAXLModel, hierarchy_mask, mask_softmax
@@ -62,12 +63,12 @@ def test_kd_loss_is_weighted_ce_plus_scaled_kl(batch):
     teacher = sources.Source(tiny_target(3, seed=1), "teacher", fold_batch_norm=False)
     model = KDModel(tiny_target(3, seed=2), teacher)
     model.compile("sgd", alpha=0.7, temperature=4.0)
-    outputs, total, terms = model.loss_terms(images, labels, None, training=False)
+    outputs, total, terms, _ = model.loss_terms(Batch(images, labels), training=False)
     student = model.target(images, training=False).numpy()
     teacher_logits = teacher(images).numpy()
     ce, kd = _ce(labels, student), _kd(teacher_logits, student, 4.0)
     np.testing.assert_allclose(outputs[0], student, rtol=1e-5)
-    np.testing.assert_allclose([terms["target"], terms["kd"]], [ce, kd], rtol=1e-4)
+    np.testing.assert_allclose([terms["target_loss"], terms["kd_loss"]], [ce, kd], rtol=1e-4)
     np.testing.assert_allclose(total, 0.3 * ce + 0.7 * kd, rtol=1e-4)
     assert not any(v.path.startswith("teacher") for v in model.trainable_variables)
     assert model.trainable_variables and all(v.trainable for v in model.target.trainable_variables)
@@ -85,26 +86,31 @@ def test_dml_peers_each_get_ce_plus_kl_towards_the_other(batch):
     model.compile("sgd", alpha=0.5, temperature=2.0, metrics=["accuracy"])
     z1, z2 = model.target(images).numpy(), model.peer2(images).numpy()
     assert not np.allclose(z1, z2)  # independently initialised
-    _, total, terms = model.loss_terms(images, labels, None, training=False)
+    _, total, terms, _ = model.loss_terms(Batch(images, labels), training=False)
     expected = {
-        "target": _ce(labels, z1),
-        "peer2_target": _ce(labels, z2),
-        "mutual": _kd(z2, z1, 2.0),
-        "peer2_mutual": _kd(z1, z2, 2.0),
+        "target_loss": _ce(labels, z1),
+        "peer2_target_loss": _ce(labels, z2),
+        "mutual_loss": _kd(z2, z1, 2.0),
+        "peer2_mutual_loss": _kd(z1, z2, 2.0),
     }
     for name, value in expected.items():
         np.testing.assert_allclose(terms[name], value, rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(
         total,
-        expected["target"] + expected["peer2_target"] + 0.5 * (expected["mutual"] + expected["peer2_mutual"]),
+        expected["target_loss"]
+        + expected["peer2_target_loss"]
+        + 0.5 * (expected["mutual_loss"] + expected["peer2_mutual_loss"]),
         rtol=1e-4,
     )
     # Each peer's gradient is that of its own loss only: the other peer is a constant.
-    for peer, own_terms in ((model.target, ("target", "mutual")), (model.peer2, ("peer2_target", "peer2_mutual"))):
+    for peer, own_terms in (
+        (model.target, ("target_loss", "mutual_loss")),
+        (model.peer2, ("peer2_target_loss", "peer2_mutual_loss")),
+    ):
         with tf.GradientTape() as tape:
-            _, total, _ = model.loss_terms(images, labels, None, training=False)
+            total = model.loss_terms(Batch(images, labels), training=False).total
         with tf.GradientTape() as own_tape:
-            _, _, own = model.loss_terms(images, labels, None, training=False)
+            own = model.loss_terms(Batch(images, labels), training=False).terms
             own_loss = own[own_terms[0]] + 0.5 * own[own_terms[1]]
         variables = peer.trainable_variables
         for combined, alone in zip(tape.gradient(total, variables), own_tape.gradient(own_loss, variables)):
@@ -133,14 +139,14 @@ def test_maxl_terms_are_focal_losses_towards_labels_and_generated_labels(batch):
     images, labels = batch
     model = MAXLModel(tiny_target(3, seed=1), tiny_target(6, seed=2), psi=2)
     model.compile("sgd", weight_decay=0.0)
-    _, total, terms = model.loss_terms(images, labels, None, training=False)
+    _, total, terms, _ = model.loss_terms(Batch(images, labels), training=False)
     primary, auxiliary = [o.numpy() for o in model.multi_task(images, training=False)]
     generated = model.generated_labels(images, labels, training=False).numpy()
     np.testing.assert_allclose(generated.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(generated > 0, hierarchy_mask(3, 2)[labels] > 0)
-    np.testing.assert_allclose(terms["primary"], _focal(np.eye(3)[labels], primary), rtol=1e-4)
-    np.testing.assert_allclose(terms["auxiliary"], _focal(generated, auxiliary), rtol=1e-4)
-    np.testing.assert_allclose(total, terms["primary"] + terms["auxiliary"], rtol=1e-5)
+    np.testing.assert_allclose(terms["primary_loss"], _focal(np.eye(3)[labels], primary), rtol=1e-4)
+    np.testing.assert_allclose(terms["auxiliary_loss"], _focal(generated, auxiliary), rtol=1e-4)
+    np.testing.assert_allclose(total, terms["primary_loss"] + terms["auxiliary_loss"], rtol=1e-5)
 
 
 def _dense_net(num_outputs, seed):

@@ -7,6 +7,7 @@ import pytest
 from sskt_tf import SSKTModel, sources, targets
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import losses
+from sskt_tf.methods.base import Batch
 
 
 def small_target(num_classes=10):
@@ -140,18 +141,20 @@ def test_a_head_equal_to_its_source_agrees_fully_and_sits_at_the_loss_floor(tiny
     model.compile("sgd", aux_loss=aux_loss, temperature=2.0)
     soft = np.array([[2.0, 0.5, -1.0, 0.0, 0.1], [0.0, 3.0, 1.0, -2.0, 0.5]], "float32")
     target_logits = np.zeros((2, 10), "float32")
-    _, terms = model._loss_terms(np.array([1, 2]), [target_logits, soft], [soft], None)
+    batch = Batch(np.zeros((2, 16, 16, 3), "float32"), np.array([1, 2]), soft_labels=[soft])
+    name = model.sources[0].name
+    losses = model.losses_from_outputs(batch, [target_logits, soft], training=False)
     p = np.exp(soft / 2) / np.exp(soft / 2).sum(-1, keepdims=True)
     floor = 0.0 if aux_loss == "kd" else 4.0 * float(np.mean(-(p * np.log(p)).sum(-1)))  # T^2 * entropy
-    np.testing.assert_allclose(float(terms["aux_floor"][0]), floor, atol=1e-5)
-    np.testing.assert_allclose(float(terms["aux"][0]), floor, atol=1e-5)
-    assert np.asarray(terms["aux_agreement"][0]).tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(float(losses.terms[f"aux_{name}_floor"]), floor, atol=1e-5)
+    np.testing.assert_allclose(float(losses.terms[f"aux_{name}_loss"]), floor, atol=1e-5)
+    assert np.asarray(losses.rates[f"aux_{name}_agreement"]).tolist() == [1.0, 1.0]
     # A head that agrees on the first example's top-1 class only, and sits above the floor.
     other = soft.copy()
     other[1] = [5.0, 0.0, 0.0, 0.0, 0.0]
-    _, terms = model._loss_terms(np.array([1, 2]), [target_logits, other], [soft], None)
-    assert np.asarray(terms["aux_agreement"][0]).tolist() == [1.0, 0.0]
-    assert float(terms["aux"][0]) > float(terms["aux_floor"][0]) + 0.1
+    losses = model.losses_from_outputs(batch, [target_logits, other], training=False)
+    assert np.asarray(losses.rates[f"aux_{name}_agreement"]).tolist() == [1.0, 0.0]
+    assert float(losses.terms[f"aux_{name}_loss"]) > float(losses.terms[f"aux_{name}_floor"]) + 0.1
 
 
 def test_training_reports_each_heads_floor_and_agreement(tiny_source_path, batch):

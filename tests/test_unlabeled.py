@@ -14,6 +14,7 @@ from sskt_tf.data import UNLABELED
 from sskt_tf.data.folder import load_unlabeled_folder
 from sskt_tf.data.pipeline import interleaved_order
 from sskt_tf.errors import ConfigError, Preempted
+from sskt_tf.methods.base import Batch
 from sskt_tf.training import backup as backup_lib
 from sskt_tf.training import history, train
 from sskt_tf.training.build_cache import build_soft_label_cache
@@ -92,20 +93,23 @@ def test_the_target_loss_ignores_unlabelled_examples_exactly(tiny_source_path):
     mixed_images = np.concatenate([images, extra])[order]
     mixed_labels = np.concatenate([labels, [UNLABELED] * 4])[order]
 
-    def target_term(batch, y, fraction):
+    aux = f"aux_{model.sources[0].name}_loss"
+
+    def target_term(images, y, fraction):
+        model.labelled_fraction = fraction
+        batch = model.prepare(Batch(images, y), training=True)
         with tf.GradientTape() as tape:
-            outputs = model._forward(batch, training=True)
-            _, terms = model._loss_terms(y, outputs, model._source_logits(batch), None, fraction)
-        return terms, tape.gradient(terms["target"], model.target.trainable_variables)
+            terms = model.loss_terms(batch, training=True).terms
+        return terms, tape.gradient(terms["target_loss"], model.target.trainable_variables)
 
     alone, alone_gradients = target_term(images, labels, 1.0)
     mixed, mixed_gradients = target_term(mixed_images, mixed_labels, 0.5)
-    np.testing.assert_allclose(float(mixed["target"]), float(alone["target"]), rtol=1e-6)
+    np.testing.assert_allclose(float(mixed["target_loss"]), float(alone["target_loss"]), rtol=1e-6)
     for a, b in zip(alone_gradients, mixed_gradients):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-7)
     # The auxiliary loss is the mean over all eight examples.
-    extra_aux = target_term(extra, np.zeros(4, int), 1.0)[0]["aux"][0]
-    np.testing.assert_allclose(float(mixed["aux"][0]), (float(alone["aux"][0]) + float(extra_aux)) / 2, rtol=1e-5)
+    extra_aux = target_term(extra, np.zeros(4, int), 1.0)[0][aux]
+    np.testing.assert_allclose(float(mixed[aux]), (float(alone[aux]) + float(extra_aux)) / 2, rtol=1e-5)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,13 @@
-"""What every method's Keras model shares: step helpers and :class:`LossTermsModel`.
+"""What every method's Keras model is: :class:`LossTermsModel`, one training step for all.
 
-The helpers (replica count, coupled L2 term, loss trackers, input splitting,
-skipping empty batches) are used by :class:`sskt_tf.methods.sskt.SSKTModel`
-and every baseline's ``train_step``/``test_step``; :class:`LossTermsModel` is
-the train/test step of the baselines.
+A method's model says what its loss is (:meth:`LossTermsModel.loss_terms`);
+the base does the rest of ``train_step``/``test_step``: the coupled weight
+decay (once), the scaling for replicas and mixed precision, the trackers and
+the reported metrics. The helpers before it (replica count, L2 term, labelled
+weights, empty batches) are the pieces it is built from.
 """
+
+from typing import Any, NamedTuple, Optional
 
 import keras
 import tensorflow as tf
@@ -86,26 +89,62 @@ def labelled_weights(y, sample_weight, labelled_fraction=1.0):
     return ops.where(labelled, y, ops.zeros_like(y)), weight / labelled_fraction, weight
 
 
-def results_without(model, trackers):
-    """``model.get_metrics_result()`` without the given trackers' entries (terms a step did not compute)."""
-    results = model.get_metrics_result()
-    for tracker in trackers:
-        results.pop(tracker.name, None)
-    return results
+class Batch(NamedTuple):
+    """One batch as a method's :meth:`LossTermsModel.loss_terms` sees it.
+
+    Attributes:
+        images: raw images ``[batch, H, W, 3]`` (or clips ``[batch, T, H, W, 3]``).
+        labels: integer labels (-1 for an unlabelled example) or multi-hot vectors.
+        sample_weight: per-example weights, or None.
+        soft_labels: the sources' logits, one tensor per source: from a
+            soft-label cache, or computed by :meth:`LossTermsModel.prepare`
+            outside the gradient tape; None for a method without sources.
+    """
+
+    images: Any
+    labels: Any
+    sample_weight: Any = None
+    soft_labels: Optional[list] = None
 
 
-def split_inputs(x):
-    """``(images, soft labels or None)`` of a batch's inputs.
+class Losses(NamedTuple):
+    """What :meth:`LossTermsModel.loss_terms` returns for one batch, per replica.
+
+    Attributes:
+        outputs: float32 logits, the target's first (the compiled metrics see it).
+        total: the weighted total the optimizer minimises, without weight decay
+            (the base adds it), as a replica's share of the global-batch mean.
+        terms: metric name -> a loss term as a replica's share of a global-batch
+            mean (e.g. ``{"target_loss": ..., "kd_loss": ...}``); reported as
+            global means.
+        rates: metric name -> per-example values ``[batch]`` reported as their
+            mean over every example (e.g. a head's agreement with its source).
+    """
+
+    outputs: list
+    total: Any
+    terms: dict
+    rates: dict = {}
+
+
+def unpack_batch(data):
+    """The :class:`Batch` of one element of ``fit``'s data.
 
     Inputs are images, or ``{"images": ..., "soft_labels": (...)}`` when a
     soft-label cache provides the sources' logits.
     """
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     if isinstance(x, dict):
         if "images" not in x:
             raise ConfigError(f"Dict inputs need an 'images' entry (and optionally 'soft_labels'), got {sorted(x)}.")
         soft_labels = x.get("soft_labels")
-        return x["images"], None if soft_labels is None else list(soft_labels)
-    return x, None
+        return Batch(x["images"], y, sample_weight, None if soft_labels is None else list(soft_labels))
+    return Batch(x, y, sample_weight)
+
+
+def images_of(x):
+    """The images of a model's inputs (images, or a dict with an ``images`` entry)."""
+    return x["images"] if isinstance(x, dict) else x
 
 
 def skip_empty_batch(images, evaluate_batch, current_results):
@@ -127,32 +166,50 @@ def skip_empty_batch(images, evaluate_batch, current_results):
     return tf.cond(tf.shape(images)[0] > 0, evaluate_batch, current_results)
 
 
-class MethodModel(keras.Model):
-    """What every method's Keras model is: a target network, called alone, trained with ``fit``.
+class LossTermsModel(keras.Model):
+    """What every method's model is: a target network trained by ``fit`` on the method's loss terms.
 
     ``call(x)`` returns the target's logits, so ``predict``, ``evaluate`` and
-    export see a plain classifier; ``compile`` takes the target's loss and the
-    coupled weight decay besides Keras' own arguments. Subclasses add their
-    networks and ``train_step``/``test_step``, built from the helpers above
-    (replica scaling, L2, loss trackers, empty batches).
+    export see a plain classifier. A method implements :meth:`loss_terms`;
+    ``train_step`` minimises its total plus the coupled L2 term (once, on
+    :attr:`decayed_variables`), reports the total as ``loss``, each term and
+    rate under its own name (``val_<name>`` in validation), and feeds the
+    compiled metrics the target's logits on the labelled examples.
 
     Args:
         target: functional ``keras.Model`` taking raw images, returning logits.
         name: model name.
+        loss_names: the names of the terms :meth:`loss_terms` can return
+            (e.g. ``("target_loss", "kd_loss")``).
+        rate_names: the names of the rates it can return.
+        training_only: the names among them that validation does not compute
+            (e.g. MAXL's meta loss).
     """
 
-    def __init__(self, target, name, **kwargs):
+    sources = ()  # the frozen sources (only SSKT has them)
+
+    def __init__(self, target, name, loss_names=(), rate_names=(), training_only=(), **kwargs):
         super().__init__(name=name, **kwargs)
         self.target = target
+        self.term_trackers = [keras.metrics.Mean(name=name) for name in loss_names]
+        self.rate_trackers = [keras.metrics.Mean(name=name) for name in rate_names]
+        self.training_only = tuple(training_only)
+        # Subclasses hold only functional networks built on construction, so every
+        # variable exists: fit's BackupAndRestore can restore before the first batch.
+        self.built = True
 
     def call(self, inputs, training=None):
-        images, _ = split_inputs(inputs)
-        return self.target(images, training=training)
+        return self.target(images_of(inputs), training=training)
 
     @property
     def target_networks(self):
         """The networks of the target's architecture that learn the target task (fine-tuning starts them all)."""
         return [self.target]
+
+    @property
+    def decayed_variables(self):
+        """The variables the coupled weight decay applies to (default: every trainable one)."""
+        return self.trainable_variables
 
     def compile(self, optimizer="sgd", loss="ce", weight_decay=0.0, metrics=None, labelled_fraction=1.0, **kwargs):
         """Configures training.
@@ -161,8 +218,8 @@ class MethodModel(keras.Model):
             optimizer: a Keras optimizer or its name.
             loss: the target's ground-truth loss: ``"ce"``, ``"bce"``, ``"focal"``
                 or a ``keras.losses.Loss`` on logits.
-            weight_decay: coupled L2 coefficient, ``0.5 * wd * sum(w^2)`` on the
-                trainable variables, whose gradient ``wd * w`` is exactly
+            weight_decay: coupled L2 coefficient, ``0.5 * wd * sum(w^2)`` on
+                :attr:`decayed_variables`, whose gradient ``wd * w`` is exactly
                 PyTorch's ``SGD(weight_decay=wd)``.
             metrics: metrics on ``(y, target logits)``, e.g. ``["accuracy"]``.
             labelled_fraction: the labelled share of every training batch, for
@@ -177,100 +234,88 @@ class MethodModel(keras.Model):
             raise ConfigError(f"labelled_fraction must be in (0, 1], got {labelled_fraction}.")
         self.labelled_fraction = float(labelled_fraction)
 
-
-class LossTermsModel(MethodModel):
-    """A target network trained with a method-specific loss; ``call(x)`` = target logits.
-
-    Subclasses implement :meth:`loss_terms`. ``train_step`` minimises its
-    total plus the coupled L2 term on every trainable variable; each named
-    term is reported as ``<term>_loss`` (and ``val_<term>_loss``), the total as
-    ``loss``, and the compiled metrics see the target's logits.
-
-    Args:
-        target: functional ``keras.Model`` taking raw images, returning logits.
-        term_names: names of the loss terms :meth:`loss_terms` returns.
-        validation_terms: the subset of them that validation computes
-            (default: all).
-        name: model name.
-    """
-
-    def __init__(self, target, term_names, name, validation_terms=None, **kwargs):
-        super().__init__(target, name=name, **kwargs)
-        self.term_names = tuple(term_names)
-        self.term_trackers = [keras.metrics.Mean(name=f"{term}_loss") for term in term_names]
-        self.validation_terms = tuple(validation_terms or term_names)
-        # Subclasses hold only functional networks built on construction, so every
-        # variable exists: fit's BackupAndRestore can restore before the first batch.
-        self.built = True
-
-    @property
-    def sources(self):
-        """Frozen sources (none: only SSKT has them)."""
-        return []
-
-    def loss_terms(self, images, y, sample_weight, training):
+    def loss_terms(self, batch, training):
         """The method's loss on one batch, per replica.
 
         Args:
-            images: raw images.
-            y: labels.
-            sample_weight: optional per-example weights.
-            training: forward pass mode.
+            batch: a :class:`Batch` (after :meth:`prepare`).
+            training: forward pass mode; validation calls it with False.
 
         Returns:
-            ``(outputs, total, terms)``: a list of float32 logits whose first
-            entry is the target's, the weighted total (without L2), and a dict
-            of the named terms (a subset of ``term_names``).
+            :class:`Losses` (or its first three fields as a tuple).
         """
         raise NotImplementedError
 
-    def total_with_l2(self, total):
-        """``total`` plus the coupled L2 term on the trainable variables."""
-        return total + l2_penalty(self.trainable_variables, self.weight_decay)
+    def prepare(self, batch, training):
+        """Work on a batch outside the gradient tape (SSKT: running the frozen sources); returns the batch."""
+        del training
+        return batch
+
+    def validation_names(self, batch):
+        """The names of the terms and rates validation computes on ``batch`` (all but :attr:`training_only`)."""
+        names = [tracker.name for tracker in self.term_trackers + self.rate_trackers]
+        return [name for name in names if name not in self.training_only]
+
+    def target_labels(self, batch, training):
+        """``(labels, weights)`` for the target loss: labelled examples only (:func:`labelled_weights`)."""
+        labels, target_weight, _ = labelled_weights(
+            batch.labels, batch.sample_weight, self.labelled_fraction if training else 1.0
+        )
+        return labels, target_weight
+
+    def with_weight_decay(self, losses):
+        """``losses`` with the coupled L2 term on :attr:`decayed_variables` added to the total."""
+        return losses._replace(total=losses.total + l2_penalty(self.decayed_variables, self.weight_decay))
+
+    def compute_losses(self, batch, training):
+        """:meth:`loss_terms` with the weight decay added to the total."""
+        return self.with_weight_decay(Losses(*self.loss_terms(batch, training)))
 
     def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, _ = split_inputs(x)
+        batch = self.prepare(unpack_batch(data), training=True)
         with tf.GradientTape() as tape:
-            outputs, total, terms = self.loss_terms(images, y, sample_weight, training=True)
-            total = self.total_with_l2(total)
-            scaled_loss = self.optimizer.scale_loss(total)
+            losses = self.compute_losses(batch, training=True)
+            scaled_loss = self.optimizer.scale_loss(losses.total)  # mixed_float16's loss scaling
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self.update_metrics(images, y, outputs, total, terms, sample_weight)
+        return self.record(batch, losses)
 
     def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, _ = split_inputs(x)
+        batch = unpack_batch(data)
 
         def evaluate_batch():
-            outputs, total, terms = self.loss_terms(images, y, sample_weight, training=False)
-            return self.update_metrics(images, y, outputs, self.total_with_l2(total), terms, sample_weight)
+            return self.record(batch, self.compute_losses(self.prepare(batch, training=False), training=False))
 
-        return skip_empty_batch(images, evaluate_batch, lambda: self.metric_results(self.validation_terms))
+        names = self.validation_names(batch)
+        return skip_empty_batch(batch.images, evaluate_batch, lambda: self.metric_results(names))
 
-    def update_metrics(self, images, y, outputs, total, terms, sample_weight):
-        """Updates the loss trackers and compiled metrics; returns every metric's value."""
-        computed = [
-            (tracker, terms[term]) for term, tracker in zip(self.term_names, self.term_trackers) if term in terms
-        ]
-        update_loss_trackers([(self._loss_tracker, total), *computed], ops.shape(images)[0])
-        labels, _, metric_weight = labelled_weights(y, sample_weight)  # metrics count labelled examples only
-        self.compute_metrics(images, labels, outputs[0], sample_weight=metric_weight)
-        self.update_extra_metrics(y, outputs[1:], sample_weight)
-        return self.metric_results(terms)
-
-    def metric_results(self, terms):
-        """Every metric's value, leaving out the trackers of terms not in ``terms``
-        (e.g. MAXL's meta terms, which only training computes)."""
-        return results_without(
-            self, [tracker for term, tracker in zip(self.term_names, self.term_trackers) if term not in terms]
+    def record(self, batch, losses):
+        """Updates the trackers and compiled metrics with one batch's :class:`Losses`; returns every metric's value."""
+        trackers = {tracker.name: tracker for tracker in self.term_trackers + self.rate_trackers}
+        update_loss_trackers(
+            [(self._loss_tracker, losses.total), *((trackers[name], value) for name, value in losses.terms.items())],
+            ops.shape(batch.images)[0],
         )
+        for name, values in losses.rates.items():
+            trackers[name].update_state(values)  # per example: a global mean however the batch is split
+        labels, _, metric_weight = labelled_weights(batch.labels, batch.sample_weight)  # labelled examples only
+        self.compute_metrics(batch.images, labels, losses.outputs[0], sample_weight=metric_weight)
+        self.update_extra_metrics(batch, losses.outputs[1:])
+        return self.metric_results([*losses.terms, *losses.rates])
 
-    def update_extra_metrics(self, y, other_outputs, sample_weight):
+    def metric_results(self, names):
+        """Every metric's value, leaving out the terms and rates not in ``names`` (those a step did not compute)."""
+        results = self.get_metrics_result()
+        for tracker in self.term_trackers + self.rate_trackers:
+            if tracker.name not in names:
+                results.pop(tracker.name, None)
+        return results
+
+    def update_extra_metrics(self, batch, other_outputs):
         """Hook for metrics on the outputs after the target's (e.g. DML's second peer)."""
-        del y, other_outputs, sample_weight
+        del batch, other_outputs
 
 
-# The former name, kept for code written against it.
+# Former names, kept for code written against them.
+MethodModel = LossTermsModel
 BaselineModel = LossTermsModel

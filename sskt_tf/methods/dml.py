@@ -6,7 +6,7 @@ from keras import ops
 from sskt_tf import targets as targets_lib
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import LossTermsModel
+from sskt_tf.methods.base import Losses, LossTermsModel
 
 
 class DMLModel(LossTermsModel):
@@ -28,7 +28,12 @@ class DMLModel(LossTermsModel):
     """
 
     def __init__(self, peer1, peer2, name="dml", **kwargs):
-        super().__init__(peer1, ("target", "mutual", "peer2_target", "peer2_mutual"), name=name, **kwargs)
+        super().__init__(
+            peer1,
+            name=name,
+            loss_names=("target_loss", "mutual_loss", "peer2_target_loss", "peer2_mutual_loss"),
+            **kwargs,
+        )
         self.peer2 = peer2
         self.peer2_accuracy = keras.metrics.SparseCategoricalAccuracy(name="peer2_accuracy")
 
@@ -38,7 +43,7 @@ class DMLModel(LossTermsModel):
         return [self.target, self.peer2]
 
     def compile(self, optimizer="sgd", alpha=1.0, temperature=1.0, **kwargs):
-        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.LossTermsModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.
@@ -50,20 +55,22 @@ class DMLModel(LossTermsModel):
         self.alpha = float(alpha)
         self.mutual_loss_fn = losses_lib.KDLoss(temperature=temperature)
 
-    def loss_terms(self, images, y, sample_weight, training):
-        z1 = ops.cast(self.target(images, training=training), "float32")
-        z2 = ops.cast(self.peer2(images, training=training), "float32")
+    def loss_terms(self, batch, training):
+        y, sample_weight = batch.labels, batch.sample_weight
+        z1 = ops.cast(self.target(batch.images, training=training), "float32")
+        z2 = ops.cast(self.peer2(batch.images, training=training), "float32")
         terms = {
-            "target": self.target_loss_fn(y, z1, sample_weight=sample_weight),
-            "mutual": self.mutual_loss_fn(ops.stop_gradient(z2), z1, sample_weight=sample_weight),
-            "peer2_target": self.target_loss_fn(y, z2, sample_weight=sample_weight),
-            "peer2_mutual": self.mutual_loss_fn(ops.stop_gradient(z1), z2, sample_weight=sample_weight),
+            "target_loss": self.target_loss_fn(y, z1, sample_weight=sample_weight),
+            "mutual_loss": self.mutual_loss_fn(ops.stop_gradient(z2), z1, sample_weight=sample_weight),
+            "peer2_target_loss": self.target_loss_fn(y, z2, sample_weight=sample_weight),
+            "peer2_mutual_loss": self.mutual_loss_fn(ops.stop_gradient(z1), z2, sample_weight=sample_weight),
         }
-        total = terms["target"] + terms["peer2_target"] + self.alpha * (terms["mutual"] + terms["peer2_mutual"])
-        return [z1, z2], total, terms
+        mutual = terms["mutual_loss"] + terms["peer2_mutual_loss"]
+        total = terms["target_loss"] + terms["peer2_target_loss"] + self.alpha * mutual
+        return Losses([z1, z2], total, terms)
 
-    def update_extra_metrics(self, y, other_outputs, sample_weight):
-        self.peer2_accuracy.update_state(y, other_outputs[0], sample_weight=sample_weight)
+    def update_extra_metrics(self, batch, other_outputs):
+        self.peer2_accuracy.update_state(batch.labels, other_outputs[0], sample_weight=batch.sample_weight)
 
 
 def build_dml(config, data, sources):

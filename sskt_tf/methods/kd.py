@@ -7,7 +7,7 @@ from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import LossTermsModel, labelled_weights
+from sskt_tf.methods.base import Losses, LossTermsModel
 
 
 class KDModel(LossTermsModel):
@@ -31,7 +31,7 @@ class KDModel(LossTermsModel):
     """
 
     def __init__(self, student, teacher, name="kd", **kwargs):
-        super().__init__(student, ("target", "kd"), name=name, **kwargs)
+        super().__init__(student, name=name, loss_names=("target_loss", "kd_loss"), **kwargs)
         student_classes = int(student.output_shape[-1])
         if teacher.num_classes != student_classes:
             raise ConfigError(
@@ -42,7 +42,7 @@ class KDModel(LossTermsModel):
         teacher(student.inputs[0])  # builds the teacher on the student's image spec
 
     def compile(self, optimizer="sgd", alpha=0.9, temperature=4.0, **kwargs):
-        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.LossTermsModel.compile` for the other arguments).
 
         Args:
             optimizer: a Keras optimizer or its name.
@@ -54,14 +54,14 @@ class KDModel(LossTermsModel):
         self.alpha = float(alpha)
         self.kd_loss_fn = losses_lib.KDLoss(temperature=temperature)
 
-    def loss_terms(self, images, y, sample_weight, training):
-        teacher_logits = ops.stop_gradient(self.teacher(images, training=False))
-        logits = ops.cast(self.target(images, training=training), "float32")
+    def loss_terms(self, batch, training):
+        teacher_logits = ops.stop_gradient(self.teacher(batch.images, training=False))
+        logits = ops.cast(self.target(batch.images, training=training), "float32")
         # The CE sees labelled examples only; the distillation term every example, unlabelled ones too.
-        labels, ce_weight, _ = labelled_weights(y, sample_weight, self.labelled_fraction if training else 1.0)
+        labels, ce_weight = self.target_labels(batch, training)
         ce = self.target_loss_fn(labels, logits, sample_weight=ce_weight)
-        kd = self.kd_loss_fn(teacher_logits, logits, sample_weight=sample_weight)
-        return [logits], (1.0 - self.alpha) * ce + self.alpha * kd, {"target": ce, "kd": kd}
+        kd = self.kd_loss_fn(teacher_logits, logits, sample_weight=batch.sample_weight)
+        return Losses([logits], (1.0 - self.alpha) * ce + self.alpha * kd, {"target_loss": ce, "kd_loss": kd})
 
 
 def _teacher_path(config):

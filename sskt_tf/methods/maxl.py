@@ -19,7 +19,7 @@ from sskt_tf import targets as targets_lib
 from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import LossTermsModel, l2_penalty, num_replicas, split_inputs
+from sskt_tf.methods.base import Losses, LossTermsModel, l2_penalty, num_replicas, unpack_batch
 from sskt_tf.targets.feature_layers import default_feature_layers
 
 FOCAL_GAMMA = 2.0  # the original trains both tasks with a gamma-2 focal loss
@@ -80,9 +80,9 @@ class MAXLModel(LossTermsModel):
     def __init__(self, target, generator, psi, feature_layer=None, name="maxl", **kwargs):
         super().__init__(
             target,
-            ("primary", "auxiliary", "meta", "entropy"),
             name=name,
-            validation_terms=("primary", "auxiliary"),
+            loss_names=("primary_loss", "auxiliary_loss", "meta_loss", "entropy_loss"),
+            training_only=("meta_loss", "entropy_loss"),
             **kwargs,
         )
         self.num_classes = int(target.output_shape[-1])
@@ -102,7 +102,7 @@ class MAXLModel(LossTermsModel):
         self.hierarchy = hierarchy_mask(self.num_classes, self.psi)
 
     def compile(self, optimizer="sgd", entropy_weight=0.2, generator_lr=1e-3, **kwargs):
-        """Configures training (see :meth:`sskt_tf.methods.base.MethodModel.compile` for the other arguments).
+        """Configures training (see :meth:`sskt_tf.methods.base.LossTermsModel.compile` for the other arguments).
 
         Args:
             optimizer: the multi-task network's optimizer (its learning rate is
@@ -175,47 +175,47 @@ class MAXLModel(LossTermsModel):
         objective = meta_loss + self.entropy_weight * entropy
         return objective, meta_loss, entropy
 
+    @property
+    def decayed_variables(self):
+        """The multi-task network's variables (the generator's L2 term is in its own objective)."""
+        return self.multi_task.trainable_variables
+
     def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, _ = split_inputs(x)
+        batch = unpack_batch(data)
+        images, y, sample_weight = batch.images, batch.labels, batch.sample_weight
         with tf.GradientTape() as generator_tape:
             auxiliary_labels = self.generated_labels(images, y, training=True)
             with generator_tape.stop_recording():
-                primary, terms, total = self._multi_task_step(
-                    images, y, ops.stop_gradient(auxiliary_labels), sample_weight
-                )
-            objective, terms["meta"], terms["entropy"] = self.meta_objective(images, y, auxiliary_labels, sample_weight)
+                losses = self._multi_task_step(batch, ops.stop_gradient(auxiliary_labels))
+            objective, meta_loss, entropy = self.meta_objective(images, y, auxiliary_labels, sample_weight)
             objective = objective + l2_penalty(self.generator.trainable_variables, self.weight_decay)
         generator_variables = self.generator.trainable_variables
         self.generator_optimizer.learning_rate.assign(self.optimizer.learning_rate * self.generator_lr_ratio)
         self.generator_optimizer.apply_gradients(
             zip(generator_tape.gradient(objective, generator_variables), generator_variables)
         )
-        return self.update_metrics(images, y, [primary], total, terms, sample_weight)
+        terms = {**losses.terms, "meta_loss": meta_loss, "entropy_loss": entropy}
+        return self.record(batch, losses._replace(terms=terms))
 
-    def _multi_task_step(self, images, y, auxiliary_labels, sample_weight):
-        """One optimizer step of the multi-task network; returns its logits, terms and total."""
+    def _multi_task_step(self, batch, auxiliary_labels):
+        """One optimizer step of the multi-task network on fixed auxiliary labels; returns its :class:`Losses`."""
         variables = self.multi_task.trainable_variables
         with tf.GradientTape() as tape:
-            primary, primary_loss, auxiliary_loss = self.multi_task_terms(
-                images, y, auxiliary_labels, sample_weight, training=True
-            )
-            total = self.total_with_l2(primary_loss + auxiliary_loss)
-            scaled_loss = self.optimizer.scale_loss(total)
+            losses = self.with_weight_decay(self._multi_task_losses(batch, auxiliary_labels, training=True))
+            scaled_loss = self.optimizer.scale_loss(losses.total)
         self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
-        return primary, {"primary": primary_loss, "auxiliary": auxiliary_loss}, total
+        return losses
 
-    def loss_terms(self, images, y, sample_weight, training):
-        """The multi-task terms (used by validation; training runs :meth:`train_step`)."""
-        auxiliary_labels = self.generated_labels(images, y, training=training)
+    def loss_terms(self, batch, training):
+        """The multi-task terms towards the generator's labels (validation; training runs :meth:`train_step`)."""
+        return self._multi_task_losses(batch, self.generated_labels(batch.images, batch.labels, training), training)
+
+    def _multi_task_losses(self, batch, auxiliary_labels, training):
         primary, primary_loss, auxiliary_loss = self.multi_task_terms(
-            images, y, auxiliary_labels, sample_weight, training=training
+            batch.images, batch.labels, auxiliary_labels, batch.sample_weight, training=training
         )
-        return [primary], primary_loss + auxiliary_loss, {"primary": primary_loss, "auxiliary": auxiliary_loss}
-
-    def total_with_l2(self, total):
-        """``total`` plus the L2 term of the multi-task network (the generator's is in its objective)."""
-        return total + l2_penalty(self.multi_task.trainable_variables, self.weight_decay)
+        terms = {"primary_loss": primary_loss, "auxiliary_loss": auxiliary_loss}
+        return Losses([primary], primary_loss + auxiliary_loss, terms)
 
 
 def _check(config):

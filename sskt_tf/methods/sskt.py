@@ -6,7 +6,6 @@ from the flags.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from sskt_tf import sources as sources_lib
@@ -15,20 +14,12 @@ from sskt_tf.errors import ConfigError
 from sskt_tf.methods import Method, register
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
-from sskt_tf.methods.base import (
-    MethodModel,
-    l2_penalty,
-    labelled_weights,
-    results_without,
-    skip_empty_batch,
-    split_inputs,
-    update_loss_trackers,
-)
+from sskt_tf.methods.base import Losses, LossTermsModel
 from sskt_tf.targets.feature_layers import default_feature_layers
 
 
 @keras.saving.register_keras_serializable(package="sskt_tf")
-class SSKTModel(MethodModel):
+class SSKTModel(LossTermsModel):
     """Self-Supervised Knowledge Transfer around any functional target network.
 
     ``call(x)`` returns the target's logits only, so ``predict``, ``evaluate``
@@ -77,13 +68,26 @@ class SSKTModel(MethodModel):
     def __init__(
         self, target, sources=(), head="transfer", feature_layers=None, head_width=None, name="sskt", **kwargs
     ):
-        super().__init__(target, name=name, **kwargs)
+        source_names = [source.name for source in sources]
+        if len(set(source_names)) != len(source_names):
+            raise ConfigError(f"Source names must be unique, got {source_names}.")
+        # Per source: its head's loss, the loss's floor (that of a head equal to the source: 0
+        # for kd, the soft labels' entropy for soft_ce) and how often the head's top-1 class is
+        # the source's. Together they say whether a head learned its source.
+        super().__init__(
+            target,
+            name=name,
+            loss_names=(
+                "target_loss",
+                *(f"aux_{name}_loss" for name in source_names),
+                *(f"aux_{name}_floor" for name in source_names),
+            ),
+            rate_names=[f"aux_{name}_agreement" for name in source_names],
+            **kwargs,
+        )
         if head not in heads_lib.HEAD_KINDS:
             raise ConfigError(f"Unknown head {head!r}; choose one of {', '.join(heads_lib.HEAD_KINDS)}.")
         self.sources = list(sources)
-        source_names = [source.name for source in self.sources]
-        if len(set(source_names)) != len(source_names):
-            raise ConfigError(f"Source names must be unique, got {source_names}.")
         self.head_kind = head
         # Without sources there is no head, so any target (one without stage names too) trains alone.
         self.feature_layers = list(feature_layers or (default_feature_layers(target, head) if self.sources else []))
@@ -94,13 +98,6 @@ class SSKTModel(MethodModel):
             for source in self.sources
         ]
         self._network = self._build_network()
-        self.target_loss_tracker = keras.metrics.Mean(name="target_loss")
-        self.aux_loss_trackers = [keras.metrics.Mean(name=f"aux_{name}_loss") for name in source_names]
-        # Whether a head learned its source: its loss's floor (the loss of a head equal to the
-        # source: 0 for kd, the soft labels' entropy for soft_ce) and how often its top-1 class is the source's.
-        self.aux_floor_trackers = [keras.metrics.Mean(name=f"aux_{name}_floor") for name in source_names]
-        self.aux_agreement_trackers = [keras.metrics.Mean(name=f"aux_{name}_agreement") for name in source_names]
-        self.built = True  # every variable exists now (see _build_network)
 
     def _build_network(self):
         """Functional model ``images -> [target logits, head_1 logits, ...]``.
@@ -200,92 +197,69 @@ class SSKTModel(MethodModel):
         sources = [keras.saving.deserialize_keras_object(source) for source in config.pop("sources")]
         return cls(target, sources, **config)
 
-    def _loss_terms(self, y, outputs, soft_labels, sample_weight, labelled_fraction=1.0):
-        """Per-replica loss terms, each already divided by the replica count.
+    def prepare(self, batch, training):
+        """The batch with its soft labels: cached, or from the frozen sources, run here outside the gradient tape.
 
-        The target loss sees the labelled examples only (:func:`labelled_weights`);
-        the auxiliary losses see every example, unlabelled ones included.
+        Validation runs the sources only when it computes the auxiliary losses (:meth:`validates_heads`).
+        """
+        if batch.soft_labels is not None or not self.sources or (not training and not self.validates_heads(batch)):
+            return batch
+        return batch._replace(soft_labels=[source(batch.images, training=False) for source in self.sources])
+
+    def validates_heads(self, batch):
+        """Whether validation computes the auxiliary losses on ``batch``: it has soft labels, or the
+        sources can run and ``compile(val_aux_losses=True)``."""
+        return bool(self.sources) and (batch.soft_labels is not None or (self.val_aux_losses and self.sources_run))
+
+    def validation_names(self, batch):
+        if self.validates_heads(batch):
+            return super().validation_names(batch)
+        return ["target_loss"]
+
+    def loss_terms(self, batch, training):
+        """The target loss (labelled examples), and per source the head's loss, floor and agreement (all examples).
+
+        ``total = target_loss + alpha * sum of the heads' losses``; a batch
+        without soft labels (validation of the target alone) has the target loss only.
+        """
+        if batch.soft_labels is None:
+            return self.losses_from_outputs(batch, [self.target(batch.images, training=training)], training)
+        return self.losses_from_outputs(batch, self._forward(batch.images, training=training), training)
+
+    def losses_from_outputs(self, batch, outputs, training):
+        """:class:`~sskt_tf.methods.base.Losses` of the network's outputs ``[target logits, head logits...]``.
+
+        Args:
+            batch: a :class:`~sskt_tf.methods.base.Batch` whose soft labels
+                (if any) match the heads.
+            outputs: the target's logits, then each head's (none without soft labels).
+            training: whether the labelled fraction of training batches applies.
         """
         target_logits, *head_logits = [ops.cast(o, "float32") for o in outputs]
+        soft_labels = batch.soft_labels or []
         if len(soft_labels) != len(head_logits):
             raise ConfigError(f"Got soft labels of {len(soft_labels)} sources for {len(head_logits)} auxiliary heads.")
-        labels, target_weight, _ = labelled_weights(y, sample_weight, labelled_fraction)
-        terms = {"target": self.target_loss_fn(labels, target_logits, sample_weight=target_weight)}
+        labels, target_weight = self.target_labels(batch, training)
+        terms = {"target_loss": self.target_loss_fn(labels, target_logits, sample_weight=target_weight)}
         soft_labels = [ops.stop_gradient(ops.cast(soft, "float32")) for soft in soft_labels]
-        terms["aux"] = [
-            self.aux_loss_fn(soft, logits, sample_weight=sample_weight)
+        names = [source.name for source in self.sources]
+        aux = [
+            self.aux_loss_fn(soft, logits, sample_weight=batch.sample_weight)
             for soft, logits in zip(soft_labels, head_logits)
         ]
-        terms["aux_floor"] = [self.aux_loss_fn(soft, soft, sample_weight=sample_weight) for soft in soft_labels]
-        terms["aux_agreement"] = [
-            ops.cast(ops.argmax(logits, axis=-1) == ops.argmax(soft, axis=-1), "float32")
-            for soft, logits in zip(soft_labels, head_logits)
-        ]
-        total = terms["target"] + self.alpha * ops.sum(ops.stack(terms["aux"])) if terms["aux"] else terms["target"]
-        terms["total"] = total + l2_penalty(self.trainable_variables, self.weight_decay)
-        return target_logits, terms
-
-    def _source_logits(self, images):
-        """Frozen sources in inference mode, outside any gradient tape."""
-        return [source(images, training=False) for source in self.sources]
-
-    def _update_metrics(self, x, y, target_logits, terms, sample_weight):
-        update_loss_trackers(
-            [
-                (self._loss_tracker, terms["total"]),
-                (self.target_loss_tracker, terms["target"]),
-                *zip(self.aux_loss_trackers, terms["aux"]),
-                *zip(self.aux_floor_trackers, terms["aux_floor"]),
-            ],
-            ops.shape(x)[0],
+        terms.update({f"aux_{name}_loss": loss for name, loss in zip(names, aux)})
+        terms.update(
+            {
+                f"aux_{name}_floor": self.aux_loss_fn(soft, soft, sample_weight=batch.sample_weight)
+                for name, soft in zip(names, soft_labels)
+            }
         )
-        for tracker, agreement in zip(self.aux_agreement_trackers, terms["aux_agreement"]):
-            tracker.update_state(agreement)  # per example: a global mean however the batch is split
-        labels, _, metric_weight = labelled_weights(y, sample_weight)  # metrics count labelled examples only
-        self.compute_metrics(x, labels, target_logits, sample_weight=metric_weight)
-        return self._metric_results(with_aux=bool(terms["aux"]))
-
-    def _metric_results(self, with_aux):
-        """The metrics' current values; without the auxiliary losses unless ``with_aux``."""
-        without = [] if with_aux else [*self.aux_loss_trackers, *self.aux_floor_trackers, *self.aux_agreement_trackers]
-        return results_without(self, without)
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, soft_labels = split_inputs(x)
-        # 1. Soft labels: precomputed, or from the frozen sources (no tape: they never
-        #    get gradients).
-        if soft_labels is None:
-            soft_labels = self._source_logits(images)
-        with tf.GradientTape() as tape:
-            # 2. Target logits and one auxiliary prediction per source, in one pass.
-            outputs = self._forward(images, training=True)
-            # 3. target loss (labelled examples) + alpha * sum of auxiliary losses (all examples) (+ L2),
-            #    per replica.
-            target_logits, terms = self._loss_terms(y, outputs, soft_labels, sample_weight, self.labelled_fraction)
-            # 4. Loss scaling for mixed_float16 (identity otherwise).
-            scaled_loss = self.optimizer.scale_loss(terms["total"])
-        # 5. Only target and head variables train; sources are not trainable.
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(images, y, target_logits, terms, sample_weight)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        images, soft_labels = split_inputs(x)
-        run_sources = soft_labels is None and self.val_aux_losses and self.sources_run
-        with_aux = bool(self.sources) and (soft_labels is not None or run_sources)
-
-        def evaluate_batch():
-            if with_aux:
-                soft = self._source_logits(images) if run_sources else soft_labels
-                outputs = self._forward(images, training=False)
-            else:
-                soft, outputs = [], [self.target(images, training=False)]
-            target_logits, terms = self._loss_terms(y, outputs, soft, sample_weight)
-            return self._update_metrics(images, y, target_logits, terms, sample_weight)
-
-        return skip_empty_batch(images, evaluate_batch, lambda: self._metric_results(with_aux))
+        rates = {
+            f"aux_{name}_agreement": ops.cast(ops.argmax(logits, axis=-1) == ops.argmax(soft, axis=-1), "float32")
+            for name, soft, logits in zip(names, soft_labels, head_logits)
+        }
+        total = terms["target_loss"] + self.alpha * ops.sum(ops.stack(aux)) if aux else terms["target_loss"]
+        return Losses([target_logits], total, terms, rates)
 
     @property
     def sources_run(self):
