@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from helpers import plugins
 
 from sskt_tf import data
 from sskt_tf.data import pad_crop_flip
@@ -162,25 +163,8 @@ def test_folder_errors(tmp_path, digits_folder):
 @pytest.fixture
 def npz_kind(tmp_path, digits):
     """A dataset kind registered from outside the package: ``npz:FILE`` of train/val arrays."""
-    from sskt_tf import downloads
-    from sskt_tf.data import kinds
-
-    def load_images(location, image_size, data_dir, download, order_seed, subset):
-        arrays = np.load(location)
-        splits = [tf.data.Dataset.from_tensor_slices((arrays[f"{s}_x"], arrays[f"{s}_y"])) for s in ("train", "val")]
-        info = dict(num_classes=10, class_names=[str(c) for c in range(10)], train_examples=len(arrays["train_y"]))
-        return *splits, dict(info, mean=None, std=None, image_shape=(16, 16, 3), multi_label=False), 16
-
-    def missing(location, data_dir, download):
-        return [] if os.path.exists(location) else [downloads.Missing(what=f"{location} is not there.")]
-
-    train_x, train_y, val_x, val_y = digits
-    np.savez(tmp_path / "digits.npz", train_x=train_x[:200], train_y=train_y[:200], val_x=val_x, val_y=val_y)
-    kinds.register(
-        kinds.DatasetKind("npz", "npz:FILE", prefix="npz:", load_images=load_images, missing=missing, user_files=True)
-    )
-    yield tmp_path / "digits.npz"
-    kinds.unregister("npz")
+    with plugins.npz_dataset_kind(tmp_path / "digits.npz", digits) as path:
+        yield path
 
 
 def test_a_registered_dataset_kind_is_loaded_checked_and_named_by_its_prefix(npz_kind, tmp_path):

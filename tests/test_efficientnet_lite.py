@@ -151,7 +151,7 @@ def test_training_caching_and_ranking_with_the_real_lite0(digits_folder, tmp_pat
     from sskt_tf.training import train
     from sskt_tf.training.build_cache import build_soft_label_cache
     from sskt_tf.training.flags import config_from_args
-    from sskt_tf.training.source_ranking import rank
+    from sskt_tf.training.run_sources import rank
 
     config = config_from_args(
         [

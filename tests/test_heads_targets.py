@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import plugins
 
 from sskt_tf import targets
 from sskt_tf.errors import ConfigError
@@ -98,17 +99,8 @@ def test_target_normalises_raw_pixels():
 @pytest.fixture
 def own_target():
     """A target registered from outside the package, as a user's module would."""
-
-    def build(num_classes, image_size, mean, std, frames):
-        del mean, std, frames
-        inputs = keras.Input((image_size, image_size, 3))
-        stage1 = keras.layers.Conv2D(4, 3, padding="same", name="stage1")(keras.layers.Rescaling(1 / 255)(inputs))
-        pooled = keras.layers.GlobalAveragePooling2D()(stage1)
-        return keras.Model(inputs, keras.layers.Dense(num_classes)(pooled), name="own_net")
-
-    network = targets.register(targets.TargetNetwork("own_net", "a test's own target", build))
-    yield network
-    targets.registry.unregister("own_net")
+    with plugins.own_target() as network:
+        yield network
 
 
 def test_a_registered_target_is_built_validated_and_tapped_by_name(own_target, digits_folder):

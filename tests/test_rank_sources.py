@@ -11,10 +11,11 @@ from helpers.in_process import run_script
 
 from sskt_tf import training
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources import ranking as ranking_lib
 from sskt_tf.sources import transferability
-from sskt_tf.training import source_ranking
+from sskt_tf.training import run_sources
 from sskt_tf.training.config import TrainConfig
-from sskt_tf.training.source_outputs import source_outputs
+from sskt_tf.training.run_sources import source_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +79,9 @@ def test_scores_from_a_cache_equal_scores_from_running_the_sources(tmp_path, dig
     np.testing.assert_allclose(cached.logits[0][order_cached], run.logits[0][order_run], atol=1e-4)
     for score in (transferability.nce, transferability.logme):
         assert score(cached.logits[0], cached.labels) == pytest.approx(score(run.logits[0], run.labels), abs=1e-4)
-    ranking = source_ranking.rank(cached_config, pairs=False)
+    ranking = run_sources.rank(cached_config, pairs=False)
     assert ranking["rows"][0]["leep"] == pytest.approx(
-        transferability.leep(source_ranking.softmax(run.logits[0]), run.labels), abs=1e-4
+        transferability.leep(ranking_lib.softmax(run.logits[0]), run.labels), abs=1e-4
     )
 
 
@@ -88,34 +89,34 @@ def test_a_top_k_cache_gives_leep_and_nce_and_leaves_logme_out(tmp_path, digits_
     # LogME would regress on the cache's constant fill in place of the dropped logits.
     config = _config(digits_folder, [tiny_source_path], augment=False, soft_label_cache=str(tmp_path / "cache"))
     training.build_soft_label_cache(config, views=1, top_k=2, dtype="float32")
-    ranking = source_ranking.rank(config, pairs=False)
+    ranking = run_sources.rank(config, pairs=False)
     (row,) = ranking["rows"]
     assert ranking["top_k"] == 2 and row["logme"] is None and np.isfinite(row["leep"]) and np.isfinite(row["nce"])
-    table = source_ranking.format_table(ranking)
+    table = ranking_lib.format_table(ranking)
     assert "LogME left out (–): the cache keeps each source's top 2 logits" in table and "| – |" in table
     with pytest.raises(ConfigError, match="--rank_by=logme needs every logit.*top 2"):
-        source_ranking.rank(config, rank_by="logme")
+        run_sources.rank(config, rank_by="logme")
 
 
 def test_candidates_with_the_same_file_name_go_by_their_paths(tmp_path, digits_folder, tiny_source_path):
     copy = tmp_path / "copy" / "tiny.keras"
     copy.parent.mkdir()
     copy.write_bytes(open(tiny_source_path, "rb").read())
-    ranking = source_ranking.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
+    ranking = run_sources.rank(_config(digits_folder, [tiny_source_path, str(copy)]), rank_examples=50)
     assert {row["sources"][0] for row in ranking["rows"] if len(row["sources"]) == 1} == {tiny_source_path, str(copy)}
     assert [row["specs"] for row in ranking["rows"] if len(row["sources"]) == 2] == [[tiny_source_path, str(copy)]]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, digits_folder, tiny_source_path):
     with pytest.raises(ConfigError, match="--sources is empty"):
-        source_ranking.rank(_config(digits_folder, []))
+        run_sources.rank(_config(digits_folder, []))
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="broken.keras"):
-        source_ranking.rank(_config(digits_folder, [str(broken)]))
+        run_sources.rank(_config(digits_folder, [str(broken)]))
     with pytest.raises(ConfigError, match="train_examples_per_class=1000"):
-        source_ranking.rank(_config(digits_folder, [tiny_source_path], train_examples_per_class=1000))
+        run_sources.rank(_config(digits_folder, [tiny_source_path], train_examples_per_class=1000))
     with pytest.raises(ConfigError, match="fewer than two classes"):
-        source_ranking.rank(_config(digits_folder, [tiny_source_path], classes=["digit3"]))
+        run_sources.rank(_config(digits_folder, [tiny_source_path], classes=["digit3"]))
     refused = run_script(["tools/rank_sources.py", f"--sources={tiny_source_path}", "--rank_examples=-1"])
     assert refused.returncode == 2 and "--rank_examples=-1" in refused.stderr

@@ -5,12 +5,13 @@ import os
 
 import keras
 import pytest
+from helpers import plugins
 from helpers.in_process import run_script
 
 from sskt_tf import TrainConfig, sources
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import registry
-from sskt_tf.training.source_flags import build_sources, check_source_flags
+from sskt_tf.sources.flags import build_sources, check_source_flags
 
 
 def _spec_of_every_family(tiny_source_path):
@@ -85,26 +86,8 @@ def test_registering_twice_or_offering_an_arch_twice_is_refused():
 @pytest.fixture
 def toy_family(tiny_source_path):
     """A family registered by the test alone: ``toy/tiny`` is the tiny .keras source."""
-    built = []
-
-    def build(arch, weights, input_size):
-        built.append((arch, weights, input_size))
-        return sources.from_file(tiny_source_path, name=f"toy_{arch}")
-
-    family = registry.register(
-        registry.SourceFamily(
-            name="toy",
-            prefix="toy",
-            archs=("tiny",),
-            summary="a test's own family",
-            build=build,
-            weights_flag="source_weights",
-            weights_keyword="toyweights",
-            num_classes=5,
-        )
-    )
-    yield family, built
-    registry.unregister("toy")
+    with plugins.toy_source_family(tiny_source_path) as registered:
+        yield registered
 
 
 def test_a_family_registered_elsewhere_is_picked_up_by_the_sources_flag(toy_family):

@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.soft_labels import stats as soft_label_stats
 from sskt_tf.training.flags import config_from_command_line, define_flags
-from sskt_tf.training.source_outputs import source_outputs
+from sskt_tf.training.run_sources import source_outputs
 
 define_flags()
 flags.DEFINE_string("output", "", "Also write every statistic (per source) to this JSON file.")

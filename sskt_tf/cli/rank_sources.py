@@ -11,7 +11,7 @@ augmentation); and prints one row per candidate, best first: its classes, LEEP, 
 (:mod:`sskt_tf.sources.transferability`) and the seconds its forward passes took. Then one
 row per pair of candidates, scored as a single source whose output is both outputs: LEEP
 over the product of their softmax outputs, NCE over their pairs of top-1 classes, LogME on
-their concatenated logits (:mod:`sskt_tf.training.source_ranking`). With ``--output``,
+their concatenated logits (:mod:`sskt_tf.sources.ranking`). With ``--output``,
 everything also goes to a JSON file.
 """
 
@@ -21,8 +21,9 @@ from absl import app, flags, logging
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources.ranking import SCORES, format_table
 from sskt_tf.training.flags import config_from_command_line, define_flags
-from sskt_tf.training.source_ranking import SCORES, format_table, rank
+from sskt_tf.training.run_sources import rank
 
 define_flags()
 flags.DEFINE_integer("rank_examples", 0, "Score on the first N training images (of the --seed order); 0 = all.")

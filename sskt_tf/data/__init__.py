@@ -65,6 +65,9 @@ class Data:
         unlabeled_examples: unlabelled training images (:mod:`sskt_tf.data.unlabeled`).
         unlabeled_per_batch: unlabelled examples in every training batch,
             besides the labelled ones (0: none).
+        soft_label_sources: when the training batches carry a soft-label
+            cache's logits, the cache's placeholders that stand for the sources
+            (:class:`sskt_tf.soft_labels.CachedSource`); empty otherwise.
     """
 
     train: tf.data.Dataset
@@ -83,6 +86,7 @@ class Data:
     batches_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
     unlabeled_examples: int = 0
     unlabeled_per_batch: int = 0
+    soft_label_sources: tuple = ()
 
     @property
     def train_from(self):
@@ -118,7 +122,9 @@ class Splits:
         """The training examples followed by the unlabelled ones (what a soft-label cache covers)."""
         return self.train if self.unlabeled is None else self.train.concatenate(self.unlabeled)
 
-    def data(self, train, val, steps_per_epoch=None, batches_from_epoch=None, unlabeled_per_batch=0):
+    def data(
+        self, train, val, steps_per_epoch=None, batches_from_epoch=None, unlabeled_per_batch=0, soft_label_sources=()
+    ):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
             train=train,
@@ -135,6 +141,7 @@ class Splits:
             batches_from_epoch=batches_from_epoch,
             unlabeled_examples=self.unlabeled_examples,
             unlabeled_per_batch=unlabeled_per_batch,
+            soft_label_sources=tuple(soft_label_sources),
         )
 
 

@@ -36,6 +36,11 @@ def _no_compile_kwargs(config):
     return {}
 
 
+def _no_files(config):
+    del config
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A training method as ``tools/train.py`` uses it.
@@ -43,16 +48,21 @@ class Method:
     Attributes:
         name: the ``--method`` value.
         summary: one line for error messages and the README.
-        build: ``build(config, data, sources) -> keras.Model``, uncompiled;
-            called inside the strategy scope and dtype policy. ``sources`` are
-            the run's :class:`sskt_tf.Source` layers (or a soft-label cache's
-            placeholders) for a method that ``uses_sources``, else ``[]``.
+        build: ``build(config, data) -> keras.Model``, uncompiled; called
+            inside the strategy scope and dtype policy. It builds what the
+            method needs through the registries: the target
+            (:func:`sskt_tf.targets.build_for`), the sources
+            (:func:`sskt_tf.sources.flags.for_run`: the frozen sources, or a
+            soft-label cache's placeholders), a teacher or peers.
         compile_kwargs: ``compile_kwargs(config) -> dict`` of the model's own
             ``compile`` arguments, besides ``optimizer``, ``loss``,
             ``weight_decay``, ``metrics`` and ``jit_compile``, which every
             method's ``compile`` takes.
         check: ``check(config)`` raises a ``ConfigError`` for flags the method
             cannot use; runs before any data is loaded.
+        files: ``files(config) -> {flag: path}``, the files of the method's
+            own flags that a run reads (KD's ``{"teacher": config.teacher}``):
+            the run's up-front check looks for them with everything else.
         uses_sources: whether ``--sources`` (and ``--soft_label_cache``) apply.
         uses_unlabeled: whether its auxiliary terms can learn from unlabelled
             images (``--unlabeled_dataset``, ``--unlabeled_from_rest``): the
@@ -69,6 +79,7 @@ class Method:
     build: Callable
     compile_kwargs: Callable = _no_compile_kwargs
     check: Callable = _no_check
+    files: Callable = _no_files
     uses_sources: bool = False
     uses_unlabeled: bool = False
     multi_label: bool = False
@@ -104,6 +115,11 @@ def get(name):
     return _REGISTRY[name]
 
 
+def unregister(name):
+    """Removes a method (a test's own, for instance); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
 def names():
     """Registered method names, SSKT first."""
     return sorted(_REGISTRY, key=lambda name: (name != "sskt", name))
@@ -117,4 +133,4 @@ def _import_method_modules():
 
 _import_method_modules()
 
-__all__ = ["Method", "get", "names", "register"]
+__all__ = ["Method", "get", "names", "register", "unregister"]

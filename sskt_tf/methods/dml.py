@@ -73,9 +73,8 @@ class DMLModel(LossTermsModel):
         self.peer2_accuracy.update_state(batch.labels, other_outputs[0], sample_weight=batch.sample_weight)
 
 
-def build_dml(config, data, sources):
+def build_dml(config, data):
     """DMLModel of ``config``: two independently initialised ``--target`` networks."""
-    del sources
     return DMLModel(targets_lib.build_for(config.target, data), targets_lib.build_for(config.target, data))
 
 

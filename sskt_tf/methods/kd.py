@@ -80,9 +80,8 @@ def _check(config):
     _teacher_path(config)
 
 
-def build_kd(config, data, sources):
+def build_kd(config, data):
     """KDModel of ``config``: the target as student, ``--teacher`` as the teacher."""
-    del sources  # the teacher is the only source
     teacher = sources_lib.from_file(_teacher_path(config), name="teacher", input_size=config.source_image_size or None)
     return KDModel(targets_lib.build_for(config.target, data), teacher)
 
@@ -94,6 +93,7 @@ register(
         build=build_kd,
         compile_kwargs=lambda config: dict(alpha=config.alpha, temperature=config.temperature),
         check=_check,
+        files=lambda config: {"teacher": config.teacher},
         uses_unlabeled=True,
         defaults={"alpha": 0.9, "temperature": 4.0},
     )

@@ -227,9 +227,8 @@ def _check(config):
         )
 
 
-def build_maxl(config, data, sources):
+def build_maxl(config, data):
     """MAXLModel of ``config``: the target, and a generator of the same architecture."""
-    del sources
     target = targets_lib.build_for(config.target, data)
     generator = targets_lib.build_for(config.target, data, num_classes=data.num_classes * config.maxl_psi)
     return MAXLModel(target, generator, config.maxl_psi)

@@ -1,13 +1,13 @@
 """``--method=scratch``: the target alone, trained on its labels (``--sources`` is ignored)."""
 
+from sskt_tf import targets as targets_lib
 from sskt_tf.methods import Method, register
-from sskt_tf.methods.sskt import build_sskt
+from sskt_tf.methods.sskt import SSKTModel
 
 
-def build_scratch(config, data, sources):
+def build_scratch(config, data):
     """An SSKTModel without sources: plain supervised training of the target."""
-    del sources  # --sources is ignored
-    return build_sskt(config, data, sources=[])
+    return SSKTModel(targets_lib.build_for(config.target, data))
 
 
 register(

@@ -15,6 +15,7 @@ from sskt_tf.methods import Method, register
 from sskt_tf.methods import heads as heads_lib
 from sskt_tf.methods import losses as losses_lib
 from sskt_tf.methods.base import Losses, LossTermsModel
+from sskt_tf.sources import flags as source_flags
 from sskt_tf.targets.feature_layers import default_feature_layers
 
 
@@ -267,8 +268,11 @@ class SSKTModel(LossTermsModel):
         return all(getattr(source, "runnable", True) for source in self.sources)
 
 
-def build_sskt(config, data, sources):
-    """SSKTModel of ``config``: target, ``sources`` (or a cache's placeholders) and heads."""
+def build_sskt(config, data):
+    """SSKTModel of ``config``: the target, its sources (or a cache's placeholders) and heads."""
+    # The sources first: loading them draws from the seeded random generator, so this order
+    # keeps the target's initial weights those of a run of earlier versions with the same seed.
+    sources = source_flags.for_run(config, data)
     return SSKTModel(
         targets_lib.build_for(config.target, data),
         sources,

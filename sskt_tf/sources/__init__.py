@@ -11,6 +11,9 @@
 ``torch_checkpoint``    PyTorch checkpoints of torchvision ResNets, read into Keras
 ``fold_batch_norm``     BatchNorm folded into the convolutions of a frozen network
 ``transferability``     LEEP, NCE and LogME: how well a source's outputs predict target labels
+``flags``               the sources a run's flags name: checked and built
+``outputs``             the sources' logits on a dataset's training images
+``ranking``             candidate sources ranked by LEEP, NCE and LogME
 ======================  =======================================================================
 """
 

@@ -4,10 +4,8 @@
 ``config``                    :class:`TrainConfig`: one experiment, as data
 ``flags``                     absl flags and flagfiles from :class:`TrainConfig`
 ``checks``                    the configuration's checks, before and after the data loads
-``run_data``                  the run's data: dataset, subset, soft-label cache, epoch lengths
-``source_flags``              the sources the flags name: checked, built, or cached
-``source_outputs``            the sources' logits on a run's training images (one pass, or a cache)
-``source_ranking``            candidate sources ranked by LEEP, NCE and LogME (``tools/rank_sources.py``)
+``run_data``                  the run's data: dataset, subset, unlabelled images, epoch lengths
+``run_sources``               a run's sources over its training images: outputs and ranking
 ``precision``                 Keras dtype policies (``--mixed_precision``)
 ``loop``                      :func:`train`: the training loop
 ``callbacks``                 checkpoints, NaN guard, learning-rate schedule, VOC mAP

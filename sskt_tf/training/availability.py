@@ -59,15 +59,15 @@ def missing_items(config, building_cache=False):
 
     Returns:
         A list of :class:`~sskt_tf.downloads.Missing`: the dataset and unlabelled images, each
-        source's weights, and the files flags name (``--teacher``, ``--pretrained``,
+        source's weights, and the files flags name (the method's, such as ``--teacher``; ``--pretrained``,
         ``--soft_label_cache``). Items with a ``url`` download when the network allows.
     """
-    teacher = config.teacher if config.method == "kd" else ""
+    method_files = methods_lib.get(config.method).files(config)
     return (
         data_lib.missing_data(config.dataset, config.data_dir or None, config.download)
         + _missing_unlabeled(config)
         + _missing_sources(config, building_cache)
-        + _missing_file(teacher, "teacher")
+        + [item for flag, path in method_files.items() for item in _missing_file(path, flag)]
         + _missing_file(config.pretrained, "pretrained")
         + _missing_file("" if building_cache else config.soft_label_cache, "soft_label_cache")
     )

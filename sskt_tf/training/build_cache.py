@@ -4,10 +4,10 @@ import os
 
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources.flags import build_sources, check_source_flags
 from sskt_tf.training.checks import validate
 from sskt_tf.training.precision import dtype_policy
 from sskt_tf.training.run_data import load_splits
-from sskt_tf.training.source_flags import build_sources, check_source_flags
 
 
 def build_soft_label_cache(

@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 from sskt_tf import methods as methods_lib
+from sskt_tf import soft_labels
 from sskt_tf import targets as targets_lib
 from sskt_tf.data import is_video_dataset, kinds
 from sskt_tf.errors import ConfigError
@@ -47,15 +48,7 @@ def validate(config, building_cache=False):
             f"--lr_schedule={config.lr_schedule} sets its own rates: drop --lr_warmup_epochs or use --lr_schedule=step."
         )
     parse_scale(config.source_scale)
-    if config.soft_label_cache and not method.uses_sources:
-        raise ConfigError(
-            f"--soft_label_cache holds sources' soft labels, which --method={config.method} does not use."
-        )
-    if config.soft_label_cache and is_video_dataset(config.dataset, config.data_dir or None):
-        raise ConfigError(
-            "--soft_label_cache holds views of images; video datasets train with their sources online: "
-            "drop --soft_label_cache."
-        )
+    soft_labels.check_config(config, method)
     _check_unlabeled(config, method)
     _check_paths(config)
     if config.train_from and not config.pretrained:
@@ -96,12 +89,13 @@ def _check_paths(config):
     kind.check(location)
 
 
-def check_data(config, data):
+def check_data(config, data, method=None):
     """The loaded data must suit the configuration: class count, batch size, label kind.
 
     Args:
         config: a validated :class:`sskt_tf.TrainConfig`.
         data: its :class:`sskt_tf.data.Data`.
+        method: the :class:`sskt_tf.methods.Method` of ``config.method`` (looked up when None).
 
     Raises:
         ConfigError: saying which flag to change.
@@ -116,7 +110,7 @@ def check_data(config, data):
             f"--batch_size={config.batch_size} is larger than the {data.train_examples} training examples "
             "(training drops partial batches, so no step would run): lower --batch_size."
         )
-    _check_labels(config, data)
+    _check_labels(config, data, method or methods_lib.get(config.method))
     video_target = targets_lib.is_video(config.target)
     if video_target != (data.frames is not None):
         raise ConfigError(
@@ -130,7 +124,7 @@ def check_data(config, data):
         )
 
 
-def _check_labels(config, data):
+def _check_labels(config, data, method):
     """The target loss and the method must suit the dataset's labels (single or multi-label)."""
     if data.multi_label and config.target_loss != "bce":
         raise ConfigError(f"{config.dataset} is multi-label (multi-hot labels): use --target_loss=bce.")
@@ -139,7 +133,7 @@ def _check_labels(config, data):
             f"--target_loss=bce needs multi-hot labels; {config.dataset} has one label an image: "
             "use --target_loss=ce or focal."
         )
-    if data.multi_label and not methods_lib.get(config.method).multi_label:
+    if data.multi_label and not method.multi_label:
         raise ConfigError(
             f"--method={config.method} trains single-label classifiers; {config.dataset} is multi-label "
             f"(methods for it: {', '.join(n for n in methods_lib.names() if methods_lib.get(n).multi_label)})."

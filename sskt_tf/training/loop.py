@@ -1,6 +1,5 @@
 """The training loop behind ``tools/train.py``: one function, :func:`train`."""
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -16,6 +15,7 @@ from sskt_tf import methods as methods_lib
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources.files import load_keras_file
+from sskt_tf.sources.flags import check_source_flags
 from sskt_tf.training import backup as backup_lib
 from sskt_tf.training import callbacks as callbacks_lib
 from sskt_tf.training import distribute as distribute_lib
@@ -34,7 +34,6 @@ from sskt_tf.training.run_data import (
     unlabeled_images,
     validation_epochs,
 )
-from sskt_tf.training.source_flags import build_sources, check_source_flags, open_cache
 
 
 def _default_model_dir(config):
@@ -49,34 +48,31 @@ def _seed(config):
         tf.config.experimental.enable_op_determinism()
 
 
-def build_model(config, data, cache=None):
+def build_model(config, data, method=None):
     """The model of ``config.method`` on ``data`` (e.g. SSKT: target + sources + heads).
 
     Args:
         config: a validated :class:`TrainConfig`.
-        data: the :class:`sskt_tf.data.Data` it will train on.
-        cache: the run's soft-label cache, whose placeholders then stand for
-            the sources (which are not built); None builds the sources.
+        data: the :class:`sskt_tf.data.Data` it will train on (from a soft-label
+            cache, its placeholders stand for the sources, which are not built).
+        method: the :class:`sskt_tf.methods.Method` of ``config.method`` (looked up when None).
 
     Returns:
         An uncompiled ``keras.Model`` whose ``target`` attribute is the network
         that is saved and exported.
     """
-    method = methods_lib.get(config.method)
-    sources = []
-    if method.uses_sources:
-        sources = cache.placeholder_sources() if cache else build_sources(config, data.image_size)
-    model = method.build(config, data, sources)
+    model = (method or methods_lib.get(config.method)).build(config, data)
     if config.pretrained:
         start_from(model.target_networks, config.pretrained, config.train_from)
     return model
 
 
-def compile_model(model, config, multi_label=False):
+def compile_model(model, config, multi_label=False, method=None):
     """Compiles ``model`` with the SGD, losses and metrics of ``config``.
 
     Multi-label data gets no compiled metric: its mAP needs the whole
     validation set (:class:`sskt_tf.training.callbacks.MeanAveragePrecision`).
+    ``method`` is the :class:`sskt_tf.methods.Method` of ``config.method`` (looked up when None).
     """
     optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     model.compile(
@@ -87,7 +83,7 @@ def compile_model(model, config, multi_label=False):
         weighted_metrics=[] if multi_label else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=config.jit_compile,
         labelled_fraction=unlabeled_images(config).labelled_fraction(config.batch_size),
-        **methods_lib.get(config.method).compile_kwargs(config),
+        **(method or methods_lib.get(config.method)).compile_kwargs(config),
     )
 
 
@@ -124,20 +120,6 @@ def _callbacks(config, data, output_dir, backup, resume_epoch):
             backup,
         ],
     )
-
-
-@contextlib.contextmanager
-def _cache_mismatch_as_config_error(config):
-    """Turns the cache pipeline's failed data check into a ConfigError."""
-    try:
-        yield
-    except tf.errors.InvalidArgumentError as error:
-        if soft_labels.MISMATCH_MARKER not in str(error):
-            raise
-        raise ConfigError(
-            f"The training data differs from the data the soft-label cache in {config.soft_label_cache} was made "
-            "from (same dataset name and size, other images or labels or order). Build the cache again from this data."
-        ) from None
 
 
 def _output_dir(model_dir, strategy):
@@ -216,11 +198,6 @@ def _prepare_resume(config, output_dir, backup_dir, strategy=None):
     return resume
 
 
-def _write_results(model_dir, results):
-    with open(os.path.join(model_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-
-
 def train(config):
     """Trains the target with ``config.method`` (SSKT or a baseline) as ``config`` says.
 
@@ -247,35 +224,34 @@ def train(config):
         Preempted: SIGTERM or SIGINT arrived; a backup was written (calling again resumes there).
     """
     config = validate(config)
+    method = methods_lib.get(config.method)
     strategy = _strategy(config)
-    if methods_lib.get(config.method).uses_sources and not config.soft_label_cache:
+    if method.uses_sources and not config.soft_label_cache:
         check_source_flags(config, inspect=True)  # loads .keras sources: only once the strategy exists
     config = dataclasses.replace(config, model_dir=config.model_dir or _default_model_dir(config))
     output_dir, resume = _prepare_run_directory(config, strategy)
-    resume_epoch = resume.epoch
     _seed(config)
-    cache = open_cache(config)
-    data = load_data(config, cache, start_epoch=resume_epoch)
-    check_data(config, data)
+    cache = soft_labels.open_cache(config)
+    data = load_data(config, cache, start_epoch=resume.epoch)
+    check_data(config, data, method)
     _check_backup_positions(config, data, resume)
     if data.subset:
         with open(os.path.join(output_dir, "subset.json"), "w") as f:
             json.dump(data.subset, f)
     with strategy.scope(), dtype_policy(config.mixed_precision):
-        model = build_model(config, data, cache)
-        compile_model(model, config, multi_label=data.multi_label)
+        model = build_model(config, data, method)
+        compile_model(model, config, multi_label=data.multi_label, method=method)
     _log_start(config, data, model, strategy, output_dir)
     with backup_lib.stop_signals_request_stop() as stop_requested:
         backup = _backup(config, data, output_dir, resume, stop_requested)
-        nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume_epoch)
+        nan_guard, saver, callbacks = _callbacks(config, data, output_dir, backup, resume.epoch)
         seconds = _fit(config, model, data, callbacks, resume)
     nan_guard.raise_if_failed(output_dir)
-    results = _results(config, data, model, saver, output_dir, resume_epoch, seconds)
-    results["resumed_from_step"] = resume.step
-    results.update(replicas=strategy.num_replicas_in_sync, soft_label_cache_views=cache.views if cache else None)
-    if data.video_test is not None:
-        results.update(_video_test(output_dir, data))
-    _write_results(output_dir, results)
+    results = _results(config, data, model, saver, output_dir, resume, seconds, strategy, cache)
+    if config.export_dir and distribute_lib.is_chief(strategy):
+        results["export_path"] = _export_best(output_dir, config.export_dir, data.class_names)
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
     backup.delete()  # only now: a kill before this point resumes (at worst retraining nothing)
     logging.info(
         "Done: %s %.4f (best %.4f at epoch %s). Results in %s.",
@@ -285,9 +261,6 @@ def train(config):
         results["best_epoch"],
         output_dir,
     )
-    if config.export_dir and distribute_lib.is_chief(strategy):
-        results["export_path"] = _export_best(output_dir, config.export_dir, data.class_names)
-        _write_results(output_dir, results)
     return results
 
 
@@ -392,7 +365,7 @@ def _fit(config, model, data, callbacks, resume):
         # train (and from a cache, no batches left to build the model from).
         fits = [(train_batches, resume.epoch, config.epochs, steps_per_epoch)] if resume.epoch < config.epochs else []
     start = time.time()
-    with warnings.catch_warnings(), _cache_mismatch_as_config_error(config):
+    with warnings.catch_warnings(), soft_labels.mismatch_as_config_error(config):
         # Keras warns "Your input ran out of data; interrupting training" at the end of the
         # first pass over any dataset of unknown length (folder validation data) and then
         # goes on as it should.
@@ -412,8 +385,9 @@ def _fit(config, model, data, callbacks, resume):
     return time.time() - start
 
 
-def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
-    """What ``results.json`` holds: the last epoch's metrics, the best epoch, and what was trained."""
+def _results(config, data, model, saver, output_dir, resume, seconds, strategy, cache):
+    """What ``results.json`` holds: the last epoch's metrics, the best epoch, what was trained, and
+    a video dataset's video accuracy."""
     # The last epoch's metrics (its val_* are the final weights on the validation split),
     # from history.csv, which holds every epoch of a resumed run too.
     history = history_lib.read_history(os.path.join(output_dir, "history.csv"))
@@ -422,7 +396,8 @@ def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
         **{f"best_{saver.monitor}": saver.best if math.isfinite(saver.best) else None},
         best_epoch=None if saver.best_epoch is None else saver.best_epoch + 1,
         epochs=len(history),
-        resumed_from_epoch=resume_epoch,
+        resumed_from_epoch=resume.epoch,
+        resumed_from_step=resume.step,
         train_seconds=round(seconds, 1),
         target_parameters=int(model.target.count_params()),
         num_classes=data.num_classes,
@@ -433,7 +408,11 @@ def _results(config, data, model, saver, output_dir, resume_epoch, seconds):
         validation_freq=config.validation_freq,
         method=config.method,
         sources=[s.name for s in model.sources],
+        replicas=strategy.num_replicas_in_sync,
+        soft_label_cache_views=cache.views if cache else None,
     )
+    if data.video_test is not None:
+        results.update(_video_test(output_dir, data))
     return results
 
 

@@ -1,6 +1,7 @@
 """A run's data from its configuration: the dataset, its subset, the soft-label cache, epoch lengths."""
 
 from sskt_tf import data as data_lib
+from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
 
 
@@ -57,7 +58,7 @@ def load_data(config, cache=None, start_epoch=0):
     Args:
         config: a :class:`TrainConfig`.
         cache: the run's :class:`sskt_tf.soft_labels.SoftLabelCache`
-            (:func:`sskt_tf.training.source_flags.open_cache`), or None.
+            (:func:`sskt_tf.soft_labels.open_cache`), or None.
         start_epoch: the first epoch to train (a resumed run's): the training
             batches start with that epoch's.
 
@@ -100,43 +101,7 @@ def load_data(config, cache=None, start_epoch=0):
             unlabeled=unlabeled_images(config),
         )
     splits = load_splits(config, order_seed=cache.settings["seed"])
-    val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
-    cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
-    steps_per_epoch = cache_steps_per_epoch(config, cache)
-    seed = data_lib.fixed_seed(seed)  # one for every batches_from_epoch
-    per_batch = unlabeled_images(config).per_batch(config.batch_size)
-
-    def batches_from_epoch(epoch):
-        return cache.train_pipeline(
-            splits.with_unlabeled(),
-            config.batch_size,
-            seed=seed,
-            start_epoch=epoch,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            cache=config.cache,
-            unlabeled_examples=splits.unlabeled_examples,
-            unlabeled_per_batch=per_batch,
-        )
-
-    return splits.data(
-        batches_from_epoch(start_epoch),
-        val,
-        steps_per_epoch=steps_per_epoch,
-        batches_from_epoch=batches_from_epoch,
-        unlabeled_per_batch=per_batch,
-    )
-
-
-def cache_steps_per_epoch(config, cache):
-    """Batches per epoch when training from ``cache`` (one pass over its labelled examples)."""
-    full = cache.labelled_examples // config.batch_size
-    if full == 0:
-        raise ConfigError(
-            f"--batch_size={config.batch_size} is larger than the {cache.labelled_examples} cached labelled "
-            "training examples."
-        )
-    return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
+    return soft_labels.cached_data(config, cache, splits, unlabeled_images(config), start_epoch)
 
 
 def epoch_batches(config, data):

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources.flags import build_sources, check_source_flags
 from sskt_tf.training.checks import validate
 from sskt_tf.training.run_data import load_splits
-from sskt_tf.training.source_flags import build_sources, check_source_flags
 
 # Regularisation strengths (sklearn's C) the cross-validation chooses from.
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

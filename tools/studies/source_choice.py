@@ -4,7 +4,7 @@ the accuracy SSKT reached with each, over a study table's finished runs.
 A spec (``configs/study/cifar10/source_choice.json``) names the candidates: each one's source
 file and the table row that trained SSKT with it, the baseline row (scratch), the column and
 seeds, and the flags of the target's training images. :func:`source_choice` scores every
-candidate once (:func:`sskt_tf.training.source_ranking.rank`), reads each row's and the baseline's
+candidate once (:func:`sskt_tf.training.run_sources.rank`), reads each row's and the baseline's
 ``results.json`` seed by seed, and reports the gain (row minus baseline, same seed, mean over
 seeds) with the Spearman rank correlation between each score and the gain, and two
 permutation tests that say how much a handful of candidates and seeds can show: whether each
@@ -19,10 +19,11 @@ import os
 import numpy as np
 
 from sskt_tf.errors import ConfigError
-from sskt_tf.training import source_ranking
+from sskt_tf.sources import ranking
+from sskt_tf.training import run_sources
 from sskt_tf.training.flags import config_from_args
 
-SCORES = source_ranking.SCORES
+SCORES = ranking.SCORES
 SCORE_NAMES = {"leep": "LEEP", "nce": "NCE", "logme": "LogME"}
 
 
@@ -156,7 +157,7 @@ def source_choice(spec_path, output_dir, rank_examples=0):
     if missing:
         raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
     config = config_from_args([*spec["rank_flags"], f"--sources={','.join(sources)}", "--soft_label_cache="])
-    ranking = source_ranking.rank(config, rank_examples=rank_examples, pairs=False)
+    ranking = run_sources.rank(config, rank_examples=rank_examples, pairs=False)
     by_source = {row["specs"][0]: row for row in ranking["rows"]}
     rows = []
     for candidate, source in zip(candidates, sources):

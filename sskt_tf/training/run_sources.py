@@ -1,41 +1,15 @@
-"""The sources' logits on a run's training images: one pass without augmentation, or a
-soft-label cache's first view. What ``tools/inspect_soft_labels.py`` and
-``tools/rank_sources.py`` read."""
-
-import dataclasses
-import time
+"""A run's sources from its configuration, run over its training images: the outputs
+``tools/inspect_soft_labels.py`` reads and the ranking ``tools/rank_sources.py`` prints."""
 
 import numpy as np
 
 from sskt_tf import soft_labels
 from sskt_tf.errors import ConfigError
+from sskt_tf.sources import flags as source_flags
+from sskt_tf.sources import ranking
+from sskt_tf.sources.outputs import SourceOutputs, run_sources
 from sskt_tf.training.checks import validate
 from sskt_tf.training.run_data import load_splits
-from sskt_tf.training.source_flags import build_sources, check_source_flags, open_cache
-
-
-@dataclasses.dataclass
-class SourceOutputs:
-    """Each source's logits on the same training images, and those images' labels.
-
-    Attributes:
-        names: the sources' names.
-        specs: the ``--sources`` entries they came from (the cached names with a cache).
-        logits: one ``[n, classes]`` float64 array per source.
-        labels: ``[n]`` target labels.
-        seconds: per source, the seconds its forward passes took (0 from a cache).
-        class_names: the target's class names, in label order.
-        top_k: from a cache that keeps each source's K largest logits only, K (the others
-            hold ``TOP_K_FILL``); 0 = every logit.
-    """
-
-    names: list
-    specs: list
-    logits: list
-    labels: np.ndarray
-    seconds: list
-    class_names: list
-    top_k: int = 0
 
 
 def source_outputs(config, batch_size=256, max_examples=None):
@@ -54,7 +28,7 @@ def source_outputs(config, batch_size=256, max_examples=None):
             order (a random draw with ``--seed >= 0``); None: all.
 
     Returns:
-        A :class:`SourceOutputs`.
+        A :class:`sskt_tf.sources.outputs.SourceOutputs`.
 
     Raises:
         ConfigError: no sources, bad flags, a cache made for other data, ``max_examples`` < 1.
@@ -65,31 +39,13 @@ def source_outputs(config, batch_size=256, max_examples=None):
     config = validate(config)
     if max_examples is not None and max_examples < 1:
         raise ConfigError(f"Asked for {max_examples} training images: use at least 1.")
-    cache = open_cache(config)
+    cache = soft_labels.open_cache(config)
     if cache is not None:
         return _cached_outputs(config, cache, max_examples)
-    check_source_flags(config, inspect=True)
+    source_flags.check_source_flags(config, inspect=True)
     splits = load_splits(config)
-    sources = build_sources(config, splits.image_size)
-    train = splits.train.take(max_examples) if max_examples else splits.train
-    logits, labels, seconds = [[] for _ in sources], [], [0.0] * len(sources)
-    for images, batch_labels in train.batch(batch_size).prefetch(2):
-        images = images.numpy().astype("float32")
-        for i, source in enumerate(sources):
-            start = time.perf_counter()
-            logits[i].append(np.asarray(source(images, training=False), np.float64))
-            seconds[i] += time.perf_counter() - start
-        labels.append(batch_labels.numpy())
-    if not labels:
-        raise ConfigError(f"{config.dataset} has no training images to run the sources on.")
-    return SourceOutputs(
-        names=[source.name for source in sources],
-        specs=specs,
-        logits=[np.concatenate(outputs) for outputs in logits],
-        labels=np.concatenate(labels),
-        seconds=seconds,
-        class_names=list(splits.info["class_names"]),
-    )
+    sources = source_flags.build_sources(config, splits.image_size)
+    return run_sources(sources, specs, splits, batch_size, max_examples)
 
 
 def _cached_outputs(config, cache, max_examples):
@@ -113,3 +69,25 @@ def _cached_outputs(config, cache, max_examples):
         class_names=list(splits.info["class_names"]),
         top_k=int(cache.settings["top_k"]),
     )
+
+
+def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
+    """Scores ``config``'s candidate sources on its training images; returns the table, best first.
+
+    Args:
+        config: a :class:`TrainConfig` naming the candidates in ``sources`` (or a cache).
+        rank_examples: use the first N training images; 0 = all.
+        batch_size: images per source call.
+        rank_by: the score to sort by (``leep``, ``nce`` or ``logme``).
+        pairs: also score every pair of candidates.
+
+    Returns:
+        What :func:`sskt_tf.sources.ranking.rank_outputs` returns.
+
+    Raises:
+        ConfigError: no candidate, bad flags, data or sources that fail to load, LogME
+            asked of a top-k cache.
+    """
+    ranking.check_rank_by(rank_by)
+    outputs = source_outputs(config, batch_size, max_examples=rank_examples or None)
+    return ranking.rank_outputs(outputs, rank_by, pairs)

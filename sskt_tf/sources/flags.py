@@ -1,15 +1,14 @@
-"""The sources a run's flags name: checked, built, or read from a soft-label cache."""
+"""The sources a run's flags name (``--sources`` and each family's weights flag): checked and built."""
 
 import logging
-import os
 
-from sskt_tf import soft_labels
-from sskt_tf import sources as sources_lib
+from sskt_tf.sources import layer
+from sskt_tf.sources import spec as spec_lib
 
 
 def source_weights(config, spec):
     """The weights ``config``'s flags give the source ``spec``: None (random), the family's keyword, or a path."""
-    family, _ = sources_lib.parse_spec(spec)
+    family, _ = spec_lib.parse_spec(spec)
     return family.flag_weights(config)
 
 
@@ -22,14 +21,7 @@ def check_source_flags(config, inspect=False):
             :func:`sskt_tf.sources.check_spec`): after the distribution strategy exists.
     """
     for spec in config.sources:
-        sources_lib.check_spec(spec, weights=source_weights(config, spec), inspect=inspect)
-
-
-def open_cache(config):
-    """The run's :class:`SoftLabelCache`, or None without ``--soft_label_cache``."""
-    if not config.soft_label_cache:
-        return None
-    return soft_labels.SoftLabelCache(os.path.expanduser(config.soft_label_cache))
+        spec_lib.check_spec(spec, weights=source_weights(config, spec), inspect=inspect)
 
 
 def build_sources(config, image_size):
@@ -42,9 +34,9 @@ def build_sources(config, image_size):
     Returns:
         A list of :class:`sskt_tf.sources.Source`.
     """
-    scale = sources_lib.parse_scale(config.source_scale)
+    scale = layer.parse_scale(config.source_scale)
     built = [
-        sources_lib.from_spec(
+        spec_lib.from_spec(
             spec,
             image_size,
             scale=scale,
@@ -62,3 +54,20 @@ def build_sources(config, image_size):
             source.output_size((image_size, image_size)),
         )
     return built
+
+
+def for_run(config, data):
+    """The sources of a run on ``data``: the soft-label cache's placeholders when its training
+    batches carry cached logits (:attr:`sskt_tf.data.Data.soft_label_sources`), else the
+    frozen sources ``--sources`` names, built for ``data``'s image size.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        data: the run's :class:`sskt_tf.data.Data`.
+
+    Returns:
+        A list of :class:`sskt_tf.sources.Source` (or cache placeholders).
+    """
+    if data.soft_label_sources:
+        return list(data.soft_label_sources)
+    return build_sources(config, data.image_size)

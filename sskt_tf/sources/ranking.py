@@ -1,5 +1,5 @@
-"""Candidate sources ranked by transferability scores on a run's training images: what
-``tools/rank_sources.py`` prints. See :mod:`sskt_tf.sources.transferability` for the scores."""
+"""Candidate sources ranked by transferability scores of their outputs on the target's training
+images: what ``tools/rank_sources.py`` prints. See :mod:`sskt_tf.sources.transferability` for the scores."""
 
 import itertools
 
@@ -7,7 +7,6 @@ import numpy as np
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.sources import transferability
-from sskt_tf.training.source_outputs import source_outputs
 
 SCORES = ("leep", "nce", "logme")
 
@@ -23,7 +22,7 @@ def score_sources(outputs, pairs=True):
     """LEEP, NCE and LogME of every source, and of every pair of sources.
 
     Args:
-        outputs: a :class:`sskt_tf.training.source_outputs.SourceOutputs`.
+        outputs: a :class:`sskt_tf.sources.outputs.SourceOutputs`.
         pairs: also score each pair of sources used together.
 
     Returns:
@@ -71,13 +70,11 @@ def score_sources(outputs, pairs=True):
     return rows
 
 
-def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
-    """Scores ``config``'s candidate sources on its training images; returns the table, best first.
+def rank_outputs(outputs, rank_by="leep", pairs=True):
+    """Scores candidate sources from their outputs; returns the table, best first.
 
     Args:
-        config: a :class:`TrainConfig` naming the candidates in ``sources`` (or a cache).
-        rank_examples: use the first N training images; 0 = all.
-        batch_size: images per source call.
+        outputs: the candidates' :class:`sskt_tf.sources.outputs.SourceOutputs`.
         rank_by: the score to sort by (``leep``, ``nce`` or ``logme``).
         pairs: also score every pair of candidates.
 
@@ -87,12 +84,9 @@ def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
         each best first.
 
     Raises:
-        ConfigError: no candidate, bad flags, data or sources that fail to load, LogME
-            asked of a top-k cache.
+        ConfigError: an unknown score, LogME asked of top-k outputs, fewer than two classes.
     """
-    if rank_by not in SCORES:
-        raise ConfigError(f"--rank_by={rank_by}: use one of {', '.join(SCORES)}.")
-    outputs = source_outputs(config, batch_size, max_examples=rank_examples or None)
+    check_rank_by(rank_by)
     if outputs.top_k and rank_by == "logme":
         raise ConfigError(
             f"--rank_by=logme needs every logit, but the cache keeps each source's top {outputs.top_k} only: "
@@ -112,11 +106,17 @@ def rank(config, rank_examples=0, batch_size=256, rank_by="leep", pairs=True):
     }
 
 
+def check_rank_by(rank_by):
+    """Raises a ConfigError unless ``rank_by`` names a score."""
+    if rank_by not in SCORES:
+        raise ConfigError(f"--rank_by={rank_by}: use one of {', '.join(SCORES)}.")
+
+
 def format_table(ranking):
     """The ranking as a Markdown table.
 
     Args:
-        ranking: what :func:`rank` returns.
+        ranking: what :func:`rank_outputs` returns.
 
     Returns:
         The text: a line on the images and classes, then one table row a candidate (or pair).

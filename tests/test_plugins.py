@@ -1,0 +1,63 @@
+"""Every extension point is a registry: a method, a source family, a dataset kind and a target,
+each registered inside the test with no module of the package edited, train through ``tools/train.py``."""
+
+import json
+
+import pytest
+from helpers import plugins
+from helpers.in_process import run_script
+
+
+@pytest.fixture
+def registered(tmp_path, digits, tiny_source_path):
+    """The four plug-ins, registered for the test's duration; yields the npz dataset's path."""
+    with (
+        plugins.documented_method(),
+        plugins.own_target(),
+        plugins.toy_source_family(tiny_source_path),
+        plugins.npz_dataset_kind(tmp_path / "digits.npz", digits) as npz,
+    ):
+        yield npz
+
+
+@pytest.mark.parametrize(
+    "method_flags,reported",
+    [
+        (["--method=ls", "--alpha=0.2"], "target_loss"),  # the documented method, on the others' plug-ins
+        (["--method=sskt", "--sources=toy/tiny", "--source_weights=toyweights"], "aux_toy_tiny_agreement"),
+    ],
+    ids=["documented_method", "sskt_with_a_toy_source"],
+)
+def test_registered_plug_ins_train_through_the_cli(registered, tmp_path, method_flags, reported):
+    model_dir = tmp_path / "run"
+    result = run_script(
+        [
+            "tools/train.py",
+            f"--dataset=npz:{registered}",
+            "--target=own_net",
+            "--epochs=1",
+            "--batch_size=50",
+            "--lr=0.05",
+            f"--model_dir={model_dir}",
+            *method_flags,
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((model_dir / "results.json").read_text())
+    method = method_flags[0].split("=")[1]
+    assert results["method"] == method and results["train_examples"] == 200 and results["num_classes"] == 10
+    assert reported in results and results["epochs"] == 1
+    flags = (model_dir / "flags.txt").read_text()
+    assert f"--dataset=npz:{registered}" in flags and "--target=own_net" in flags
+    if method == "ls":
+        assert "--alpha=0.2" in flags
+    else:
+        assert results["sources"] == ["toy_tiny"]
+
+
+def test_the_documented_method_registers_and_leaves_with_its_context():
+    from sskt_tf import methods
+
+    with plugins.documented_method():
+        assert "ls" in methods.names() and methods.get("ls").defaults == {"alpha": 0.1}
+    assert "ls" not in methods.names()
