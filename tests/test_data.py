@@ -198,7 +198,7 @@ def test_dataset_kinds_take_their_prefixes_and_tfds_the_rest(tmp_path):
         ("tfds", None),
     ]
     assert kinds.resolve("video_folder:~/v")[0].name == "video_folder" and kinds.resolve("cifar10")[1] == "cifar10"
-    with pytest.raises(ValueError, match="takes the name or prefix"):
+    with pytest.raises(ValueError, match="takes the prefix of"):
         kinds.register(kinds.DatasetKind("images", "another folder kind", prefix="folder:"))
     with pytest.raises(ConfigError, match=f"--dataset={tmp_path} is a directory: use --dataset=folder:{tmp_path} or"):
         kinds.resolve(str(tmp_path))[0].check(str(tmp_path))

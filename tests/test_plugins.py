@@ -61,3 +61,30 @@ def test_the_documented_method_registers_and_leaves_with_its_context():
     with plugins.documented_method():
         assert "ls" in methods.names() and methods.get("ls").defaults == {"alpha": 0.1}
     assert "ls" not in methods.names()
+
+
+def test_a_registry_refuses_clashes_lists_its_names_and_keeps_its_order():
+    import collections
+
+    from sskt_tf.errors import ConfigError
+    from sskt_tf.registry import Registry
+
+    Entry = collections.namedtuple("Entry", "name prefix")
+    registry = Registry(
+        "Thing",
+        flag="thing",
+        conflict=lambda entry, other: "same prefix" if entry.prefix == other.prefix else None,
+        order=lambda entry: entry.prefix is None,
+    )
+    plain, prefixed = registry.register(Entry("plain", None)), registry.register(Entry("prefixed", "p:"))
+    assert registry.entries() == [prefixed, plain] and registry.names() == ("prefixed", "plain")
+    assert registry.get("plain") is plain
+    with pytest.raises(ValueError, match="Thing 'plain' is registered twice"):
+        registry.register(Entry("plain", "q:"))
+    with pytest.raises(ValueError, match="same prefix"):
+        registry.register(Entry("other", "p:"))
+    with pytest.raises(ConfigError, match="Unknown --thing=nothing; choose one of prefixed, plain."):
+        registry.get("nothing")
+    registry.unregister("plain")
+    registry.unregister("never_registered")
+    assert registry.names() == ("prefixed",)

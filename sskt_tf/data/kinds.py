@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from sskt_tf import downloads
 from sskt_tf.errors import ConfigError
+from sskt_tf.registry import Registry
 
 
 def _no_check(location):
@@ -95,7 +96,13 @@ class DatasetKind:
     user_files: bool = False
 
 
-_REGISTRY = {}
+def _same_prefix(kind, other):
+    if kind.prefix == other.prefix:
+        return f"Dataset kind {kind.name!r} takes the prefix of {other.name!r}."
+    return None
+
+
+_REGISTRY = Registry("Dataset kind", conflict=_same_prefix, order=lambda kind: kind.prefix is None)
 
 
 def register(kind):
@@ -110,21 +117,17 @@ def register(kind):
     Raises:
         ValueError: the name or the prefix is taken, or a second kind without a prefix.
     """
-    for other in _REGISTRY.values():
-        if kind.name == other.name or kind.prefix == other.prefix:
-            raise ValueError(f"Dataset kind {kind.name!r} takes the name or prefix of {other.name!r}.")
-    _REGISTRY[kind.name] = kind
-    return kind
+    return _REGISTRY.register(kind)
 
 
 def unregister(name):
     """Removes a kind (a test's own, for instance); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.unregister(name)
 
 
 def kinds():
     """The registered kinds, prefixed ones first."""
-    return sorted(_REGISTRY.values(), key=lambda kind: kind.prefix is None)
+    return _REGISTRY.entries()
 
 
 def resolve(dataset):

@@ -24,7 +24,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable, Mapping
 
-from sskt_tf.errors import ConfigError
+from sskt_tf.registry import Registry
 
 
 def _no_check(config):
@@ -86,7 +86,7 @@ class Method:
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-_REGISTRY = {}
+_REGISTRY = Registry("Method", flag="method", order=lambda method: (method.name != "sskt", method.name))
 
 
 def register(method):
@@ -97,11 +97,11 @@ def register(method):
 
     Returns:
         ``method``.
+
+    Raises:
+        ValueError: the name is taken.
     """
-    if method.name in _REGISTRY:
-        raise ValueError(f"Method {method.name!r} is registered twice.")
-    _REGISTRY[method.name] = method
-    return method
+    return _REGISTRY.register(method)
 
 
 def get(name):
@@ -110,19 +110,17 @@ def get(name):
     Raises:
         ConfigError: no method has that name.
     """
-    if name not in _REGISTRY:
-        raise ConfigError(f"Unknown --method={name}; choose one of {', '.join(names())}.")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def unregister(name):
     """Removes a method (a test's own, for instance); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.unregister(name)
 
 
 def names():
     """Registered method names, SSKT first."""
-    return sorted(_REGISTRY, key=lambda name: (name != "sskt", name))
+    return _REGISTRY.names()
 
 
 def _import_method_modules():

@@ -19,6 +19,7 @@ import os
 from typing import Callable, Optional, Tuple
 
 from sskt_tf.errors import ConfigError
+from sskt_tf.registry import Registry
 
 
 def _no_check(name, weights):
@@ -107,7 +108,12 @@ class SourceFamily:
         return os.path.expanduser(value)
 
 
-_REGISTRY = {}
+def _arch_offered_twice(family, other):
+    shared = set(family.archs) & set(other.archs) if family.prefix == other.prefix else set()
+    return f"{family.prefix}/{sorted(shared)[0]} is offered by {other.name} already." if shared else None
+
+
+_REGISTRY = Registry("Source family", conflict=_arch_offered_twice, order=lambda family: family.prefix is None)
 
 
 def register(family):
@@ -122,26 +128,19 @@ def register(family):
     Raises:
         ValueError: the name is taken, or an architecture is offered twice under one prefix.
     """
-    if family.name in _REGISTRY:
-        raise ValueError(f"Source family {family.name!r} is registered twice.")
     if (family.prefix is None) == (family.claims is None):
         raise ValueError(f"Source family {family.name!r} needs a prefix or a claims() function, not both.")
-    for other in _REGISTRY.values():
-        shared = set(family.archs) & set(other.archs) if family.prefix == other.prefix else set()
-        if shared:
-            raise ValueError(f"{family.prefix}/{sorted(shared)[0]} is offered by {other.name} already.")
-    _REGISTRY[family.name] = family
-    return family
+    return _REGISTRY.register(family)
 
 
 def unregister(name):
     """Removes a family (a test's own, for instance); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.unregister(name)
 
 
 def families():
     """The registered families, prefixed ones first."""
-    return sorted(_REGISTRY.values(), key=lambda family: family.prefix is None)
+    return _REGISTRY.entries()
 
 
 def _unknown(spec, prefixed):

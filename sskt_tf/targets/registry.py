@@ -9,7 +9,7 @@ its registration.
 import dataclasses
 from typing import Callable
 
-from sskt_tf.errors import ConfigError
+from sskt_tf.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TargetNetwork:
     takes_clips: bool = False
 
 
-_REGISTRY = {}
+_REGISTRY = Registry("Target", flag="target")
 
 
 def register(network):
@@ -48,15 +48,12 @@ def register(network):
     Raises:
         ValueError: the name is taken.
     """
-    if network.name in _REGISTRY:
-        raise ValueError(f"Target {network.name!r} is registered twice.")
-    _REGISTRY[network.name] = network
-    return network
+    return _REGISTRY.register(network)
 
 
 def unregister(name):
     """Removes a target (a test's own, for instance); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.unregister(name)
 
 
 def names(takes_clips=None):
@@ -65,7 +62,7 @@ def names(takes_clips=None):
     Args:
         takes_clips: None for all; True for the clip (video) targets only, False for the image ones.
     """
-    return tuple(name for name, net in _REGISTRY.items() if takes_clips is None or net.takes_clips == takes_clips)
+    return tuple(net.name for net in _REGISTRY.entries() if takes_clips is None or net.takes_clips == takes_clips)
 
 
 def get_network(name):
@@ -74,6 +71,4 @@ def get_network(name):
     Raises:
         ConfigError: no target has that name (the message lists them).
     """
-    if name not in _REGISTRY:
-        raise ConfigError(f"Unknown --target={name}; choose one of {', '.join(names())}.")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
