@@ -72,21 +72,21 @@ def test_target_losses_on_integer_labels():
     labels = np.array([2, 0])
     probs = softmax(HEAD)
     ce = -np.mean(np.log(probs[np.arange(2), labels]))
-    assert float(losses.get_target("ce")(labels, HEAD)) == pytest.approx(ce, rel=1e-5)
+    assert float(losses.get_target_loss("ce")(labels, HEAD)) == pytest.approx(ce, rel=1e-5)
     p_true = probs[np.arange(2), labels]
     focal = np.mean(-((1 - p_true) ** 2) * np.log(p_true))
-    assert float(losses.get_target("focal")(labels, HEAD)) == pytest.approx(focal, rel=1e-5)
+    assert float(losses.get_target_loss("focal")(labels, HEAD)) == pytest.approx(focal, rel=1e-5)
     multi_hot = np.array([[1, 0, 1], [0, 0, 1]], np.float32)
     q = sigmoid(HEAD)
     bce = np.mean(-(multi_hot * np.log(q) + (1 - multi_hot) * np.log(1 - q)))
-    assert float(losses.get_target("bce")(multi_hot, HEAD)) == pytest.approx(bce, rel=1e-5)
+    assert float(losses.get_target_loss("bce")(multi_hot, HEAD)) == pytest.approx(bce, rel=1e-5)
 
 
 def test_unknown_loss_names_are_rejected():
     with pytest.raises(ValueError, match="Unknown auxiliary loss 'mse'"):
         losses.get("mse")
     with pytest.raises(ValueError, match="Unknown target loss"):
-        losses.get_target("hinge")
+        losses.get_target_loss("hinge")
     with pytest.raises(ValueError, match="temperature must be positive"):
         losses.KDLoss(temperature=0)
 
@@ -106,10 +106,10 @@ def test_multi_label_bce_ignores_difficult_labels():
     known = labels >= 0
     element = -(labels * np.log(q) + (1 - labels) * np.log(1 - q))
     expected = np.mean(np.where(known, element, 0.0).sum(axis=1) / 3)
-    assert float(losses.get_target("bce")(labels, HEAD)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.get_target_loss("bce")(labels, HEAD)) == pytest.approx(expected, rel=1e-5)
     # The ignored pairs get no gradient.
     logits = tf.Variable(HEAD)
     with tf.GradientTape() as tape:
-        loss = losses.get_target("bce")(labels, logits)
+        loss = losses.get_target_loss("bce")(labels, logits)
     gradient = tape.gradient(loss, logits).numpy()
     assert gradient[0, 1] == 0 and gradient[1, 0] == 0 and gradient[0, 0] != 0

@@ -228,7 +228,7 @@ class LossTermsModel(keras.Model):
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``, ...).
         """
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.target_loss_fn = losses_lib.get_target(loss)
+        self.target_loss_fn = losses_lib.get_target_loss(loss)
         self.weight_decay = float(weight_decay)
         if not 0.0 < labelled_fraction <= 1.0:
             raise ConfigError(f"labelled_fraction must be in (0, 1], got {labelled_fraction}.")

@@ -239,7 +239,7 @@ def get(name, temperature=3.0):
     return _AUX_CLASSES[name](temperature=temperature)
 
 
-def get_target(name):
+def get_target_loss(name):
     """Returns the target (ground-truth) loss called ``name``, on logits.
 
     Args:
@@ -263,3 +263,7 @@ def get_target(name):
     if name == "focal":
         return SparseFocalLoss()
     raise ValueError(f"Unknown target loss {name!r}; choose one of {', '.join(TARGET_LOSSES)}.")
+
+
+# The former name, kept for code written against it.
+get_target = get_target_loss
