@@ -91,6 +91,27 @@ def test_results_table_from_fake_runs(tmp_path):
     }
 
 
+def test_paired_differences_with_a_t_interval_over_shared_seeds(tmp_path):
+    table = _write_table(tmp_path)
+    spec = json.loads((tmp_path / "toy" / "table.json").read_text())
+    (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, comparisons=[{"row": "a", "against": ["b"]}])))
+    output_dir = str(tmp_path / "runs")
+    for seed, (a, b) in enumerate(((0.90, 0.85), (0.92, 0.86), (0.91, 0.88))):
+        _fake_result(output_dir, "a", "c10-r20", seed, a)
+        _fake_result(output_dir, "b", "c10-r20", seed, b)
+    _fake_result(output_dir, "a", "c100-r20", 0, 0.8)  # b has no c100 run: nothing to pair
+    harness.reproduce([table], output_dir=output_dir, collect_only=True, out=io.StringIO())
+    text = (tmp_path / "runs" / "toy" / "results.md").read_text()
+    # Differences 5, 6, 3: mean 4.67, std 1.53, t(2) = 4.303: half-width 3.79.
+    assert "| A | B | c10/r20 | +4.67 | [+0.87, +8.46] | 0, 1, 2 |" in text
+    assert "| A | B | c100/r20 | – | – | – |" in text
+    one = harness.paired_difference({0: 90.0, 1: 91.0}, {1: 89.5, 2: 80.0})
+    assert one == {"seeds": [1], "differences": [1.5], "mean": 1.5, "low": None, "high": None}
+    (tmp_path / "toy" / "table.json").write_text(json.dumps(dict(spec, comparisons=[{"row": "a", "against": ["z"]}])))
+    with pytest.raises(ConfigError, match="the comparison names 'z', which is not a row"):
+        harness.load_table(table)
+
+
 def test_format_cell():
     assert harness.format_cell([92.0, 93.0, 94.0], 3) == "93.00 ± 1.00"
     assert harness.format_cell([92.0, 93.0, 94.0], 3, digits=1, paper="92.46±0.15") == "93.0 ± 1.0 (paper: 92.46±0.15)"

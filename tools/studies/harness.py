@@ -16,6 +16,7 @@ the paper's table (``<row>.flags``: method, sources, hyper-parameters; never
       "paper": {"<row name>": {"<column slug>": "92.46±0.15"}},   # optional
       "notes": ["..."],                                            # optional
       "extra_metrics": [{"metric": "val_accuracy", "label": "last epoch", "scale": 100}],  # optional
+      "comparisons": [{"row": "sskt", "against": ["scratch", "sskt_alpha0"]}],  # optional
       "metric_label": "best epoch"                                 # optional
     }
 
@@ -85,8 +86,16 @@ _TABLE_KEYS = {
     "notes",
     "extra_metrics",
     "metric_label",
+    "comparisons",
 }
 _EXTRA_METRIC_KEYS = {"metric", "label", "scale", "digits"}
+_COMPARISON_KEYS = {"row", "against"}
+# Two-sided 95% quantiles of Student's t with 1, 2, ..., 30 degrees of freedom.
+_T_95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
 _ROW_KEYS = {"name", "label", "requires", "cache_views", "cache_flags"}
 # The seed that draws the views of a soft-label cache the harness builds (each run's --seed still
 # orders its own batches), so every seed of a row trains from the same cache.
@@ -135,6 +144,7 @@ class Table:
     notes: tuple = ()
     extra_metrics: tuple = ()
     metric_label: str = ""
+    comparisons: tuple = ()  # (row, other row) pairs whose paired differences the results show
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +364,14 @@ def load_table(path):
                 int(entry.get("digits", spec.get("digits", 2))),
             )
         )
+    comparisons = []
+    row_names = {row.name for row in rows}
+    for entry in spec.get("comparisons", ()):
+        _check_keys(entry, _COMPARISON_KEYS, ("row", "against"), f"{json_path} comparisons entry")
+        for name in (entry["row"], *entry["against"]):
+            if name not in row_names:
+                raise ConfigError(f"{json_path}: the comparison names {name!r}, which is not a row.")
+        comparisons += [(entry["row"], other) for other in entry["against"]]
     return Table(
         name=os.path.basename(os.path.normpath(path)),
         path=path,
@@ -368,6 +386,7 @@ def load_table(path):
         notes=tuple(spec.get("notes", ())),
         extra_metrics=tuple(extra_metrics),
         metric_label=str(spec.get("metric_label", "")),
+        comparisons=tuple(comparisons),
     )
 
 
@@ -706,6 +725,64 @@ def format_cell(values, seeds_asked, digits=2, paper=None):
     return f"{text} (paper: {paper})" if paper else text
 
 
+def paired_difference(values, others):
+    """The mean difference ``values - others`` over the seeds both have, with its 95% interval.
+
+    Args:
+        values: ``{seed: value}`` of one row (one column).
+        others: ``{seed: value}`` of the row it is compared with.
+
+    Returns:
+        ``{"seeds": [...], "differences": [...], "mean": m, "low": l, "high": h}``; ``low``
+        and ``high`` (Student's t interval of the mean) are None with fewer than two shared
+        seeds; ``mean`` is None with none.
+    """
+    seeds = sorted(seed for seed in values if seed in others and values[seed] is not None and others[seed] is not None)
+    differences = [values[seed] - others[seed] for seed in seeds]
+    result = {"seeds": seeds, "differences": differences, "mean": None, "low": None, "high": None}
+    if differences:
+        result["mean"] = statistics.mean(differences)
+    if len(differences) >= 2:
+        t = _T_95[min(len(differences) - 1, len(_T_95)) - 1]
+        half = t * statistics.stdev(differences) / len(differences) ** 0.5
+        result.update(low=result["mean"] - half, high=result["mean"] + half)
+    return result
+
+
+def _values_by_seed(table, records, row, column):
+    """``{seed: scaled value}`` of one row in one column."""
+    return {
+        r["seed"]: r["value"] * table.scale
+        for r in records
+        if (r["row"], r["column"]) == (row, column.slug) and r["value"] is not None
+    }
+
+
+def _comparison_lines(table, records):
+    """The markdown section of ``table.comparisons``: one line per pair and column."""
+    labels = {row.name: row.label for row in table.rows}
+    lines = [
+        "",
+        f"Paired differences (row minus the row it is compared with, same seed and column; {table.metric}"
+        f"{f' x {table.scale:g}' if table.scale != 1 else ''}; 95% interval: Student's t over the shared seeds):",
+        "",
+        "| Row | against | " + ("column | " if len(table.columns) > 1 else "") + "difference | 95% interval | seeds |",
+        "|---|---|" + ("---|" if len(table.columns) > 1 else "") + "---|---|---|",
+    ]
+    for row, other in table.comparisons:
+        for column in table.columns:
+            paired = paired_difference(*(_values_by_seed(table, records, name, column) for name in (row, other)))
+            digits = table.digits
+            mean = MISSING if paired["mean"] is None else f"{paired['mean']:+.{digits}f}"
+            interval = (
+                MISSING if paired["low"] is None else f"[{paired['low']:+.{digits}f}, {paired['high']:+.{digits}f}]"
+            )
+            seeds = ", ".join(map(str, paired["seeds"])) or MISSING
+            column_cell = f"{column.label} | " if len(table.columns) > 1 else ""
+            lines.append(f"| {labels[row]} | {labels[other]} | {column_cell}{mean} | {interval} | {seeds} |")
+    return lines
+
+
 def markdown(table, records, seeds=None):
     """The table in the paper's layout, as markdown.
 
@@ -751,6 +828,8 @@ def markdown(table, records, seeds=None):
                 values = [r["extra"][extra.metric] * extra.scale for r in mine if r["extra"][extra.metric] is not None]
                 cells.append(format_cell(values, len(seeds), extra.digits))
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    if table.comparisons:
+        lines += _comparison_lines(table, records)
     if table.notes:
         lines += ["", "Notes:", *(f"- {note}" for note in table.notes)]
     return "\n".join(lines) + "\n"
