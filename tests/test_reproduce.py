@@ -415,7 +415,16 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
                 0.01,
                 [15, 25],
             )
-        if cell.row.name.startswith("sskt_lite0"):
+        ranking_row = re.fullmatch(r"sskt_(lite[12]|cifar_source)_rest", cell.row.name)
+        if ranking_row:
+            # The source-ranking rows: sskt_lite0_rest's setting with another source.
+            other = ranking_row[1]
+            expected = source_model if other == "cifar_source" else f"imagenet/efficientnet_{other}"
+            assert config.sources == [expected] and (config.alpha, config.temperature) == (1.0, 2.0)
+            assert config.unlabeled_from_rest and config.unlabeled_ratio == 1.0 and config.head == "linear"
+            suffix = "cifar_source" if other == "cifar_source" else f"{other}_128"
+            assert config.soft_label_cache == f"out/cache/cifar10_5to9_500_rest_{suffix}", cell.description
+        elif cell.row.name.startswith("sskt_lite0"):
             # The ImageNet rows: Lite0 from its pip package; the alpha/T grid in the row's name.
             grid = re.fullmatch(r"sskt_lite0_a(\d+)_t(\d)", cell.row.name)
             rest = "_rest" in cell.row.name
@@ -454,14 +463,19 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         elif cell.row.name.startswith("kd_warmup"):
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 11
+    assert len(cache_cells) == 14
     assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
         [source_model],
         [random_model],
         [candidate_models["sskt_one_epoch_source"]],
         [candidate_models["sskt_two_classes_source"]],
     ]
-    lite0 = {cell.model_dir.rsplit("/", 1)[1]: cell.command[2:] for cell in cache_cells[4:]}
+    lite0 = {cell.model_dir.rsplit("/", 1)[1]: cell.command[2:] for cell in cache_cells[4:11]}
+    assert [cell.model_dir.rsplit("/", 1)[1] for cell in cache_cells[11:]] == [
+        "cifar10_5to9_500_rest_lite1_128",
+        "cifar10_5to9_500_rest_lite2_128",
+        "cifar10_5to9_500_rest_cifar_source",
+    ]
     assert len(lite0) == 7  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2 twice
     assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
     # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.

@@ -92,17 +92,20 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
         "candidates": [
             {"label": "tiny", "source": tiny_source_path, "row": "with_tiny"},
             {"label": "constant", "source": "{output_dir}/../constant.keras", "row": "with_constant"},
+            # Flags of its own: the same network on blurrier images (no row trained with it yet).
+            {"label": "tiny at 8", "source": tiny_source_path, "row": "not_run", "flags": ["--image_size=8"]},
         ],
     }
-    spec_path = tmp_path / "spec.json"
+    spec_path = tmp_path / "source_choice.json"  # the outputs are named after it
     spec_path.write_text(json.dumps(spec))
     result = run_script(
         ["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}", "--rank_examples=100"],
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((output_dir / "t" / "source_choice.json").read_text())
-    tiny, constant = saved["candidates"]
+    tiny, constant, blurred = saved["candidates"]
     assert tiny["gain"] == pytest.approx(5.5) and constant["gain"] == pytest.approx(-1.0)
+    assert blurred["gain"] is None and blurred["leep"] != pytest.approx(tiny["leep"], abs=1e-6)
     assert tiny["seeds"] == [0, 1] and saved["measured_candidates"] == 2
     assert saved["spearman_p"]["leep"] == pytest.approx(0.5)  # 2 candidates: 1 of 2 orders
     assert 0 < saved["candidates_differ_p"] <= 1

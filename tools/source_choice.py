@@ -5,9 +5,8 @@
 
 Scores every candidate of the spec on the target's training images (tools/rank_sources.py),
 reads the finished runs of the rows that trained SSKT with each candidate and of the
-baseline row, and writes ``source_choice.md``, ``source_choice.json`` and
-``source_choice.png`` (score against gain, with Spearman's rank correlation) beside the
-table's results. See tools/studies/source_choice.py.
+baseline row, and writes ``<spec name>.md``, ``.json`` and ``.png`` (score against gain, with Spearman's
+rank correlation) beside the table's results. See tools/studies/source_choice.py.
 """
 
 import json
@@ -35,7 +34,8 @@ def main(argv):
         result = source_choice.source_choice(values.spec, values.output_dir, values.rank_examples)
         with open(values.spec) as f:
             table = json.load(f)["table"]
-        base = os.path.join(values.output_dir, table, "source_choice")
+        # Named after the spec: source_choice.json writes source_choice.md, .json and .png.
+        base = os.path.join(values.output_dir, table, os.path.splitext(os.path.basename(values.spec))[0])
         markdown = source_choice.format_markdown(result)
         with open(f"{base}.md", "w") as f:
             f.write(markdown + "\n")

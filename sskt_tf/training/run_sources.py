@@ -50,7 +50,7 @@ def source_outputs(config, batch_size=256, max_examples=None):
 
 def _cached_outputs(config, cache, max_examples):
     splits = load_splits(config, order_seed=cache.settings["seed"])
-    cache.check(config, splits.image_size, splits.info["train_examples"])
+    cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
     examples = cache.view_examples(soft_labels.indexed_examples(splits.train, cache=False), 0)
     if max_examples:
         examples = examples.take(max_examples)

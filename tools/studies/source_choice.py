@@ -153,15 +153,17 @@ def source_choice(spec_path, output_dir, rank_examples=0):
         spec = json.load(f)
     candidates = spec["candidates"]
     sources = [c["source"].format(output_dir=output_dir) for c in candidates]
-    missing = [s for s in sources if not os.path.exists(s)]
+    missing = [s for s in sources if s.endswith(".keras") and not os.path.exists(s)]
     if missing:
         raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
-    config = config_from_args([*spec["rank_flags"], f"--sources={','.join(sources)}", "--soft_label_cache="])
-    ranking = run_sources.rank(config, rank_examples=rank_examples, pairs=False)
-    by_source = {row["specs"][0]: row for row in ranking["rows"]}
-    rows = []
+    rows, examples = [], None
     for candidate, source in zip(candidates, sources):
-        scores = by_source[source]
+        # Each candidate alone, with its own flags (weights, a cache whose first view it is scored on).
+        flags = [flag.format(output_dir=output_dir) for flag in candidate.get("flags", ())]
+        config = config_from_args([*spec["rank_flags"], "--soft_label_cache=", f"--sources={source}", *flags])
+        ranking_of_one = run_sources.rank(config, rank_examples=rank_examples, pairs=False)
+        examples = ranking_of_one["examples"]
+        (scores,) = ranking_of_one["rows"]
         gains = seed_gains(
             output_dir, spec["table"], candidate["row"], spec["baseline_row"], spec["column"], spec["seeds"]
         )
@@ -180,7 +182,7 @@ def source_choice(spec_path, output_dir, rank_examples=0):
     measured = [row for row in rows if row["gain"] is not None]
     gains = [r["gain"] for r in measured]
     return {
-        "examples": ranking["examples"],
+        "examples": examples,
         "baseline_row": spec["baseline_row"],
         "candidates": rows,
         "spearman": {score: spearman([r[score] for r in measured], gains) for score in SCORES},
