@@ -232,6 +232,42 @@ def load(
         subset=subset,
         unlabeled=unlabeled,
     )
+    return pipelines(
+        splits,
+        batch_size,
+        seed=seed,
+        augment=augment,
+        cache=cache,
+        eval_batch_size=eval_batch_size,
+        epochs=epochs,
+        start_epoch=start_epoch,
+        steps_per_epoch=steps_per_epoch,
+        unlabeled=unlabeled,
+    )
+
+
+def pipelines(
+    splits,
+    batch_size,
+    seed=None,
+    augment=True,
+    cache=True,
+    eval_batch_size=None,
+    epochs=None,
+    start_epoch=0,
+    steps_per_epoch=None,
+    unlabeled=None,
+):
+    """The training and validation pipelines of loaded ``splits`` (what :func:`load` returns).
+
+    Args:
+        splits: :class:`Splits` from :func:`load_splits`.
+        batch_size, seed, augment, cache, eval_batch_size, epochs, start_epoch,
+        steps_per_epoch, unlabeled: as for :func:`load`.
+
+    Returns:
+        A :class:`Data`.
+    """
     val = eval_pipeline(splits.val, eval_batch_size or batch_size, cache=cache)
     examples = splits.info["train_examples"]
     if not (epochs and cache and examples):

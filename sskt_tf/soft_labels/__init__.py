@@ -6,13 +6,13 @@
 ``writer``       :func:`write`: runs the sources once over K views of the training set
 ``reader``       :class:`SoftLabelCache`: training batches that carry the logits
 ``stats``        what a source's soft labels say about the target's classes
-``run``          a run's cache: opened, checked against the run, its batches and epochs
+``run``          a run's cache: opened, checked against the run, its training batches
 ===============  =====================================================================
 """
 
 from sskt_tf.soft_labels.placeholder import CachedSource
 from sskt_tf.soft_labels.reader import SoftLabelCache
-from sskt_tf.soft_labels.run import cached_data, check_config, mismatch_as_config_error, open_cache, steps_per_epoch
+from sskt_tf.soft_labels.run import cached_data, check_config, mismatch_as_config_error, open_cache
 from sskt_tf.soft_labels.settings import (
     DTYPES,
     FORMAT_VERSION,
@@ -41,7 +41,6 @@ __all__ = [
     "indexed_examples",
     "mismatch_as_config_error",
     "open_cache",
-    "steps_per_epoch",
     "training_settings",
     "write",
 ]

@@ -1,4 +1,4 @@
-"""A run's soft-label cache: opened from the flags, checked against the run, its training batches and epochs.
+"""A run's soft-label cache: opened from the flags, checked against the run, its training batches.
 
 Building one is :func:`sskt_tf.soft_labels.write` (``tools/cache_soft_labels.py``);
 this module is everything a training run does with one.
@@ -45,18 +45,7 @@ def check_config(config, method):
         )
 
 
-def steps_per_epoch(config, cache):
-    """Batches per epoch when training from ``cache`` (one pass over its labelled examples)."""
-    full = cache.labelled_examples // config.batch_size
-    if full == 0:
-        raise ConfigError(
-            f"--batch_size={config.batch_size} is larger than the {cache.labelled_examples} cached labelled "
-            "training examples."
-        )
-    return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
-
-
-def cached_data(config, cache, splits, unlabeled, start_epoch=0):
+def cached_data(config, cache, splits, unlabeled, start_epoch, steps_per_epoch):
     """The run's :class:`sskt_tf.data.Data` whose training batches carry the cache's logits.
 
     Args:
@@ -66,6 +55,8 @@ def cached_data(config, cache, splits, unlabeled, start_epoch=0):
             (``order_seed=cache.settings["seed"]``).
         unlabeled: the run's :class:`sskt_tf.data.UnlabeledImages`.
         start_epoch: the first epoch to train.
+        steps_per_epoch: batches per epoch, at most one pass over the cache's labelled
+            examples (:func:`sskt_tf.training.run_data.epoch_steps` decides it).
 
     Returns:
         A :class:`sskt_tf.data.Data` whose ``soft_label_sources`` are the cache's placeholders.
@@ -75,7 +66,6 @@ def cached_data(config, cache, splits, unlabeled, start_epoch=0):
     """
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
-    steps = steps_per_epoch(config, cache)
     seed = data_lib.fixed_seed(config.seed if config.seed >= 0 else None)  # one for every batches_from_epoch
     per_batch = unlabeled.per_batch(config.batch_size)
 
@@ -86,7 +76,7 @@ def cached_data(config, cache, splits, unlabeled, start_epoch=0):
             seed=seed,
             start_epoch=epoch,
             epochs=config.epochs,
-            steps_per_epoch=steps,
+            steps_per_epoch=steps_per_epoch,
             cache=config.cache,
             unlabeled_examples=splits.unlabeled_examples,
             unlabeled_per_batch=per_batch,
@@ -95,7 +85,7 @@ def cached_data(config, cache, splits, unlabeled, start_epoch=0):
     return splits.data(
         batches_from_epoch(start_epoch),
         val,
-        steps_per_epoch=steps,
+        steps_per_epoch=steps_per_epoch,
         batches_from_epoch=batches_from_epoch,
         unlabeled_per_batch=per_batch,
         soft_label_sources=cache.placeholder_sources(),

@@ -84,24 +84,50 @@ def load_data(config, cache=None, start_epoch=0):
         )
     if config.video_split:
         raise ConfigError(f"--video_split is for video datasets (video_folder:PATH); {config.dataset} holds images.")
-    if cache is None:
-        return data_lib.load(
-            config.dataset,
-            config.batch_size,
-            data_dir=config.data_dir or None,
-            image_size=config.image_size or None,
-            seed=seed,
-            augment=config.augment,
-            download=config.download,
-            cache=config.cache,
-            subset=data_subset(config),
-            epochs=config.epochs,
-            start_epoch=start_epoch,
-            steps_per_epoch=config.steps_per_epoch or None,
-            unlabeled=unlabeled_images(config),
+    unlabeled = unlabeled_images(config)
+    # A cache's views were drawn in its own order of the examples.
+    splits = load_splits(config, order_seed=cache.settings["seed"] if cache else None)
+    if cache is not None:
+        steps = epoch_steps(config, cache.labelled_examples, one_pass_at_most=True)
+        return soft_labels.cached_data(config, cache, splits, unlabeled, start_epoch, steps)
+    examples = splits.info["train_examples"]
+    return data_lib.pipelines(
+        splits,
+        config.batch_size,
+        seed=seed,
+        augment=config.augment,
+        cache=config.cache,
+        epochs=config.epochs,
+        start_epoch=start_epoch,
+        steps_per_epoch=epoch_steps(config, examples) if examples else None,
+        unlabeled=unlabeled,
+    )
+
+
+def epoch_steps(config, labelled_examples, one_pass_at_most=False):
+    """The run's one rule for an epoch's length in batches: ``--steps_per_epoch``, else one pass.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        labelled_examples: the labelled training examples an epoch passes over.
+        one_pass_at_most: cap ``--steps_per_epoch`` at one pass (a soft-label cache holds
+            one view of each example an epoch).
+
+    Returns:
+        The number of batches (drop-remainder) of one epoch.
+
+    Raises:
+        ConfigError: a cache with fewer labelled examples than one batch.
+    """
+    full = labelled_examples // config.batch_size
+    if not one_pass_at_most:
+        return config.steps_per_epoch or full
+    if full == 0:
+        raise ConfigError(
+            f"--batch_size={config.batch_size} is larger than the {labelled_examples} cached labelled "
+            "training examples."
         )
-    splits = load_splits(config, order_seed=cache.settings["seed"])
-    return soft_labels.cached_data(config, cache, splits, unlabeled_images(config), start_epoch)
+    return min(config.steps_per_epoch, full) if config.steps_per_epoch else full
 
 
 def epoch_batches(config, data):
@@ -130,8 +156,6 @@ def epoch_batches(config, data):
     if data.steps_per_epoch:
         # One dataset holds every remaining epoch: fit must know the epoch length.
         return data.train, data.steps_per_epoch
-    if config.steps_per_epoch:
-        return data.train.repeat(), config.steps_per_epoch
-    if int(data.train.cardinality()) >= 0 or not data.train_examples:
+    if not config.steps_per_epoch and (int(data.train.cardinality()) >= 0 or not data.train_examples):
         return data.train, None
-    return data.train.repeat(), data.train_examples // config.batch_size
+    return data.train.repeat(), epoch_steps(config, data.train_examples or 0)
