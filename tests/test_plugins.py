@@ -88,3 +88,25 @@ def test_a_registry_refuses_clashes_lists_its_names_and_keeps_its_order():
     registry.unregister("plain")
     registry.unregister("never_registered")
     assert registry.names() == ("prefixed",)
+
+
+def test_a_method_that_returns_an_undeclared_term_is_told_which():
+    import keras
+    import numpy as np
+
+    from sskt_tf.methods.base import Losses, LossTermsModel
+
+    class Forgetful(LossTermsModel):
+        def __init__(self, target):
+            super().__init__(target, name="forgetful", loss_names=("target_loss",))
+
+        def loss_terms(self, batch, training):
+            logits = self.target(batch.images, training=training)
+            loss = self.target_loss_fn(batch.labels, logits)
+            return Losses([logits], loss, {"target_loss": loss, "extra_loss": loss})
+
+    inputs = keras.Input((4,))
+    model = Forgetful(keras.Model(inputs, keras.layers.Dense(3)(inputs)))
+    model.compile("sgd")
+    with pytest.raises(ValueError, match=r"loss_terms returned \['extra_loss'\], which Forgetful does not declare"):
+        model.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int32"), epochs=1, verbose=0)

@@ -7,7 +7,7 @@ yield clips ``[batch, frames, size, size, 3]`` (:func:`load_video`).
 """
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
@@ -65,9 +65,9 @@ class Data:
         unlabeled_examples: unlabelled training images (:mod:`sskt_tf.data.unlabeled`).
         unlabeled_per_batch: unlabelled examples in every training batch,
             besides the labelled ones (0: none).
-        soft_label_sources: when the training batches carry a soft-label
-            cache's logits, the cache's placeholders that stand for the sources
-            (:class:`sskt_tf.soft_labels.CachedSource`); empty otherwise.
+        soft_label_cache: the :class:`sskt_tf.soft_labels.SoftLabelCache` whose
+            logits the training batches carry (its placeholders then stand for
+            the sources); None when the sources run in the step.
     """
 
     train: tf.data.Dataset
@@ -86,7 +86,7 @@ class Data:
     batches_from_epoch: Optional[Callable[[int], tf.data.Dataset]] = None
     unlabeled_examples: int = 0
     unlabeled_per_batch: int = 0
-    soft_label_sources: tuple = ()
+    soft_label_cache: Optional[Any] = None
 
     @property
     def train_from(self):
@@ -123,7 +123,7 @@ class Splits:
         return self.train if self.unlabeled is None else self.train.concatenate(self.unlabeled)
 
     def data(
-        self, train, val, steps_per_epoch=None, batches_from_epoch=None, unlabeled_per_batch=0, soft_label_sources=()
+        self, train, val, steps_per_epoch=None, batches_from_epoch=None, unlabeled_per_batch=0, soft_label_cache=None
     ):
         """A :class:`Data` of the pipelines ``train`` and ``val`` built on these splits."""
         return Data(
@@ -141,7 +141,7 @@ class Splits:
             batches_from_epoch=batches_from_epoch,
             unlabeled_examples=self.unlabeled_examples,
             unlabeled_per_batch=unlabeled_per_batch,
-            soft_label_sources=tuple(soft_label_sources),
+            soft_label_cache=soft_label_cache,
         )
 
 

@@ -14,8 +14,8 @@ dml      deep mutual learning: two peers, each also matching the other
 maxl     meta auxiliary learning: generated auxiliary labels, meta-learned
 =======  ==================================================================
 
-Beside them: ``base`` (:class:`~sskt_tf.methods.base.MethodModel`, the base of every
-method's model, and the step helpers), ``heads`` (SSKT's auxiliary heads) and
+Beside them: ``base`` (:class:`~sskt_tf.methods.base.LossTermsModel`, every method's
+training step, and its helpers), ``heads`` (SSKT's auxiliary heads) and
 ``losses`` (soft-label and target losses).
 """
 

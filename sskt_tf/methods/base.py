@@ -144,6 +144,8 @@ def unpack_batch(data):
 
 def images_of(x):
     """The images of a model's inputs (images, or a dict with an ``images`` entry)."""
+    if isinstance(x, dict) and "images" not in x:
+        raise ConfigError(f"Dict inputs need an 'images' entry (and optionally 'soft_labels'), got {sorted(x)}.")
     return x["images"] if isinstance(x, dict) else x
 
 
@@ -292,6 +294,12 @@ class LossTermsModel(keras.Model):
     def record(self, batch, losses):
         """Updates the trackers and compiled metrics with one batch's :class:`Losses`; returns every metric's value."""
         trackers = {tracker.name: tracker for tracker in self.term_trackers + self.rate_trackers}
+        undeclared = sorted((set(losses.terms) | set(losses.rates)) - set(trackers))
+        if undeclared:
+            raise ValueError(
+                f"loss_terms returned {undeclared}, which {type(self).__name__} does not declare "
+                "(loss_names, rate_names)."
+            )
         update_loss_trackers(
             [(self._loss_tracker, losses.total), *((trackers[name], value) for name, value in losses.terms.items())],
             ops.shape(batch.images)[0],
@@ -316,6 +324,7 @@ class LossTermsModel(keras.Model):
         del batch, other_outputs
 
 
-# Former names, kept for code written against them.
+# Former names of the base, kept so that imports and isinstance checks still work; subclasses
+# written against them need the new constructor (loss_names) and loss_terms(batch, training).
 MethodModel = LossTermsModel
 BaselineModel = LossTermsModel

@@ -45,7 +45,7 @@ def check_config(config, method):
         )
 
 
-def cached_data(config, cache, splits, unlabeled, start_epoch, steps_per_epoch):
+def cached_data(config, cache, splits, unlabeled, start_epoch, epoch_length):
     """The run's :class:`sskt_tf.data.Data` whose training batches carry the cache's logits.
 
     Args:
@@ -55,17 +55,19 @@ def cached_data(config, cache, splits, unlabeled, start_epoch, steps_per_epoch):
             (``order_seed=cache.settings["seed"]``).
         unlabeled: the run's :class:`sskt_tf.data.UnlabeledImages`.
         start_epoch: the first epoch to train.
-        steps_per_epoch: batches per epoch, at most one pass over the cache's labelled
-            examples (:func:`sskt_tf.training.run_data.epoch_steps` decides it).
+        epoch_length: the run's rule for an epoch's batches, a function of the labelled
+            examples one pass covers (:func:`sskt_tf.training.run_data.epoch_steps`);
+            asked once the cache is known to match the run.
 
     Returns:
-        A :class:`sskt_tf.data.Data` whose ``soft_label_sources`` are the cache's placeholders.
+        A :class:`sskt_tf.data.Data` that carries the cache (``soft_label_cache``).
 
     Raises:
         ConfigError: the cache was made for other data or sources.
     """
     val = data_lib.eval_pipeline(splits.val, config.batch_size, cache=config.cache)
     cache.check(config, splits.image_size, splits.info["train_examples"], splits.unlabeled_examples)
+    steps_per_epoch = epoch_length(cache.labelled_examples)
     seed = data_lib.fixed_seed(config.seed if config.seed >= 0 else None)  # one for every batches_from_epoch
     per_batch = unlabeled.per_batch(config.batch_size)
 
@@ -88,7 +90,7 @@ def cached_data(config, cache, splits, unlabeled, start_epoch, steps_per_epoch):
         steps_per_epoch=steps_per_epoch,
         batches_from_epoch=batches_from_epoch,
         unlabeled_per_batch=per_batch,
-        soft_label_sources=cache.placeholder_sources(),
+        soft_label_cache=cache,
     )
 
 

@@ -58,7 +58,7 @@ def build_sources(config, image_size):
 
 def for_run(config, data):
     """The sources of a run on ``data``: the soft-label cache's placeholders when its training
-    batches carry cached logits (:attr:`sskt_tf.data.Data.soft_label_sources`), else the
+    batches carry cached logits (:attr:`sskt_tf.data.Data.soft_label_cache`), else the
     frozen sources ``--sources`` names, built for ``data``'s image size.
 
     Args:
@@ -68,6 +68,6 @@ def for_run(config, data):
     Returns:
         A list of :class:`sskt_tf.sources.Source` (or cache placeholders).
     """
-    if data.soft_label_sources:
-        return list(data.soft_label_sources)
+    if data.soft_label_cache is not None:
+        return data.soft_label_cache.placeholder_sources()
     return build_sources(config, data.image_size)

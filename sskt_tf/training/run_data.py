@@ -88,8 +88,14 @@ def load_data(config, cache=None, start_epoch=0):
     # A cache's views were drawn in its own order of the examples.
     splits = load_splits(config, order_seed=cache.settings["seed"] if cache else None)
     if cache is not None:
-        steps = epoch_steps(config, cache.labelled_examples, one_pass_at_most=True)
-        return soft_labels.cached_data(config, cache, splits, unlabeled, start_epoch, steps)
+        return soft_labels.cached_data(
+            config,
+            cache,
+            splits,
+            unlabeled,
+            start_epoch,
+            epoch_length=lambda examples: epoch_steps(config, examples, one_pass_at_most=True),
+        )
     examples = splits.info["train_examples"]
     return data_lib.pipelines(
         splits,
