@@ -379,6 +379,40 @@ def test_cache_rows_build_their_cache_once_before_their_runs_and_extra_metrics_a
         harness.load_table(str(table))
 
 
+def test_a_merge_row_builds_the_caches_it_joins_then_joins_them(tmp_path):
+    table = tmp_path / "toy"
+    table.mkdir()
+    for row in ("one", "two", "both", "plain"):
+        (table / f"{row}.flags").write_text(f"--soft_label_cache={{output_dir}}/cache/{row}\n")
+    rows = [
+        {"name": "one", "label": "One", "cache_views": 3},
+        {"name": "two", "label": "Two", "cache_views": 3},
+        {"name": "both", "label": "Both", "cache_merge": ["one", "two"]},
+        {"name": "plain", "label": "Plain"},
+    ]
+    spec = {"title": "Toy", "metric": "best_val_accuracy", "seeds": [0], "rows": rows}
+    spec["columns"] = [{"dataset": "c10", "target": "r20", "label": "C10"}]
+    (table / "table.json").write_text(json.dumps(spec))
+    cells = harness.plan([harness.load_table(str(table))], rows=["one", "both"], output_dir="out")
+    assert [(cell.kind, cell.row.name) for cell in cells] == [
+        ("cache", "one"),
+        ("train", "one"),
+        ("cache", "two"),  # built for the merge, though its row is not run
+        ("cache", "both"),
+        ("train", "both"),
+    ]
+    assert cells[3].command[-2:] == ("--merge=out/cache/one,out/cache/two", "--soft_label_cache=out/cache/both")
+    for broken, message in [
+        (["one"], "two or more rows"),
+        (["one", "plain"], "names 'plain', which is not a row with cache_views"),
+        (["one", "missing"], "names 'missing'"),
+    ]:
+        rows[2]["cache_merge"] = broken
+        (table / "table.json").write_text(json.dumps(spec))
+        with pytest.raises(ConfigError, match=message):
+            harness.load_table(str(table))
+
+
 STUDY = os.path.join(REPO, "configs", "study")
 
 

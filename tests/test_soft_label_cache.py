@@ -344,3 +344,70 @@ def test_the_spread_control_gives_every_logit_vector_one_standard_deviation():
     for bad in ("spread:0", "spread:x", "shuffle:1", "rotate"):
         with pytest.raises(ConfigError, match="Unknown --soft_label_control"):
             parse_control(bad)
+
+
+def _second_source(tmp_path, tiny_source_path):
+    """The tiny source with other weights, saved under another name (another head)."""
+    other = keras.saving.load_model(tiny_source_path)
+    other.set_weights([w * 1.5 for w in other.get_weights()])
+    path = tmp_path / "other.keras"
+    other.save(str(path))
+    return str(path)
+
+
+def test_merged_single_source_caches_equal_a_cache_of_both_sources(config, splits, tmp_path, tiny_source_path):
+    other = _second_source(tmp_path, tiny_source_path)
+    both = dataclasses.replace(config, sources=[tiny_source_path, other])
+    _write(config, splits, tmp_path / "tiny", dtype="float32")
+    _write(dataclasses.replace(config, sources=[other]), splits, tmp_path / "other", dtype="float32")
+    soft_labels.write(
+        both,
+        splits,
+        [sources.from_spec(spec, 16) for spec in both.sources],
+        str(tmp_path / "both"),
+        2,
+        dtype="float32",
+        examples_per_shard=40,
+        verbose=0,
+    )
+    manifest = soft_labels.merge([str(tmp_path / "tiny"), str(tmp_path / "other")], str(tmp_path / "merged"))
+    assert [source["name"] for source in manifest["sources"]] == ["tiny", "other"]
+    merged = soft_labels.SoftLabelCache(str(tmp_path / "merged"))
+    direct = soft_labels.SoftLabelCache(str(tmp_path / "both"))
+    merged.check(both, 16, EXAMPLES)  # serves the run with both sources, in that order
+    with pytest.raises(ConfigError, match="--sources"):
+        merged.check(dataclasses.replace(config, sources=[other, tiny_source_path]), 16, EXAMPLES)
+    for view in range(2):
+        got, expected = _records(merged, view), _records(direct, view)
+        assert sorted(got) == sorted(expected) == list(range(EXAMPLES))
+        for index in range(EXAMPLES):
+            for got_logits, expected_logits in zip(got[index], expected[index], strict=True):
+                np.testing.assert_allclose(got_logits, expected_logits, rtol=1e-5, atol=1e-6)
+    # The merged cache trains like any other: its batches carry both sources' soft labels.
+    (inputs, _), *_ = merged.train_pipeline(splits.train, 32, seed=1, epochs=1).take(1).as_numpy_iterator()
+    assert [logits.shape for logits in inputs["soft_labels"]] == [(32, 5), (32, 5)]
+
+
+def test_caches_that_differ_in_more_than_their_sources_are_not_merged(config, splits, tmp_path, tiny_source_path):
+    other_config = dataclasses.replace(config, sources=[_second_source(tmp_path, tiny_source_path)])
+    _write(config, splits, tmp_path / "tiny")
+    _write(other_config, splits, tmp_path / "three_views", views=3)
+    _write(config, splits, tmp_path / "shuffled", control="shuffle")
+    _write(other_config, splits, tmp_path / "other")
+    with pytest.raises(ConfigError, match=r"cannot be merged: views: .* has 2, .* has 3"):
+        soft_labels.merge([str(tmp_path / "tiny"), str(tmp_path / "three_views")], str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="holds a control"):
+        soft_labels.merge([str(tmp_path / "shuffled"), str(tmp_path / "other")], str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="source name.*tiny.*own head"):
+        soft_labels.merge([str(tmp_path / "tiny"), str(tmp_path / "tiny")], str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="at least two"):
+        soft_labels.merge([str(tmp_path / "tiny")], str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")  # nothing written by a refused merge
+    # Through the tool: a merge, then the same merge again (refused, exit 2, nothing lost).
+    command = ["tools/cache_soft_labels.py", f"--merge={tmp_path / 'tiny'},{tmp_path / 'other'}"]
+    made = run_script([*command, f"--soft_label_cache={tmp_path / 'out'}"])
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert json.loads(made.stdout.strip().splitlines()[-1])["views"] == 2
+    again = run_script([*command, f"--soft_label_cache={tmp_path / 'out'}"])
+    assert again.returncode == 2 and "already holds a complete soft-label cache" in again.stderr
+    assert soft_labels.SoftLabelCache(str(tmp_path / "out")).source_classes == [("tiny", 5), ("other", 5)]

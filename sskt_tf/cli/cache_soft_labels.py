@@ -8,6 +8,11 @@ Takes every flag of tools/train.py (the dataset, sources and weights flags say w
 cache; --seed draws the views; --mixed_precision and --jit_compile speed the sources up)
 plus the flags below. Epoch e of a run with --soft_label_cache trains on view e mod K, so
 the sources never run during training. An interrupted run resumes when rerun.
+
+    python tools/cache_soft_labels.py --merge=caches/lite0,caches/lite2 --soft_label_cache=caches/lite0_lite2
+
+joins caches of single sources, made from the same data and views, into the cache of a
+run with all of them (--sources=<the first's>,<the second's>), without running a source.
 """
 
 import json
@@ -16,6 +21,7 @@ from absl import app, flags, logging
 
 from sskt_tf import soft_labels, training
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool
+from sskt_tf.errors import ConfigError
 from sskt_tf.training.flags import config_from_command_line, define_flags
 
 define_flags()
@@ -38,30 +44,42 @@ flags.DEFINE_string(
     "across its images: same label distribution, no per-image knowledge) or spread:S (every logit vector "
     "centred and scaled to standard deviation S, e.g. a random network's given a trained one's spread).",
 )
+flags.DEFINE_list(
+    "merge",
+    [],
+    "Instead of running the sources: join these caches (two or more, made from the same data, views and "
+    "settings, one source set each) into the cache --soft_label_cache names, for a run whose --sources lists "
+    "their sources in this order. The other flags are not used.",
+)
+
+
+def _build_or_merge(values):
+    if values.merge:
+        if not values.soft_label_cache:
+            raise ConfigError("--soft_label_cache=DIR names the directory to write the merged cache to.")
+        return soft_labels.merge(values.merge, values.soft_label_cache, overwrite=values.overwrite)
+    return training.build_soft_label_cache(
+        config_from_command_line(values),
+        values.views,
+        top_k=values.top_k,
+        dtype=values.cache_dtype,
+        batch_size=values.cache_batch_size,
+        examples_per_shard=values.examples_per_shard,
+        overwrite=values.overwrite,
+        control=values.soft_label_control,
+    )
 
 
 def main(argv):
     logging.set_verbosity(logging.INFO)
     values = flags.FLAGS
-    manifest = run_tool(
-        argv,
-        lambda: training.build_soft_label_cache(
-            config_from_command_line(values),
-            values.views,
-            top_k=values.top_k,
-            dtype=values.cache_dtype,
-            batch_size=values.cache_batch_size,
-            examples_per_shard=values.examples_per_shard,
-            overwrite=values.overwrite,
-            control=values.soft_label_control,
-        ),
-    )
+    manifest = run_tool(argv, lambda: _build_or_merge(values))
     files = [shard for shards in manifest["shards"] for shard in shards]
     print(
         json.dumps(
             dict(
                 soft_label_cache=values.soft_label_cache,
-                views=values.views,
+                views=len(manifest["shards"]),
                 files=len(files),
                 megabytes=round(sum(shard["bytes"] for shard in files) / 2**20, 1),
                 seconds=manifest["seconds"],

@@ -35,7 +35,9 @@ the harness build the soft-label cache its flagfile's ``--soft_label_cache`` nam
 per column, before the row's runs: ``tools/cache_soft_labels.py`` with the row's flags,
 ``--seed=0`` (:data:`CACHE_SEED`) and ``--views=K`` (``<cache dir>/cache.log``), plus the
 row's ``cache_flags`` (a list of the cache tool's own flags, e.g.
-``["--soft_label_control=shuffle"]`` for a control cache).
+``["--soft_label_control=shuffle"]`` for a control cache). A row's ``cache_merge`` (names of
+rows of the same table that build caches of single sources) makes it build its cache by
+joining theirs instead (``tools/cache_soft_labels.py --merge``), after building them.
 
 Each cell (row, column, seed) runs::
 
@@ -96,7 +98,7 @@ _T_95 = (
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
-_ROW_KEYS = {"name", "label", "requires", "cache_views", "cache_flags"}
+_ROW_KEYS = {"name", "label", "requires", "cache_views", "cache_flags", "cache_merge"}
 # The seed that draws the views of a soft-label cache the harness builds (each run's --seed still
 # orders its own batches), so every seed of a row trains from the same cache.
 CACHE_SEED = 0
@@ -114,6 +116,12 @@ class Row:
     requires: tuple = ()
     cache_views: int = 0
     cache_flags: tuple = ()
+    cache_merge: tuple = ()
+
+    @property
+    def builds_cache(self):
+        """Whether the harness builds this row's soft-label cache before its runs."""
+        return bool(self.cache_views or self.cache_merge)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +297,26 @@ def _parse_row(entry, table_path):
         raise ConfigError(f"{where}: cache_flags must be a list of flags such as '--top_k=10', got {cache_flags!r}.")
     if cache_flags and not cache_views:
         raise ConfigError(f"{where}: cache_flags are for the row's cache, which only cache_views builds.")
-    return Row(entry["name"], entry["label"], flagfile, requires, cache_views, tuple(cache_flags))
+    cache_merge = entry.get("cache_merge", [])
+    if not isinstance(cache_merge, list) or len(cache_merge) == 1 or not all(isinstance(n, str) for n in cache_merge):
+        raise ConfigError(f"{where}: cache_merge must list two or more rows whose caches to join, got {cache_merge!r}.")
+    if cache_merge and cache_views:
+        raise ConfigError(f"{where}: give cache_views (build the cache) or cache_merge (join other rows'), not both.")
+    if cache_merge and not _flag_value(read_flagfile(flagfile), "soft_label_cache"):
+        raise ConfigError(f"{where}: cache_merge needs --soft_label_cache=DIR in {flagfile} (where to write it).")
+    return Row(entry["name"], entry["label"], flagfile, requires, cache_views, tuple(cache_flags), tuple(cache_merge))
+
+
+def _check_cache_merges(rows, table_path):
+    """Raises ConfigError if a row's ``cache_merge`` names a row that builds no cache of its own."""
+    by_name = {row.name: row for row in rows}
+    for row in rows:
+        for name in row.cache_merge:
+            if name not in by_name or not by_name[name].cache_views:
+                raise ConfigError(
+                    f"{table_path}/table.json row {row.name}: cache_merge names {name!r}, which is not a row "
+                    "with cache_views (a row that builds a cache)."
+                )
 
 
 def _flag_value(flag_list, name):
@@ -350,6 +377,7 @@ def load_table(path):
     rows = tuple(_parse_row(entry, path) for entry in spec["rows"])
     columns = tuple(_parse_column(entry, path) for entry in spec["columns"])
     _unique([row.name for row in rows], "rows", path)
+    _check_cache_merges(rows, path)
     _unique([column.slug for column in columns], "column slugs", path)
     paper = spec.get("paper", {})
     _check_paper(paper, rows, columns, path)
@@ -472,11 +500,12 @@ def make_cache_cell(table, row, column, output_dir, extra_flags=(), cache_comman
     """The :class:`Cell` that builds the soft-label cache a row's runs on ``column`` train from.
 
     The cache goes where the row's ``--soft_label_cache`` points (after the extra
-    flags), with ``row.cache_views`` views drawn with :data:`CACHE_SEED`.
+    flags), with ``row.cache_views`` views drawn with :data:`CACHE_SEED`, or joined
+    from the caches of the rows ``row.cache_merge`` names.
 
     Args:
         table: the :class:`Table`.
-        row: a :class:`Row` with ``cache_views``.
+        row: a :class:`Row` with ``cache_views`` or ``cache_merge``.
         column: one of the table's :class:`Column`.
         output_dir: the grid's base directory.
         extra_flags: flags appended to the command.
@@ -487,14 +516,23 @@ def make_cache_cell(table, row, column, output_dir, extra_flags=(), cache_comman
     """
     values = _placeholder_values(column, CACHE_SEED, output_dir)
     flags = (*_cell_flags(row, column, CACHE_SEED, values), *(expand(flag, values) for flag in extra_flags))
-    cache_dir = expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
-    command = (
-        *(cache_command or (sys.executable, CACHE_SCRIPT)),
-        *flags,
-        *row.cache_flags,
-        f"--views={row.cache_views}",
+    cache_dir = os.path.expanduser(
+        expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
     )
-    return Cell(table, row, column, CACHE_SEED, os.path.expanduser(cache_dir), command, kind="cache")
+    prefix = cache_command or (sys.executable, CACHE_SCRIPT)
+    if row.cache_merge:
+        parts = [
+            make_cache_cell(table, _row_named(table, name), column, output_dir, extra_flags, cache_command).model_dir
+            for name in row.cache_merge
+        ]
+        command = (*prefix, f"--merge={','.join(parts)}", f"--soft_label_cache={cache_dir}")
+    else:
+        command = (*prefix, *flags, *row.cache_flags, f"--views={row.cache_views}")
+    return Cell(table, row, column, CACHE_SEED, cache_dir, command, kind="cache")
+
+
+def _row_named(table, name):
+    return next(row for row in table.rows if row.name == name)
 
 
 def _select(items, names, key, what, tables):
@@ -536,13 +574,18 @@ def plan_table(table, rows, columns, seeds, output_dir, extra_flags=(), train_co
 
     Returns:
         A list of :class:`Cell`: required tables' cells, then rows x columns x seeds
-        in that order (a row with ``cache_views`` builds its cache first).
+        in that order (a row with ``cache_views`` builds its cache first; one with
+        ``cache_merge`` the caches it joins, then its own).
     """
     cells = _required_cells(table, rows, columns, output_dir, extra_flags, train_command)
     for row in rows:
         for column in columns:
-            if row.cache_views:
-                cells.append(make_cache_cell(table, row, column, output_dir, extra_flags, train_command))
+            for cache_row in [*(_row_named(table, name) for name in row.cache_merge), row]:
+                cache_cell = cache_row.builds_cache and make_cache_cell(
+                    table, cache_row, column, output_dir, extra_flags, train_command
+                )
+                if cache_cell and cache_cell.model_dir not in {cell.model_dir for cell in cells}:
+                    cells.append(cache_cell)
             cells += [make_cell(table, row, column, seed, output_dir, extra_flags, train_command) for seed in seeds]
     return cells
 
