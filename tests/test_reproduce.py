@@ -504,14 +504,21 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         [candidate_models["sskt_one_epoch_source"]],
         [candidate_models["sskt_two_classes_source"]],
     ]
-    lite0 = {cell.model_dir.rsplit("/", 1)[1]: cell.command[2:] for cell in cache_cells[4:11]}
-    assert [cell.model_dir.rsplit("/", 1)[1] for cell in cache_cells[11:]] == [
-        "cifar10_5to9_500_rest_lite1_128",
-        "cifar10_5to9_500_rest_lite2_128",
-        "cifar10_5to9_500_rest_cifar_source",
-    ]
-    assert len(lite0) == 7  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2 twice
+    by_name = {cell.model_dir.rsplit("/", 1)[1]: cell for cell in cache_cells}
+    # Lite0 + Lite2 with the unlabelled images: joined from the Lite0 and Lite2 caches, after both.
+    merged = by_name.pop("cifar10_5to9_500_rest_lite0_lite2_128")
+    parts = ("out/cache/cifar10_5to9_500_rest_lite0_128", "out/cache/cifar10_5to9_500_rest_lite2_128")
+    assert merged.command[-2:] == (f"--merge={','.join(parts)}", f"--soft_label_cache={merged.model_dir}")
+    assert all(position[merged.model_dir] > position[part] for part in parts)
+    lite0 = {name: cell.command[2:] for name, cell in by_name.items() if "_lite0_" in name}
+    assert len(lite0) == 6  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2
     assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
+    others = {name: cell for name, cell in by_name.items() if "_rest_" in name and "_lite0_" not in name}
+    assert {name: _train_config(cell.command[2:-1]).sources for name, cell in others.items()} == {
+        "cifar10_5to9_500_rest_lite1_128": ["imagenet/efficientnet_lite1"],
+        "cifar10_5to9_500_rest_lite2_128": ["imagenet/efficientnet_lite2"],
+        "cifar10_5to9_500_rest_cifar_source": [source_model],
+    }
     # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.
     assert lite0["cifar10_5to9_500_rest_lite0_128_shuffled"][-2] == "--soft_label_control=shuffle"
     assert lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][-2] == "--soft_label_control=spread:2.74"
