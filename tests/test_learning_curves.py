@@ -64,7 +64,7 @@ def test_plot_has_one_mean_line_per_group_in_each_panel(tmp_path):
 def test_a_run_without_history_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="has no history.csv"):
         learning_curves.plot_groups({"x": [str(tmp_path)]}, str(tmp_path / "c.png"))
-    with pytest.raises(ConfigError, match="no run directory with a history.csv matches"):
+    with pytest.raises(ConfigError, match="no run directory with history.csv matches"):
         learning_curves.groups_from_patterns([f"A={tmp_path}/nothing*"])
     _fake_run(tmp_path / "r1", 0.0)
     _fake_run(tmp_path / "r2", 0.0)
@@ -72,6 +72,11 @@ def test_a_run_without_history_is_a_clear_error(tmp_path):
         "A": [f"{tmp_path}/r2", f"{tmp_path}/r1"],
         f"{tmp_path}/r1": [f"{tmp_path}/r1"],
     }
+    # A run still training (no results.json yet) is left out on request.
+    (tmp_path / "r1" / "results.json").write_text("{}")
+    assert learning_curves.groups_from_patterns([f"A={tmp_path}/r*"], finished_only=True) == {"A": [f"{tmp_path}/r1"]}
+    with pytest.raises(ConfigError, match="no run directory with history.csv and results.json"):
+        learning_curves.groups_from_patterns([f"A={tmp_path}/r2"], finished_only=True)
 
 
 @pytest.mark.slow

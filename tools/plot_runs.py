@@ -24,6 +24,7 @@ from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
 flags.DEFINE_multi_string("runs", None, "LABEL=GLOB of run directories forming one line (repeat for more lines).")
 flags.DEFINE_string("output", "curves.png", "Image to write (.png, .svg or .pdf).")
 flags.DEFINE_string("title", "", "Figure title.")
+flags.DEFINE_bool("finished_only", False, "Leave out runs without results.json (still training, or interrupted).")
 flags.mark_flag_as_required("runs")
 
 
@@ -31,7 +32,7 @@ def main(argv):
     values = flags.FLAGS
 
     def plot():
-        groups = learning_curves.groups_from_patterns(values.runs)
+        groups = learning_curves.groups_from_patterns(values.runs, values.finished_only)
         learning_curves.plot_groups(groups, values.output, title=values.title or None)
         print(f"{values.output}: {', '.join(f'{label} ({len(runs)} runs)' for label, runs in groups.items())}")
 

@@ -76,28 +76,32 @@ def _diagnostics(history):
     return derived
 
 
-def groups_from_patterns(patterns):
+def groups_from_patterns(patterns, finished_only=False):
     """``{label: [run directories]}`` from ``LABEL=GLOB`` strings (a bare ``GLOB`` is its own label).
 
     Args:
         patterns: strings such as ``"SSKT=runs/sskt/seed*"``; the same label twice adds to one group.
+        finished_only: keep only runs that finished (their ``results.json`` is written
+            last), leaving out runs still training or interrupted.
 
     Returns:
         The groups, in the order their labels first appear; run directories sorted.
 
     Raises:
-        ConfigError: a pattern that matches no directory holding a ``history.csv``.
+        ConfigError: a pattern that matches no directory holding a ``history.csv``
+            (and, with ``finished_only``, a ``results.json``).
     """
+    needed = ("history.csv", "results.json") if finished_only else ("history.csv",)
     groups = {}
     for pattern in patterns:
         label, path_glob = pattern.split("=", 1) if "=" in pattern else (pattern, pattern)
         runs = sorted(
             path
             for path in glob.glob(os.path.expanduser(path_glob))
-            if os.path.isfile(os.path.join(path, "history.csv"))
+            if all(os.path.isfile(os.path.join(path, name)) for name in needed)
         )
         if not runs:
-            raise ConfigError(f"{pattern}: no run directory with a history.csv matches {path_glob!r}.")
+            raise ConfigError(f"{pattern}: no run directory with {' and '.join(needed)} matches {path_glob!r}.")
         groups.setdefault(label, []).extend(runs)
     return groups
 
