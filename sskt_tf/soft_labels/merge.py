@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from sskt_tf.errors import ConfigError
 from sskt_tf.soft_labels.reader import SoftLabelCache
-from sskt_tf.soft_labels.settings import MANIFEST, write_json
+from sskt_tf.soft_labels.settings import MANIFEST, open_for_writing, write_json
 
 # Settings that differ between the caches being merged: the merged cache concatenates them.
 _PER_SOURCE_SETTINGS = ("sources", "file_sha256")
@@ -64,6 +64,12 @@ def _renumbered(example, offset):
     return features
 
 
+def _identity(example):
+    """``(index, fingerprint)`` of a cache record's ``tf.train.Example``."""
+    feature = example.features.feature
+    return feature["index"].int64_list.value[0], feature["fingerprint"].int64_list.value[0]
+
+
 def _merge_shard(paths, output_path, offsets):
     """Writes one shard whose records join the records of ``paths`` (checked to be the same examples)."""
     readers = [tf.data.TFRecordDataset(path).as_numpy_iterator() for path in paths]
@@ -72,16 +78,14 @@ def _merge_shard(paths, output_path, offsets):
         for records in zip(*readers, strict=True):
             examples = [tf.train.Example.FromString(record) for record in records]
             first = examples[0].features.feature
-            identity = (first["index"].int64_list.value[0], first["fingerprint"].int64_list.value[0])
             merged = tf.train.Example()
             merged.features.feature["index"].CopyFrom(first["index"])
             merged.features.feature["fingerprint"].CopyFrom(first["fingerprint"])
             for example, offset in zip(examples, offsets):
-                feature = example.features.feature
-                if (feature["index"].int64_list.value[0], feature["fingerprint"].int64_list.value[0]) != identity:
+                if _identity(example) != _identity(examples[0]):
                     raise ConfigError(
-                        f"Record {count} of {output_path} differs between the caches (index {identity[0]} against "
-                        f"{feature['index'].int64_list.value[0]}, or another image): they were made from other data."
+                        f"Record {count} of {output_path} differs between the caches (index, fingerprint "
+                        f"{_identity(examples[0])} against {_identity(example)}): they were made from other data."
                     )
                 for key, value in _renumbered(example, offset).items():
                     merged.features.feature[key].CopyFrom(value)
@@ -117,11 +121,7 @@ def merge(directories, directory, overwrite=False):
     directory = os.path.expanduser(directory)
     if any(os.path.abspath(directory) == os.path.abspath(cache.directory) for cache in caches):
         raise ConfigError(f"--soft_label_cache={directory} is one of the caches to merge; write the merge elsewhere.")
-    if os.path.exists(os.path.join(directory, MANIFEST)) and not overwrite:
-        raise ConfigError(f"{directory} already holds a complete soft-label cache; pass --overwrite to replace it.")
-    os.makedirs(directory, exist_ok=True)
-    if os.path.exists(os.path.join(directory, MANIFEST)):
-        os.remove(os.path.join(directory, MANIFEST))  # the old cache stops being valid before its files change
+    open_for_writing(directory, overwrite)
 
     start = time.time()
     offsets = [0]

@@ -174,6 +174,25 @@ def indexed_examples(train_examples, cache=True):
     return examples.cache() if cache else examples
 
 
+def open_for_writing(directory, overwrite):
+    """Makes ``directory`` ready to receive a cache: created, and emptied of an old cache's files on ``overwrite``.
+
+    Args:
+        directory: the cache directory (need not exist).
+        overwrite: remove the manifest, progress and view files of a cache already there.
+
+    Raises:
+        ConfigError: ``directory`` holds a complete cache and ``overwrite`` is false.
+    """
+    if overwrite and os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name in (MANIFEST, PROGRESS) or name.startswith("view-"):
+                os.remove(os.path.join(directory, name))
+    if os.path.exists(os.path.join(directory, MANIFEST)):
+        raise ConfigError(f"{directory} already holds a complete soft-label cache; pass --overwrite to replace it.")
+    os.makedirs(directory, exist_ok=True)
+
+
 def shard_name(view, shard):
     return f"view-{view:05d}-shard-{shard:05d}.tfrecord"
 

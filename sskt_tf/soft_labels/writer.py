@@ -15,6 +15,7 @@ from sskt_tf.soft_labels.settings import (
     MANIFEST,
     PROGRESS,
     indexed_examples,
+    open_for_writing,
     read_json,
     shard_name,
     training_settings,
@@ -96,14 +97,8 @@ def control_logits(logits, control, seed):
 
 def _prepare_directory(directory, settings, overwrite):
     """Makes ``directory`` ready for :func:`write`; returns the views already finished."""
-    manifest, progress = os.path.join(directory, MANIFEST), os.path.join(directory, PROGRESS)
-    if overwrite and os.path.isdir(directory):
-        for name in os.listdir(directory):
-            if name in (MANIFEST, PROGRESS) or name.startswith("view-"):
-                os.remove(os.path.join(directory, name))
-    if os.path.exists(manifest):
-        raise ConfigError(f"{directory} already holds a complete soft-label cache; pass --overwrite to build it again.")
-    os.makedirs(directory, exist_ok=True)
+    open_for_writing(directory, overwrite)
+    progress = os.path.join(directory, PROGRESS)
     if not os.path.exists(progress):
         write_json(progress, dict(settings=settings, shards={}))
         return {}

@@ -514,21 +514,25 @@ def make_cache_cell(table, row, column, output_dir, extra_flags=(), cache_comman
     Returns:
         A :class:`Cell` of kind ``cache`` whose ``model_dir`` is the cache directory.
     """
-    values = _placeholder_values(column, CACHE_SEED, output_dir)
-    flags = (*_cell_flags(row, column, CACHE_SEED, values), *(expand(flag, values) for flag in extra_flags))
-    cache_dir = os.path.expanduser(
-        expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
-    )
+    flags, cache_dir = _cache_flags_and_directory(row, column, output_dir, extra_flags)
     prefix = cache_command or (sys.executable, CACHE_SCRIPT)
     if row.cache_merge:
         parts = [
-            make_cache_cell(table, _row_named(table, name), column, output_dir, extra_flags, cache_command).model_dir
+            _cache_flags_and_directory(_row_named(table, name), column, output_dir, extra_flags)[1]
             for name in row.cache_merge
         ]
         command = (*prefix, f"--merge={','.join(parts)}", f"--soft_label_cache={cache_dir}")
     else:
         command = (*prefix, *flags, *row.cache_flags, f"--views={row.cache_views}")
     return Cell(table, row, column, CACHE_SEED, cache_dir, command, kind="cache")
+
+
+def _cache_flags_and_directory(row, column, output_dir, extra_flags):
+    """A row's cell flags for ``column`` at :data:`CACHE_SEED`, and the cache directory they name."""
+    values = _placeholder_values(column, CACHE_SEED, output_dir)
+    flags = (*_cell_flags(row, column, CACHE_SEED, values), *(expand(flag, values) for flag in extra_flags))
+    cache_dir = expand(_flag_value([*read_flagfile(row.flagfile), *flags], "soft_label_cache"), values)
+    return flags, os.path.expanduser(cache_dir)
 
 
 def _row_named(table, name):
@@ -580,12 +584,10 @@ def plan_table(table, rows, columns, seeds, output_dir, extra_flags=(), train_co
     cells = _required_cells(table, rows, columns, output_dir, extra_flags, train_command)
     for row in rows:
         for column in columns:
+            # A cache two rows share is planned twice; plan() keeps its first cell.
             for cache_row in [*(_row_named(table, name) for name in row.cache_merge), row]:
-                cache_cell = cache_row.builds_cache and make_cache_cell(
-                    table, cache_row, column, output_dir, extra_flags, train_command
-                )
-                if cache_cell and cache_cell.model_dir not in {cell.model_dir for cell in cells}:
-                    cells.append(cache_cell)
+                if cache_row.builds_cache:
+                    cells.append(make_cache_cell(table, cache_row, column, output_dir, extra_flags, train_command))
             cells += [make_cell(table, row, column, seed, output_dir, extra_flags, train_command) for seed in seeds]
     return cells
 
