@@ -1,6 +1,7 @@
 """XLA, mixed precision, soft labels in the batch, optional validation of the heads, and the benchmark tool."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -142,11 +143,13 @@ def test_benchmark_prints_one_json_line_per_configuration(tiny_source_path):
 
 @pytest.mark.slow
 @pytest.mark.torch
-def test_benchmark_measures_the_video_step_beside_pytorch():
+def test_benchmark_measures_the_video_step_beside_pytorch(tiny_source_path, tmp_path):
+    other_source = shutil.copy(tiny_source_path, tmp_path / "other_tiny.keras")  # sources need distinct names
     result = run_script(
         [
             "benchmarks/benchmark.py",
             "--configs=video_scratch,video_sskt_online_2,torch_video_sskt_online_2",
+            f"--sources={tiny_source_path},{other_source}",
             "--jit_compile=false",
             "--clip_length=4",
             "--clip_size=32",
