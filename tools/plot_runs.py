@@ -34,7 +34,8 @@ def main(argv):
     def plot():
         groups = learning_curves.groups_from_patterns(values.runs, values.finished_only)
         learning_curves.plot_groups(groups, values.output, title=values.title or None)
-        print(f"{values.output}: {', '.join(f'{label} ({len(runs)} runs)' for label, runs in groups.items())}")
+        counts = (f"{label} ({len(runs)} {'run' if len(runs) == 1 else 'runs'})" for label, runs in groups.items())
+        print(f"{values.output}: {', '.join(counts)}")
 
     run_tool(argv, plot)
 
