@@ -463,7 +463,8 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             grid = re.fullmatch(r"sskt_lite0_a(\d+)_t(\d)", cell.row.name)
             rest = "_rest" in cell.row.name
             alpha, temperature = (float(f"{grid[1][0]}.{grid[1][1:]}"), float(grid[2])) if grid else (0.1, 3.0)
-            if rest:  # the unlabelled rows: the probe's alpha and T, the alpha=0 control
+            paper = cell.row.name.endswith("_paper")  # the unlabelled setting at the labelled rows' values
+            if rest and not paper:  # the unlabelled rows: the probe's alpha and T, the alpha=0 control
                 alpha, temperature = (0.0 if cell.row.name.endswith("alpha0") else 1.0), 2.0
             size = 96 if cell.row.name == "sskt_lite0_96" else 128
             two = "_lite2" in cell.row.name  # Lite0 and Lite2 together, as the paper's P+I
@@ -471,7 +472,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             assert config.sources == lite and config.source_image_size == size
             assert (config.alpha, config.temperature) == (alpha, temperature), cell.description
             assert (config.unlabeled_from_rest, config.unlabeled_ratio) == (rest, 1.0)
-            assert config.head == ("transfer" if not rest or cell.row.name.endswith("_transfer") else "linear")
+            assert config.head == ("transfer" if not rest or paper or cell.row.name.endswith("_transfer") else "linear")
             assert config.source_weights == ("none" if cell.row.name.endswith("_random") else "imagenet")
             cache = f"out/cache/cifar10_5to9_500_{'rest_' if rest else ''}lite0_{'lite2_' if two else ''}{size}"
             cache += {"sskt_lite0_rest_shuffled": "_shuffled", "sskt_lite0_rest_random": "_random_spread"}.get(
