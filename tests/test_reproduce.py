@@ -87,7 +87,7 @@ def test_results_table_from_fake_runs(tmp_path):
         "seed": 0,
         "metric": "best_val_accuracy",
         "value": 0.9,
-        "path": os.path.join(output_dir, "toy", "a", "c10-r20", "seed0", "results.json"),
+        "path": os.path.join("a", "c10-r20", "seed0", "results.json"),  # relative to the table's directory
     }
 
 

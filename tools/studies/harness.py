@@ -717,7 +717,9 @@ def collect(table, output_dir, seeds=None):
 
     Returns:
         A list of records ``{"row", "column", "dataset", "target", "seed", "metric",
-        "value", "path"}``; ``value`` is ``None`` when results.json lacks the metric.
+        "value", "path"}``; ``value`` is ``None`` when results.json lacks the metric;
+        ``path`` is relative to the table's directory (where the table's own results.json
+        goes), so the records read the same however ``output_dir`` was spelled.
         A table with ``extra_metrics`` adds ``"extra": {metric: value}``.
     """
     records = []
@@ -734,7 +736,7 @@ def collect(table, output_dir, seeds=None):
                         seed=seed,
                         metric=table.metric,
                         value=read_metric(path, table.metric),
-                        path=path,
+                        path=os.path.relpath(path, os.path.join(output_dir, table.name)),
                     )
                     if table.extra_metrics:
                         record["extra"] = {
