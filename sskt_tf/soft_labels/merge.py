@@ -77,15 +77,15 @@ def _merge_shard(paths, output_path, offsets):
     with tf.io.TFRecordWriter(output_path + ".partial") as writer:
         for records in zip(*readers, strict=True):
             examples = [tf.train.Example.FromString(record) for record in records]
-            first = examples[0].features.feature
+            first, identity = examples[0].features.feature, _identity(examples[0])
             merged = tf.train.Example()
             merged.features.feature["index"].CopyFrom(first["index"])
             merged.features.feature["fingerprint"].CopyFrom(first["fingerprint"])
             for example, offset in zip(examples, offsets):
-                if _identity(example) != _identity(examples[0]):
+                if _identity(example) != identity:
                     raise ConfigError(
                         f"Record {count} of {output_path} differs between the caches (index, fingerprint "
-                        f"{_identity(examples[0])} against {_identity(example)}): they were made from other data."
+                        f"{identity} against {_identity(example)}): they were made from other data."
                     )
                 for key, value in _renumbered(example, offset).items():
                     merged.features.feature[key].CopyFrom(value)

@@ -722,7 +722,7 @@ def collect(table, output_dir, seeds=None):
         goes), so the records read the same however ``output_dir`` was spelled.
         A table with ``extra_metrics`` adds ``"extra": {metric: value}``.
     """
-    records = []
+    records, table_dir = [], os.path.join(output_dir, table.name)
     for row in table.rows:
         for column in table.columns:
             for seed in seeds or table.seeds:
@@ -736,7 +736,7 @@ def collect(table, output_dir, seeds=None):
                         seed=seed,
                         metric=table.metric,
                         value=read_metric(path, table.metric),
-                        path=os.path.relpath(path, os.path.join(output_dir, table.name)),
+                        path=os.path.relpath(path, table_dir),
                     )
                     if table.extra_metrics:
                         record["extra"] = {
