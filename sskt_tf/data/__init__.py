@@ -144,6 +144,30 @@ class Splits:
             soft_label_cache=soft_label_cache,
         )
 
+    def epoch_keyed_data(self, batches_from_epoch, val, start_epoch, steps_per_epoch, unlabeled_per_batch, **extras):
+        """A :class:`Data` whose training batches are ``batches_from_epoch(start_epoch)``.
+
+        Args:
+            batches_from_epoch: a function of an epoch returning the batches of every
+                epoch from it on (a resumed run asks it again).
+            val: the validation pipeline.
+            start_epoch: the first epoch to train.
+            steps_per_epoch: batches an epoch.
+            unlabeled_per_batch: unlabelled examples in every batch.
+            **extras: other :meth:`data` arguments (``soft_label_cache``).
+
+        Returns:
+            A :class:`Data`.
+        """
+        return self.data(
+            batches_from_epoch(start_epoch),
+            val,
+            steps_per_epoch=steps_per_epoch,
+            batches_from_epoch=batches_from_epoch,
+            unlabeled_per_batch=unlabeled_per_batch,
+            **extras,
+        )
+
 
 def load_splits(dataset, data_dir=None, image_size=None, download=True, order_seed=None, subset=None, unlabeled=None):
     """Loads a dataset's training and validation examples, resized, unbatched.
@@ -293,13 +317,7 @@ def pipelines(
             unlabeled_per_batch=per_batch,
         )
 
-    return splits.data(
-        batches_from_epoch(start_epoch),
-        val,
-        steps_per_epoch=steps_per_epoch,
-        batches_from_epoch=batches_from_epoch,
-        unlabeled_per_batch=per_batch,
-    )
+    return splits.epoch_keyed_data(batches_from_epoch, val, start_epoch, steps_per_epoch, per_batch)
 
 
 def missing_data(dataset, data_dir=None, download=True):

@@ -84,13 +84,8 @@ def cached_data(config, cache, splits, unlabeled, start_epoch, epoch_length):
             unlabeled_per_batch=per_batch,
         )
 
-    return splits.data(
-        batches_from_epoch(start_epoch),
-        val,
-        steps_per_epoch=steps_per_epoch,
-        batches_from_epoch=batches_from_epoch,
-        unlabeled_per_batch=per_batch,
-        soft_label_cache=cache,
+    return splits.epoch_keyed_data(
+        batches_from_epoch, val, start_epoch, steps_per_epoch, per_batch, soft_label_cache=cache
     )
 
 
