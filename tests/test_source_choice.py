@@ -51,6 +51,18 @@ def test_candidates_differ_only_when_their_gains_differ_beyond_the_seeds_spread(
     assert np.isnan(source_choice.candidates_differ_p([{0: 1.0, 1: 2.0}]))
 
 
+def test_only_candidates_finished_at_every_seed_enter_the_statistics():
+    rows = [
+        {"label": "all", "gains": {0: 1.0, 1: 2.0}},
+        {"label": "more", "gains": {0: 1.0, 1: 2.0, 5: 0.0}},
+        {"label": "one", "gains": {0: 4.0}},
+        {"label": "none", "gains": {}},
+    ]
+    complete, partial = source_choice.split_by_seeds(rows, [0, 1])
+    assert [r["label"] for r in complete] == ["all", "more"]
+    assert [r["label"] for r in partial] == ["one"]
+
+
 def _write_result(output_dir, row, seed, accuracy):
     run = output_dir / "t" / row / "col" / f"seed{seed}"
     run.mkdir(parents=True)
@@ -83,6 +95,7 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
         _write_result(output_dir, "scratch", seed, 0.50)
         _write_result(output_dir, "with_tiny", seed, 0.55 + 0.01 * seed)
         _write_result(output_dir, "with_constant", seed, 0.49)
+    _write_result(output_dir, "with_tiny_at_8", 0, 0.60)  # one seed of two: shown, not correlated
     spec = {
         "table": "t",
         "column": "col",
@@ -92,8 +105,9 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
         "candidates": [
             {"label": "tiny", "source": tiny_source_path, "row": "with_tiny"},
             {"label": "constant", "source": "{output_dir}/../constant.keras", "row": "with_constant"},
-            # Flags of its own: the same network on blurrier images (no row trained with it yet).
-            {"label": "tiny at 8", "source": tiny_source_path, "row": "not_run", "flags": ["--image_size=8"]},
+            # Flags of its own: the same network on blurrier images (its row finished one seed).
+            {"label": "tiny at 8", "source": tiny_source_path, "row": "with_tiny_at_8", "flags": ["--image_size=8"]},
+            {"label": "not run", "source": tiny_source_path, "row": "not_run"},
         ],
     }
     spec_path = tmp_path / "source_choice.json"  # the outputs are named after it
@@ -103,9 +117,10 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((output_dir / "t" / "source_choice.json").read_text())
-    tiny, constant, blurred = saved["candidates"]
+    tiny, constant, blurred, not_run = saved["candidates"]
     assert tiny["gain"] == pytest.approx(5.5) and constant["gain"] == pytest.approx(-1.0)
-    assert blurred["gain"] is None and blurred["leep"] != pytest.approx(tiny["leep"], abs=1e-6)
+    assert blurred["leep"] != pytest.approx(tiny["leep"], abs=1e-6) and not_run["gain"] is None
+    assert blurred["gain"] == pytest.approx(10.0) and saved["partial_candidates"] == ["tiny at 8"]
     assert tiny["seeds"] == [0, 1] and saved["measured_candidates"] == 2
     assert saved["spearman_p"]["leep"] == pytest.approx(0.5)  # 2 candidates: 1 of 2 orders
     assert 0 < saved["candidates_differ_p"] <= 1
@@ -113,6 +128,7 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
     assert constant["leep"] < tiny["leep"] and saved["spearman"]["leep"] == pytest.approx(1.0)
     assert (output_dir / "t" / "source_choice.png").read_bytes()[:4] == b"\x89PNG"
     assert "| tiny |" in result.stdout and "Spearman rank correlation" in result.stdout
+    assert "+10.00 (0) partial: not in the statistics" in result.stdout
 
     spec["candidates"][0]["source"] = str(tmp_path / "missing.keras")
     spec_path.write_text(json.dumps(spec))

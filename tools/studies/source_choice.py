@@ -6,7 +6,8 @@ file and the table row that trained SSKT with it, the baseline row (scratch), th
 seeds, and the flags of the target's training images. :func:`source_choice` scores every
 candidate once (:func:`sskt_tf.training.run_sources.rank`), reads each row's and the baseline's
 ``results.json`` seed by seed, and reports the gain (row minus baseline, same seed, mean over
-seeds) with the Spearman rank correlation between each score and the gain, and two
+seeds) with the Spearman rank correlation between each score and the gain (over the candidates
+finished at every seed: :func:`split_by_seeds`), and two
 permutation tests that say how much a handful of candidates and seeds can show: whether each
 rho could come from scores that know nothing (:func:`spearman_p`), and whether the candidates'
 gains differ beyond seed noise at all (:func:`candidates_differ_p`).
@@ -144,7 +145,8 @@ def source_choice(spec_path, output_dir, rank_examples=0):
 
     Returns:
         ``{"candidates": [{label, source, row, leep, nce, logme, seconds, gains, gain, seeds}],
-        "spearman": {score: rho over the candidates with a measured gain}, ...}``.
+        "spearman": {score: rho over the candidates finished at every seed}, ...,
+        "partial_candidates": [labels of those finished at some seeds only]}``.
 
     Raises:
         ConfigError: a spec or a source file that cannot be read.
@@ -179,17 +181,38 @@ def source_choice(spec_path, output_dir, rank_examples=0):
                 "seeds": sorted(gains),
             }
         )
-    measured = [row for row in rows if row["gain"] is not None]
+    measured, partial = split_by_seeds(rows, spec["seeds"])
     gains = [r["gain"] for r in measured]
     return {
         "examples": examples,
         "baseline_row": spec["baseline_row"],
+        "seeds": list(spec["seeds"]),
         "candidates": rows,
         "spearman": {score: spearman([r[score] for r in measured], gains) for score in SCORES},
         "spearman_p": {score: spearman_p([r[score] for r in measured], gains) for score in SCORES},
         "candidates_differ_p": candidates_differ_p([r["gains"] for r in measured]),
         "measured_candidates": len(measured),
+        "partial_candidates": [r["label"] for r in partial],
     }
+
+
+def split_by_seeds(rows, seeds):
+    """The candidates whose gains cover every seed, and those with only some of them.
+
+    A mean over fewer seeds is not comparable with the others' (each seed moves every row's
+    gain alike: its scratch run, its data order), so only candidates finished at every seed
+    enter the correlations and the permutation tests; the others are shown, marked partial.
+
+    Args:
+        rows: the candidates' rows (``gains``: ``{seed: gain}``).
+        seeds: the spec's seeds.
+
+    Returns:
+        ``(complete, partial)``: lists of rows; a row without any gain is in neither.
+    """
+    complete = [row for row in rows if row["gains"] and set(seeds) <= set(row["gains"])]
+    partial = [row for row in rows if row["gains"] and row not in complete]
+    return complete, partial
 
 
 def format_markdown(result):
@@ -208,6 +231,8 @@ def format_markdown(result):
     ]
     for row in result["candidates"]:
         gain = "–" if row["gain"] is None else f"{row['gain']:+.2f} ({', '.join(map(str, row['seeds']))})"
+        if row["label"] in result.get("partial_candidates", ()):
+            gain += " partial: not in the statistics below"
         lines.append(
             f"| {row['label']} | {row['leep']:.4f} | {row['nce']:.4f} | {row['logme']:.4f} | {row['seconds']:.1f} | "
             f"{gain} |"
@@ -218,9 +243,9 @@ def format_markdown(result):
     )
     lines += [
         "",
-        f"Spearman rank correlation with the gain over {result['measured_candidates']} candidates: {rho}; "
-        "p is the one-sided permutation p-value (how often a random order of the candidates correlates "
-        "at least as well).",
+        f"Spearman rank correlation with the gain over the {result['measured_candidates']} candidates finished "
+        f"at every seed ({', '.join(map(str, result['seeds']))}): {rho}; p is the one-sided permutation "
+        "p-value (how often a random order of the candidates correlates at least as well).",
         "",
         "Do the candidates' gains differ beyond seed noise? Permutation p-value (gains permuted among the "
         f"candidates within each seed): {result['candidates_differ_p']:.2f}.",
@@ -230,7 +255,8 @@ def format_markdown(result):
 
 def plot(result, output_path):
     """One panel per score: each candidate's score against its gain (mean and standard deviation
-    over seeds, with each seed's gain as a faint dot), titled with Spearman's rho.
+    over seeds, with each seed's gain as a faint dot; hollow where only some seeds have
+    finished), titled with Spearman's rho over the finished candidates.
 
     Returns:
         The matplotlib ``Figure``.
@@ -247,7 +273,18 @@ def plot(result, output_path):
             seed_values = list(row["gains"].values())
             spread = np.std(seed_values, ddof=1) if len(seed_values) > 1 else 0.0
             color = f"C{index}"
-            axis.errorbar(row[score], row["gain"], yerr=spread, fmt="o", capsize=3, color=color, label=row["label"])
+            partial = row["label"] in result.get("partial_candidates", ())
+            label = f"{row['label']} (partial: seeds {', '.join(map(str, row['seeds']))})" if partial else row["label"]
+            axis.errorbar(
+                row[score],
+                row["gain"],
+                yerr=spread,
+                fmt="o",
+                capsize=3,
+                color=color,
+                mfc="none" if partial else color,
+                label=label,
+            )
             axis.scatter([row[score]] * len(seed_values), seed_values, s=12, color=color, alpha=0.4)
         axis.axhline(0.0, color="grey", lw=0.8)
         axis.set_xlabel(SCORE_NAMES[score])
