@@ -215,6 +215,11 @@ def split_by_seeds(rows, seeds):
     return complete, partial
 
 
+def _seed_list(seeds):
+    """``"0, 1, 2"`` for seeds ``[0, 1, 2]``."""
+    return ", ".join(map(str, seeds))
+
+
 def format_markdown(result):
     """The comparison as Markdown.
 
@@ -230,8 +235,8 @@ def format_markdown(result):
         "|---|---|---|---|---|---|",
     ]
     for row in result["candidates"]:
-        gain = "–" if row["gain"] is None else f"{row['gain']:+.2f} ({', '.join(map(str, row['seeds']))})"
-        if row["label"] in result.get("partial_candidates", ()):
+        gain = "–" if row["gain"] is None else f"{row['gain']:+.2f} ({_seed_list(row['seeds'])})"
+        if row["label"] in result["partial_candidates"]:
             gain += " partial: not in the statistics below"
         lines.append(
             f"| {row['label']} | {row['leep']:.4f} | {row['nce']:.4f} | {row['logme']:.4f} | {row['seconds']:.1f} | "
@@ -244,7 +249,7 @@ def format_markdown(result):
     lines += [
         "",
         f"Spearman rank correlation with the gain over the {result['measured_candidates']} candidates finished "
-        f"at every seed ({', '.join(map(str, result['seeds']))}): {rho}; p is the one-sided permutation "
+        f"at every seed ({_seed_list(result['seeds'])}): {rho}; p is the one-sided permutation "
         "p-value (how often a random order of the candidates correlates at least as well).",
         "",
         "Do the candidates' gains differ beyond seed noise? Permutation p-value (gains permuted among the "
@@ -273,8 +278,8 @@ def plot(result, output_path):
             seed_values = list(row["gains"].values())
             spread = np.std(seed_values, ddof=1) if len(seed_values) > 1 else 0.0
             color = f"C{index}"
-            partial = row["label"] in result.get("partial_candidates", ())
-            label = f"{row['label']} (partial: seeds {', '.join(map(str, row['seeds']))})" if partial else row["label"]
+            partial = row["label"] in result["partial_candidates"]
+            label = f"{row['label']} (partial: seeds {_seed_list(row['seeds'])})" if partial else row["label"]
             axis.errorbar(
                 row[score],
                 row["gain"],
