@@ -78,6 +78,38 @@ def test_gains_are_taken_seed_by_seed_over_the_seeds_both_rows_finished(tmp_path
     assert gains == pytest.approx({0: 3.0, 2: -1.0})
 
 
+def test_reused_scores_come_from_the_same_candidate_and_the_gains_are_read_again(tmp_path):
+    for seed in (0, 1):
+        _write_result(tmp_path, "scratch", seed, 0.80)
+        _write_result(tmp_path, "a_row", seed, 0.82 + 0.01 * seed)
+        _write_result(tmp_path, "b_row", seed, 0.81)
+    spec = {"table": "t", "column": "col", "baseline_row": "scratch", "seeds": [0, 1], "rank_flags": []}
+    spec["candidates"] = [
+        {"label": "a", "source": "a.keras", "row": "a_row"},
+        {"label": "b", "source": "b", "row": "b_row"},
+    ]
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    scored = {"leep": -0.5, "nce": -0.4, "logme": 0.1, "seconds": 3.0, "gain": None}
+    previous = {
+        "examples": 7,
+        "candidates": [
+            {**scored, "label": "b", "source": "b", "row": "b_row", "leep": -0.9},
+            {**scored, "label": "a", "source": "a.keras", "row": "a_row"},
+        ],
+    }
+    # a.keras does not exist: with reused scores no source is loaded.
+    result = source_choice.source_choice(str(spec_path), str(tmp_path), previous=previous)
+    a, b = result["candidates"]
+    assert (a["leep"], b["leep"], a["seconds"], result["examples"]) == (-0.5, -0.9, 3.0, 7)
+    assert a["gain"] == pytest.approx(2.5) and b["gain"] == pytest.approx(1.0)
+    assert result["spearman"]["leep"] == pytest.approx(1.0) and result["measured_candidates"] == 2
+
+    previous["candidates"][0]["source"] = "another"
+    with pytest.raises(ConfigError, match="no scores for the candidate 'b'"):
+        source_choice.source_choice(str(spec_path), str(tmp_path), previous=previous)
+
+
 @pytest.mark.slow
 def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, digits_folder, tiny_source_path):
     import keras
@@ -129,6 +161,16 @@ def test_the_tool_scores_candidates_and_correlates_them_with_gains(tmp_path, dig
     assert (output_dir / "t" / "source_choice.png").read_bytes()[:4] == b"\x89PNG"
     assert "| tiny |" in result.stdout and "Spearman rank correlation" in result.stdout
     assert "+10.00 (0) partial: not in the statistics" in result.stdout
+
+    # The tiny-at-8 row finishes its second seed: the gains refresh, the scores are the saved ones.
+    _write_result(output_dir, "with_tiny_at_8", 1, 0.50)
+    refreshed = run_script(
+        ["tools/source_choice.py", f"--spec={spec_path}", f"--output_dir={output_dir}", "--reuse_scores"]
+    )
+    assert refreshed.returncode == 0, refreshed.stderr[-3000:]
+    again = json.loads((output_dir / "t" / "source_choice.json").read_text())
+    assert [row["leep"] for row in again["candidates"]] == [row["leep"] for row in saved["candidates"]]
+    assert again["candidates"][2]["gain"] == pytest.approx(5.0) and again["partial_candidates"] == []
 
     spec["candidates"][0]["source"] = str(tmp_path / "missing.keras")
     spec_path.write_text(json.dumps(spec))

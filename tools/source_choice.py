@@ -20,10 +20,17 @@ from absl import app, flags, logging  # noqa: E402
 from studies import source_choice  # noqa: E402
 
 from sskt_tf.cli.tool import parse_flags_or_exit, run_tool  # noqa: E402
+from sskt_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("spec", "configs/study/cifar10/source_choice.json", "The candidates and rows to compare.")
 flags.DEFINE_string("output_dir", "results/cifar10_study", "The harness's --output_dir (its runs and sources).")
 flags.DEFINE_integer("rank_examples", 0, "Score on the first N training images; 0 = all.", lower_bound=0)
+flags.DEFINE_bool(
+    "reuse_scores",
+    False,
+    "Take the candidates' scores from the last run's <spec name>.json instead of scoring again, and "
+    "refresh only the gains (as seeds finish, or where a candidate's soft-label cache is gone).",
+)
 
 
 def main(argv):
@@ -31,11 +38,17 @@ def main(argv):
     values = flags.FLAGS
 
     def run():
-        result = source_choice.source_choice(values.spec, values.output_dir, values.rank_examples)
         with open(values.spec) as f:
             table = json.load(f)["table"]
         # Named after the spec: source_choice.json writes source_choice.md, .json and .png.
         base = os.path.join(values.output_dir, table, os.path.splitext(os.path.basename(values.spec))[0])
+        previous = None
+        if values.reuse_scores:
+            if not os.path.exists(f"{base}.json"):
+                raise ConfigError(f"--reuse_scores: no earlier result {base}.json; run once without it.")
+            with open(f"{base}.json") as f:
+                previous = json.load(f)
+        result = source_choice.source_choice(values.spec, values.output_dir, values.rank_examples, previous)
         markdown = source_choice.format_markdown(result)
         with open(f"{base}.md", "w") as f:
             f.write(markdown + "\n")

@@ -135,13 +135,17 @@ def seed_gains(output_dir, table, row, baseline, column, seeds, metric="best_val
     return gains
 
 
-def source_choice(spec_path, output_dir, rank_examples=0):
+def source_choice(spec_path, output_dir, rank_examples=0, previous=None):
     """Scores the spec's candidates and compares the scores with the gains their rows measured.
 
     Args:
         spec_path: the spec's JSON file.
         output_dir: the harness's ``--output_dir`` (``{output_dir}`` in the spec stands for it).
         rank_examples: score on the first N training images; 0 = all.
+        previous: the result of an earlier call with the same candidates, whose scores are
+            reused instead of scoring again (the scores depend on the sources and the labelled
+            images only: refresh the gains as seeds finish, even where a candidate's soft-label
+            cache is gone); ``rank_examples`` is then ignored.
 
     Returns:
         ``{"candidates": [{label, source, row, leep, nce, logme, seconds, gains, gain, seeds}],
@@ -149,23 +153,22 @@ def source_choice(spec_path, output_dir, rank_examples=0):
         "partial_candidates": [labels of those finished at some seeds only]}``.
 
     Raises:
-        ConfigError: a spec or a source file that cannot be read.
+        ConfigError: a spec or a source file that cannot be read, or a candidate that
+            ``previous`` did not score.
     """
     with open(spec_path) as f:
         spec = json.load(f)
     candidates = spec["candidates"]
     sources = [c["source"].format(output_dir=output_dir) for c in candidates]
     missing = [s for s in sources if s.endswith(".keras") and not os.path.exists(s)]
-    if missing:
+    if missing and previous is None:
         raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
     rows, examples = [], None
     for candidate, source in zip(candidates, sources):
-        # Each candidate alone, with its own flags (weights, a cache whose first view it is scored on).
-        flags = [flag.format(output_dir=output_dir) for flag in candidate.get("flags", ())]
-        config = config_from_args([*spec["rank_flags"], "--soft_label_cache=", f"--sources={source}", *flags])
-        ranking_of_one = run_sources.rank(config, rank_examples=rank_examples, pairs=False)
-        examples = ranking_of_one["examples"]
-        (scores,) = ranking_of_one["rows"]
+        if previous is None:
+            examples, scores = _score(spec, candidate, source, output_dir, rank_examples)
+        else:
+            examples, scores = previous["examples"], _previous_scores(previous, candidate, source)
         gains = seed_gains(
             output_dir, spec["table"], candidate["row"], spec["baseline_row"], spec["column"], spec["seeds"]
         )
@@ -194,6 +197,27 @@ def source_choice(spec_path, output_dir, rank_examples=0):
         "measured_candidates": len(measured),
         "partial_candidates": [r["label"] for r in partial],
     }
+
+
+def _score(spec, candidate, source, output_dir, rank_examples):
+    """``(examples, scores)`` of one candidate, scored alone with its own flags (weights, a cache
+    whose first view it is scored on)."""
+    flags = [flag.format(output_dir=output_dir) for flag in candidate.get("flags", ())]
+    config = config_from_args([*spec["rank_flags"], "--soft_label_cache=", f"--sources={source}", *flags])
+    ranking_of_one = run_sources.rank(config, rank_examples=rank_examples, pairs=False)
+    (scores,) = ranking_of_one["rows"]
+    return ranking_of_one["examples"], scores
+
+
+def _previous_scores(previous, candidate, source):
+    """One candidate's scores from an earlier result: the row with its label, source and row."""
+    for row in previous["candidates"]:
+        if (row["label"], row["source"], row["row"]) == (candidate["label"], source, candidate["row"]):
+            return {name: row[name] for name in (*SCORES, "seconds")}
+    raise ConfigError(
+        f"The earlier result has no scores for the candidate {candidate['label']!r} (source {source}, row "
+        f"{candidate['row']}): score again without --reuse_scores."
+    )
 
 
 def split_by_seeds(rows, seeds):
