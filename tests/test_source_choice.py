@@ -184,3 +184,18 @@ def test_a_spec_that_names_no_file_is_a_clear_error(tmp_path):
         spec.write_text(json.dumps({"candidates": [{"source": "{output_dir}/x.keras", "row": "r", "label": "x"}]}))
         source_choice.source_choice(str(spec), str(tmp_path))
     assert not os.path.exists(tmp_path / "x.keras")
+
+
+def test_the_markdown_never_prints_a_small_p_value_as_zero():
+    row = {"label": "a", "leep": -0.5, "nce": -0.4, "logme": 0.1, "seconds": 1.0, "gain": 2.0, "seeds": [0, 1]}
+    result = {
+        "candidates": [row],
+        "partial_candidates": [],
+        "spearman": {"leep": 0.8, "nce": 0.8, "logme": 0.8},
+        "spearman_p": {"leep": 1 / 6, "nce": 1 / 6, "logme": 1 / 6},
+        "candidates_differ_p": 0.0034,
+        "measured_candidates": 4,
+        "seeds": [0, 1],
+    }
+    markdown = source_choice.format_markdown(result)
+    assert "LEEP +0.80 (p = 0.17)" in markdown and "within each seed): 0.003." in markdown

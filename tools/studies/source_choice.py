@@ -244,6 +244,11 @@ def _seed_list(seeds):
     return ", ".join(map(str, seeds))
 
 
+def _p_value(p):
+    """A p-value to two decimals, or to one significant digit below 0.01 (never printed as 0.00)."""
+    return f"{p:.2f}" if not p < 0.01 else f"{p:.1g}"
+
+
 def format_markdown(result):
     """The comparison as Markdown.
 
@@ -267,7 +272,7 @@ def format_markdown(result):
             f"{gain} |"
         )
     rho = ", ".join(
-        f"{SCORE_NAMES[score]} {value:+.2f} (p = {result['spearman_p'][score]:.2f})"
+        f"{SCORE_NAMES[score]} {value:+.2f} (p = {_p_value(result['spearman_p'][score])})"
         for score, value in result["spearman"].items()
     )
     lines += [
@@ -277,7 +282,7 @@ def format_markdown(result):
         "p-value (how often a random order of the candidates correlates at least as well).",
         "",
         "Do the candidates' gains differ beyond seed noise? Permutation p-value (gains permuted among the "
-        f"candidates within each seed): {result['candidates_differ_p']:.2f}.",
+        f"candidates within each seed): {_p_value(result['candidates_differ_p'])}.",
     ]
     return "\n".join(lines)
 
@@ -317,7 +322,7 @@ def plot(result, output_path):
             axis.scatter([row[score]] * len(seed_values), seed_values, s=12, color=color, alpha=0.4)
         axis.axhline(0.0, color="grey", lw=0.8)
         axis.set_xlabel(SCORE_NAMES[score])
-        axis.set_title(f"Spearman rho {result['spearman'][score]:+.2f} (p = {result['spearman_p'][score]:.2f})")
+        axis.set_title(f"Spearman rho {result['spearman'][score]:+.2f} (p = {_p_value(result['spearman_p'][score])})")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel(f"gain over {result['baseline_row']} (points)")
     handles, labels = axes[0].get_legend_handles_labels()
