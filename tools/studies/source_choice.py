@@ -160,9 +160,10 @@ def source_choice(spec_path, output_dir, rank_examples=0, previous=None):
         spec = json.load(f)
     candidates = spec["candidates"]
     sources = [c["source"].format(output_dir=output_dir) for c in candidates]
-    missing = [s for s in sources if s.endswith(".keras") and not os.path.exists(s)]
-    if missing and previous is None:
-        raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
+    if previous is None:
+        missing = [s for s in sources if s.endswith(".keras") and not os.path.exists(s)]
+        if missing:
+            raise ConfigError(f"Candidate sources not found (train them with tools/reproduce.py first): {missing}")
     rows, examples = [], None
     for candidate, source in zip(candidates, sources):
         if previous is None:
@@ -246,7 +247,7 @@ def _seed_list(seeds):
 
 def _p_value(p):
     """A p-value to two decimals, or to one significant digit below 0.01 (never printed as 0.00)."""
-    return f"{p:.2f}" if not p < 0.01 else f"{p:.1g}"
+    return f"{p:.1g}" if p < 0.01 else f"{p:.2f}"
 
 
 def format_markdown(result):
