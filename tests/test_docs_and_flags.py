@@ -185,6 +185,30 @@ def test_paper_flagfiles_parse(tmp_path):
         assert config.head == "transfer" and config.alpha == 0.1 and config.source_scale == "7/3"
 
 
+def test_few_labels_flagfile_is_the_studys_best_unlabelled_row():
+    # configs/cifar10_few_labels.flags is the study's sskt_lite0_rest row on tfds CIFAR-10: the
+    # same subset, source, recipe and schedule, so the study's numbers describe it.
+    def parsed(flagfile, *extra):
+        values = flags.FlagValues()
+        define_flags(values)
+        values(["prog", f"--flagfile={REPO}/{flagfile}", *extra])
+        return config_from_flags(values)
+
+    recipe = parsed("configs/cifar10_few_labels.flags")
+    # The harness gives the study's rows their dataset (the JPEG copy of tfds' cifar10) and target.
+    study = parsed(
+        "configs/study/cifar10/sskt_lite0_rest.flags", "--soft_label_cache=", "--verbose=1", "--target=resnet20"
+    )
+    differences = {
+        field.name: (getattr(recipe, field.name), getattr(study, field.name))
+        for field in dataclasses.fields(recipe)
+        if getattr(recipe, field.name) != getattr(study, field.name)
+    }
+    assert set(differences) == {"model_dir", "validation_freq", "val_aux_losses"}, differences
+    assert recipe.dataset == "cifar10" and recipe.unlabeled_from_rest and recipe.alpha == 1.0
+    assert (recipe.head, recipe.temperature, recipe.sources) == ("linear", 2.0, ["imagenet/efficientnet_lite0"])
+
+
 def test_choices_and_resume_flags_are_declared_beside_the_fields():
     from sskt_tf.training import config as config_lib
 

@@ -88,6 +88,9 @@ the paper's settings (SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128, 200 e
 lr x0.2 at epochs 60/120/160, T=3, alpha=0.1, ResNet-20, transfer module, and the P+I
 sources: Places365 and ImageNet ResNet-50, one head each). Any flag given after
 `--flagfile` overrides the file: `--sources=imagenet/resnet50` for "I" alone.
+`configs/cifar10_few_labels.flags` is the setting the CIFAR-10 study measured best with few labels
+and unlabelled images (500 labels a class, the rest unlabelled, EfficientNet-Lite0, linear head,
+alpha 1, T 2, 100 epochs): see [the few-labels flagfile](../results/imagenet-sources.md#the-few-labels-flagfile).
 """
 
 
