@@ -13,6 +13,7 @@ import pytest
 from absl import flags
 from helpers.in_process import run_script
 from helpers.processes import REPO
+from helpers.train_flags import train_config
 
 from sskt_tf.cli import flag_reference
 from sskt_tf.training.config import TrainConfig
@@ -188,16 +189,15 @@ def test_paper_flagfiles_parse(tmp_path):
 def test_few_labels_flagfile_is_the_studys_best_unlabelled_row():
     # configs/cifar10_few_labels.flags is the study's sskt_lite0_rest row on tfds CIFAR-10: the
     # same subset, source, recipe and schedule, so the study's numbers describe it.
-    def parsed(flagfile, *extra):
-        values = flags.FlagValues()
-        define_flags(values)
-        values(["prog", f"--flagfile={REPO}/{flagfile}", *extra])
-        return config_from_flags(values)
-
-    recipe = parsed("configs/cifar10_few_labels.flags")
+    recipe = train_config([f"--flagfile={REPO}/configs/cifar10_few_labels.flags"])
     # The harness gives the study's rows their dataset (the JPEG copy of tfds' cifar10) and target.
-    study = parsed(
-        "configs/study/cifar10/sskt_lite0_rest.flags", "--soft_label_cache=", "--verbose=1", "--target=resnet20"
+    study = train_config(
+        [
+            f"--flagfile={REPO}/configs/study/cifar10/sskt_lite0_rest.flags",
+            "--soft_label_cache=",
+            "--verbose=1",
+            "--target=resnet20",
+        ]
     )
     differences = {
         field.name: (getattr(recipe, field.name), getattr(study, field.name))

@@ -8,13 +8,12 @@ import re
 import sys
 
 import pytest
-from absl import flags
 from helpers.in_process import run_script
 from helpers.processes import REPO
+from helpers.train_flags import train_config
 from studies import harness
 
 from sskt_tf.errors import ConfigError
-from sskt_tf.training.flags import config_from_flags, define_flags
 
 PAPER = os.path.join(REPO, "configs", "paper")
 
@@ -257,7 +256,7 @@ def test_paper_tables_are_valid():
     assert tables["video"].paper["sskt_pi"]["ucf101-resnet3d18"] == "52.19"
     assert tables["video_finetune"].paper["sskt_p"]["hmdb51-resnet3d18"] == "57.82"
     finetune_cells = harness.plan([tables["video_finetune"]], output_dir="out")
-    assert all(_train_config(cell.command[2:]).train_from == "layer4" for cell in finetune_cells)
+    assert all(train_config(cell.command[2:]).train_from == "layer4" for cell in finetune_cells)
     for table in tables.values():
         assert "reconstructed layout" in table.title or table.name in ("teachers", "video", "video_finetune")
         for row in table.rows:
@@ -273,23 +272,16 @@ def test_paper_tables_are_valid():
         assert teacher.endswith("/best.keras") and position[os.path.dirname(teacher)] < position[cell.model_dir]
 
 
-def _train_config(args):
-    values = flags.FlagValues()
-    define_flags(values)
-    values(["train.py", *args])
-    return config_from_flags(values)
-
-
 def test_paper_flagfiles_parse_as_train_flags():
     # Needs tools/train.py's --method, --teacher and --maxl_* flags.
-    image_reference = _train_config([f"--flagfile={REPO}/configs/cifar10.flags"])
-    video_reference = _train_config([f"--flagfile={REPO}/configs/ucf101.flags"])
+    image_reference = train_config([f"--flagfile={REPO}/configs/cifar10.flags"])
+    video_reference = train_config([f"--flagfile={REPO}/configs/ucf101.flags"])
     for table in _paper_tables().values():
         reference = video_reference if table.name.startswith("video") else image_reference
         for row in table.rows:
             for column in table.columns:
                 cell = harness.make_cell(table, row, column, 0, "out", train_command=("python", "train.py"))
-                config = _train_config(cell.command[2:])
+                config = train_config(cell.command[2:])
                 assert (config.dataset, config.target, config.model_dir) == (
                     column.dataset,
                     column.target,
@@ -429,16 +421,16 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         for name in ("random", "one_epoch", "two_classes")
     }
     position = {cell.model_dir: index for index, cell in enumerate(cells)}
-    source_config = _train_config(cells[0].command[2:])
+    source_config = train_config(cells[0].command[2:])
     assert source_config.classes == ["airplane", "automobile", "bird", "cat", "deer"]
     assert source_config.train_examples_per_class is None
     targets = [cell for cell in cells if cell.table.name != "cifar10_source" and cell.kind == "train"]
-    assert _train_config(cells[1].command[2:]).lr == 1e-12  # the random control: one step that changes nothing
-    reference = _train_config(targets[0].command[2:])
+    assert train_config(cells[1].command[2:]).lr == 1e-12  # the random control: one step that changes nothing
+    reference = train_config(targets[0].command[2:])
     # The fine-tuned ImageNet network has a fine-tuning schedule of its own; the data is everyone's.
     schedule = ("epochs", "batch_size", "lr", "lr_milestones", "lr_decay", "weight_decay", "validation_freq")
     for cell in targets:
-        config = _train_config(cell.command[2:])
+        config = train_config(cell.command[2:])
         finetune = cell.table.name == "cifar10_finetune"
         for name in ("classes", "train_examples_per_class", "subset_seed", "dataset", *(() if finetune else schedule)):
             assert getattr(config, name) == getattr(reference, name), (cell.description, name)
@@ -499,7 +491,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
     assert len(cache_cells) == 14
-    assert [_train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
+    assert [train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
         [source_model],
         [random_model],
         [candidate_models["sskt_one_epoch_source"]],
@@ -515,7 +507,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     assert len(lite0) == 6  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2
     assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
     others = {name: cell for name, cell in by_name.items() if "_rest_" in name and "_lite0_" not in name}
-    assert {name: _train_config(cell.command[2:-1]).sources for name, cell in others.items()} == {
+    assert {name: train_config(cell.command[2:-1]).sources for name, cell in others.items()} == {
         "cifar10_5to9_500_rest_lite1_128": ["imagenet/efficientnet_lite1"],
         "cifar10_5to9_500_rest_lite2_128": ["imagenet/efficientnet_lite2"],
         "cifar10_5to9_500_rest_cifar_source": [source_model],
@@ -523,7 +515,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.
     assert lite0["cifar10_5to9_500_rest_lite0_128_shuffled"][-2] == "--soft_label_control=shuffle"
     assert lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][-2] == "--soft_label_control=spread:2.74"
-    assert _train_config(lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][:-2]).source_weights == "none"
+    assert train_config(lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][:-2]).source_weights == "none"
 
 
 def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):
@@ -565,4 +557,4 @@ def test_the_harness_reads_every_config_flagfile_as_training_does(monkeypatch):
     nested = [path for path in paths if any(line.startswith("--flagfile=") for line in open(path))]
     assert len(nested) >= 20
     for path in nested:
-        assert _train_config([f"--flagfile={path}"]) == _train_config(harness.read_flagfile(path)), path
+        assert train_config([f"--flagfile={path}"]) == train_config(harness.read_flagfile(path)), path
