@@ -3,11 +3,9 @@
 import os
 
 import numpy as np
-from absl import flags
 from helpers.processes import REPO
+from helpers.train_flags import train_config
 from studies import digits, harness
-
-from sskt_tf.training.flags import config_from_flags, define_flags
 
 STUDY = os.path.join(REPO, "configs", "study")
 
@@ -33,10 +31,7 @@ def test_study_cells_parse_as_train_flags_and_sskt_reads_the_source_run():
     assert [cell.table.name for cell in cells[:1]] == ["digits_teachers"]  # KD's teacher first
     assert len(cells) == 1 + 5 * 5
     for cell in [source_cell, *cells]:
-        values = flags.FlagValues()
-        define_flags(values)
-        values(["train.py", *cell.command[2:]])
-        config = config_from_flags(values)
+        config = train_config(cell.command[2:])
         assert config.image_size == 16 and config.dataset.startswith("folder:runs/digits_study/data/")
         if cell.row.name == "sskt":
             assert config.sources == [os.path.join(source_cell.model_dir, "best.keras")]

@@ -10,14 +10,13 @@ import unicodedata
 from unittest import mock
 
 import pytest
-from absl import flags
 from helpers.in_process import run_script
 from helpers.processes import REPO
 from helpers.train_flags import train_config
 
 from sskt_tf.cli import flag_reference
 from sskt_tf.training.config import TrainConfig
-from sskt_tf.training.flags import config_from_flags, define_flags, to_flagfile
+from sskt_tf.training.flags import to_flagfile
 
 # A ```python block directly after this line (invisible once rendered) is run by
 # test_marked_code_blocks_run.
@@ -163,18 +162,12 @@ def test_flagfile_written_by_a_run_reads_back_to_the_same_config(tmp_path):
     )
     path = tmp_path / "flags.txt"
     path.write_text(to_flagfile(config))
-    values = flags.FlagValues()
-    define_flags(values)
-    values(["prog", f"--flagfile={path}"])
-    assert config_from_flags(values) == config
+    assert train_config([f"--flagfile={path}"]) == config
 
 
 def test_paper_flagfiles_parse(tmp_path):
     for name in ("cifar10", "cifar100", "stl10"):
-        values = flags.FlagValues()
-        define_flags(values)
-        values(["prog", f"--flagfile={REPO}/configs/{name}.flags"])
-        config = config_from_flags(values)
+        config = train_config([f"--flagfile={REPO}/configs/{name}.flags"])
         assert (config.dataset, config.epochs, config.lr_milestones, config.weight_decay) == (
             name,
             200,
