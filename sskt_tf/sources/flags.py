@@ -2,6 +2,8 @@
 
 import logging
 
+import keras
+
 from sskt_tf.sources import layer
 from sskt_tf.sources import spec as spec_lib
 
@@ -10,6 +12,12 @@ def source_weights(config, spec):
     """The weights ``config``'s flags give the source ``spec``: None (random), the family's keyword, or a path."""
     family, _ = spec_lib.parse_spec(spec)
     return family.flag_weights(config)
+
+
+def has_random_weights(config, spec):
+    """Whether ``config``'s flags give the source ``spec`` random weights (its family's weights flag is ``none``)."""
+    family, _ = spec_lib.parse_spec(spec)
+    return bool(family.weights_flag) and family.flag_weights(config) is None
 
 
 def check_source_flags(config, inspect=False):
@@ -27,6 +35,10 @@ def check_source_flags(config, inspect=False):
 def build_sources(config, image_size):
     """The frozen sources named by ``config.sources``.
 
+    Random weights (a family's weights flag ``none``, a study's control) are
+    drawn from ``--seed`` when it is set: the same flags build the same network,
+    in a rerun or a rebuilt soft-label cache.
+
     Args:
         config: a :class:`TrainConfig`.
         image_size: the target's image side length.
@@ -35,6 +47,11 @@ def build_sources(config, image_size):
         A list of :class:`sskt_tf.sources.Source`.
     """
     scale = layer.parse_scale(config.source_scale)
+    specs = [spec for spec in config.sources if spec.strip()]
+    if config.seed >= 0 and any(has_random_weights(config, spec) for spec in specs):
+        # Keras draws unseeded initial weights from its global generator: without this, every
+        # build (each rebuild of a cache) drew another random network under the same settings.
+        keras.utils.set_random_seed(config.seed)
     built = [
         spec_lib.from_spec(
             spec,
@@ -43,8 +60,7 @@ def build_sources(config, image_size):
             source_image_size=config.source_image_size or None,
             weights=source_weights(config, spec),
         )
-        for spec in config.sources
-        if spec.strip()
+        for spec in specs
     ]
     for source in built:
         logging.info(

