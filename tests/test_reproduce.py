@@ -465,11 +465,14 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
             assert (config.alpha, config.temperature) == (alpha, temperature), cell.description
             assert (config.unlabeled_from_rest, config.unlabeled_ratio) == (rest, 1.0)
             assert config.head == ("transfer" if not rest or paper or cell.row.name.endswith("_transfer") else "linear")
-            assert config.source_weights == ("none" if cell.row.name.endswith("_random") else "imagenet")
+            random = "_random" in cell.row.name  # the random-weights control (its unseeded and seeded draws)
+            assert config.source_weights == ("none" if random else "imagenet")
             cache = f"out/cache/cifar10_5to9_500_{'rest_' if rest else ''}lite0_{'lite2_' if two else ''}{size}"
-            cache += {"sskt_lite0_rest_shuffled": "_shuffled", "sskt_lite0_rest_random": "_random_spread"}.get(
-                cell.row.name, ""
-            )
+            cache += {
+                "sskt_lite0_rest_shuffled": "_shuffled",
+                "sskt_lite0_rest_random": "_random_spread",
+                "sskt_lite0_rest_random_seeded": "_random_spread_seed0",
+            }.get(cell.row.name, "")
             assert config.soft_label_cache == cache, cell.description
         elif config.method == "sskt":
             expected = candidate_models.get(cell.row.name, source_model)
@@ -490,7 +493,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
         elif cell.row.name.startswith("kd_warmup"):
             assert "/cifar10_teachers/scratch_warmup/" in config.teacher
     cache_cells = [cell for cell in cells if cell.kind == "cache"]
-    assert len(cache_cells) == 14
+    assert len(cache_cells) == 15
     assert [train_config(cell.command[2:-1]).sources for cell in cache_cells[:4]] == [
         [source_model],
         [random_model],
@@ -504,7 +507,7 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     assert merged.command[-2:] == (f"--merge={','.join(parts)}", f"--soft_label_cache={merged.model_dir}")
     assert all(position[merged.model_dir] > position[part] for part in parts)
     lite0 = {name: cell.command[2:] for name, cell in by_name.items() if "_lite0_" in name}
-    assert len(lite0) == 6  # 128 and 96; with the unlabelled images; the two controls; Lite0 + Lite2
+    assert len(lite0) == 7  # 128 and 96; with the unlabelled images; the controls (two random draws); Lite0 + Lite2
     assert {flags[-1] for flags in lite0.values()} == {"--views=100", "--views=20"}
     others = {name: cell for name, cell in by_name.items() if "_rest_" in name and "_lite0_" not in name}
     assert {name: train_config(cell.command[2:-1]).sources for name, cell in others.items()} == {
@@ -514,8 +517,12 @@ def test_cifar10_study_tables_share_one_subset_and_schedule_and_chain_source_cac
     }
     # The controls' caches: the trained Lite0's soft labels shuffled; a random Lite0 at the trained one's spread.
     assert lite0["cifar10_5to9_500_rest_lite0_128_shuffled"][-2] == "--soft_label_control=shuffle"
-    assert lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][-2] == "--soft_label_control=spread:2.74"
-    assert train_config(lite0["cifar10_5to9_500_rest_lite0_128_random_spread"][:-2]).source_weights == "none"
+    for random in (
+        "cifar10_5to9_500_rest_lite0_128_random_spread",
+        "cifar10_5to9_500_rest_lite0_128_random_spread_seed0",
+    ):
+        assert lite0[random][-2] == "--soft_label_control=spread:2.74"
+        assert train_config(lite0[random][:-2]).source_weights == "none"
 
 
 def test_nested_flagfiles_are_followed_as_absl_follows_them(tmp_path, monkeypatch):
