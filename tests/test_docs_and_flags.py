@@ -179,14 +179,29 @@ def test_paper_flagfiles_parse(tmp_path):
         assert config.head == "transfer" and config.alpha == 0.1 and config.source_scale == "7/3"
 
 
-def test_few_labels_flagfile_is_the_studys_best_unlabelled_row():
-    # configs/cifar10_few_labels.flags is the study's sskt_lite0_rest row on tfds CIFAR-10: the
-    # same subset, source, recipe and schedule, so the study's numbers describe it.
-    recipe = train_config([f"--flagfile={REPO}/configs/cifar10_few_labels.flags"])
+@pytest.mark.parametrize(
+    "flagfile, row, recipe_fields",
+    [
+        (
+            "cifar10_few_labels",
+            "sskt_lite0_rest",
+            dict(unlabeled_from_rest=True, head="linear", alpha=1.0, temperature=2.0),
+        ),
+        (
+            "cifar10_few_labels_labelled_only",
+            "sskt_lite0_a1_t1",
+            dict(unlabeled_from_rest=False, head="transfer", alpha=1.0, temperature=1.0),
+        ),
+    ],
+)
+def test_few_labels_flagfiles_are_the_studys_best_rows(flagfile, row, recipe_fields):
+    # Each few-labels flagfile is a study row on tfds CIFAR-10 (with and without the unlabelled
+    # images): the same subset, source, recipe and schedule, so the study's numbers describe it.
+    recipe = train_config([f"--flagfile={REPO}/configs/{flagfile}.flags"])
     # The harness gives the study's rows their dataset (the JPEG copy of tfds' cifar10) and target.
     study = train_config(
         [
-            f"--flagfile={REPO}/configs/study/cifar10/sskt_lite0_rest.flags",
+            f"--flagfile={REPO}/configs/study/cifar10/{row}.flags",
             "--soft_label_cache=",
             "--verbose=1",
             "--target=resnet20",
@@ -198,8 +213,8 @@ def test_few_labels_flagfile_is_the_studys_best_unlabelled_row():
         if getattr(recipe, field.name) != getattr(study, field.name)
     }
     assert set(differences) == {"model_dir", "validation_freq", "val_aux_losses"}, differences
-    assert recipe.dataset == "cifar10" and recipe.unlabeled_from_rest and recipe.alpha == 1.0
-    assert (recipe.head, recipe.temperature, recipe.sources) == ("linear", 2.0, ["imagenet/efficientnet_lite0"])
+    assert recipe.dataset == "cifar10" and recipe.sources == ["imagenet/efficientnet_lite0"]
+    assert {name: getattr(recipe, name) for name in recipe_fields} == recipe_fields
 
 
 def test_choices_and_resume_flags_are_declared_beside_the_fields():

@@ -90,7 +90,10 @@ sources: Places365 and ImageNet ResNet-50, one head each). Any flag given after
 `--flagfile` overrides the file: `--sources=imagenet/resnet50` for "I" alone.
 `configs/cifar10_few_labels.flags` is the setting the CIFAR-10 study measured best with few labels
 and unlabelled images (500 labels a class, the rest unlabelled, EfficientNet-Lite0, linear head,
-alpha 1, T 2, 100 epochs): see [the few-labels flagfile](../results/imagenet-sources.md#the-few-labels-flagfile).
+alpha 1, T 2, 100 epochs): see [the few-labels flagfile](../results/imagenet-sources.md#the-few-labels-flagfiles).
+`configs/cifar10_few_labels_labelled_only.flags` is the best it measured without unlabelled images
+(the same labels and source, the transfer module with alpha 1, T 1): see
+[the labelled-only settings](../results/imagenet-sources.md#the-labelled-only-settings).
 """
 
 
